@@ -1,0 +1,1 @@
+//! Cross-resource analysis with Istio's analyzers and message catalogue.
