@@ -695,31 +695,29 @@ pub fn valid_path_template(p: &str) -> bool {
     re.as_ref().is_none_or(|re| !re.is_match(p))
 }
 
-/// The condition keys Istio understands, with the check each applies to its values.
-fn validate_attribute(key: &str, values: &[String]) -> Result<(), String> {
-    if values.iter().any(String::is_empty) {
-        return Err(format!("empty value not allowed, found in {key}"));
-    }
-    let map_key = |k: &str| -> Result<(), String> {
+/// What Istio checks on the values of a condition key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ValueCheck {
+    /// Any non-empty string.
+    Any,
+    /// IP addresses or CIDR blocks.
+    Ip,
+    /// Port numbers.
+    Port,
+}
+
+/// The condition keys Istio understands (`request.headers[NAME]`, `source.ip`, ...), with the
+/// check each applies to its values; `Err` says why the key is refused.
+fn classify_key(key: &str) -> Result<ValueCheck, String> {
+    let map_key = |k: &str| -> Result<ValueCheck, String> {
         match k.find('[') {
-            Some(open) if k.ends_with(']') && open > 0 && open + 2 < k.len() => Ok(()),
+            Some(open) if k.ends_with(']') && open > 0 && open + 2 < k.len() => Ok(ValueCheck::Any),
             _ => Err(format!("bad key ({k}): should have format a[b]")),
-        }
-    };
-    let ips = |vs: &[String]| -> Result<(), String> {
-        let bad: Vec<String> = vs
-            .iter()
-            .filter_map(|v| shared::validate_ip_or_cidr(v).err())
-            .collect();
-        if bad.is_empty() {
-            Ok(())
-        } else {
-            Err(bad.join("; "))
         }
     };
     match key {
         k if k.starts_with("request.headers") => map_key(k),
-        "source.ip" | "remote.ip" | "destination.ip" => ips(values),
+        "source.ip" | "remote.ip" | "destination.ip" => Ok(ValueCheck::Ip),
         "source.namespace"
         | "source.principal"
         | "source.serviceAccount"
@@ -727,19 +725,9 @@ fn validate_attribute(key: &str, values: &[String]) -> Result<(), String> {
         | "request.auth.principal"
         | "request.auth.audiences"
         | "request.auth.presenter"
-        | "connection.sni" => Ok(()),
+        | "connection.sni" => Ok(ValueCheck::Any),
         k if k.starts_with("request.auth.claims") => map_key(k),
-        "destination.port" => {
-            let bad: Vec<String> = values
-                .iter()
-                .filter_map(|v| shared::validate_port_string(v).err())
-                .collect();
-            if bad.is_empty() {
-                Ok(())
-            } else {
-                Err(bad.join("; "))
-            }
-        }
+        "destination.port" => Ok(ValueCheck::Port),
         k if k.starts_with("experimental.envoy.filters.") => map_key(k),
         "destination.namespace" => Err(format!(
             "attribute {key} is replaced by the metadata.namespace"
@@ -753,6 +741,18 @@ fn validate_attribute(key: &str, values: &[String]) -> Result<(), String> {
         _ => Err(format!(
             "unknown attribute: {key}; supported keys are request.headers[NAME], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, source.trustDomain, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME], destination.ip, destination.port, connection.sni and experimental.envoy.filters.*[NAME]"
         )),
+    }
+}
+
+/// Checks one value of a condition; `Err` says what is wrong with it.
+fn check_value(check: ValueCheck, key: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err(format!("empty value not allowed, found in {key}"));
+    }
+    match check {
+        ValueCheck::Any => Ok(()),
+        ValueCheck::Ip => shared::validate_ip_or_cidr(v),
+        ValueCheck::Port => shared::validate_port_string(v),
     }
 }
 
@@ -772,17 +772,26 @@ fn validate_condition(c: &Condition, path: &Path, report: &mut Report) {
         );
         return;
     }
-    if let Err(e) = validate_attribute(&c.key, &c.values) {
-        report.error(
-            &path.field("values"),
-            format!("invalid `value` for `key` {}: {e}", c.key),
-        );
-    }
-    if let Err(e) = validate_attribute(&c.key, &c.not_values) {
-        report.error(
-            &path.field("notValues"),
-            format!("invalid `notValue` for `key` {}: {e}", c.key),
-        );
+    let check = match classify_key(&c.key) {
+        Ok(check) => check,
+        Err(e) => {
+            report.error(&key, format!("invalid `key` {}: {e}", c.key));
+            return;
+        }
+    };
+    for (values, field, what) in [
+        (&c.values, "values", "value"),
+        (&c.not_values, "notValues", "notValue"),
+    ] {
+        let p = path.field(field);
+        for (i, v) in values.iter().enumerate() {
+            if let Err(e) = check_value(check, &c.key, v) {
+                report.error(
+                    &p.index(i),
+                    format!("invalid `{what}` for `key` {}: {e}", c.key),
+                );
+            }
+        }
     }
 }
 
@@ -804,17 +813,21 @@ mod tests {
 
     #[test]
     fn attributes() {
-        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert!(validate_attribute("request.headers[x]", &v(&["a"])).is_ok());
-        assert!(validate_attribute("request.headers[]", &v(&["a"])).is_err());
-        assert!(validate_attribute("request.headers", &v(&["a"])).is_err());
-        assert!(validate_attribute("source.ip", &v(&["1.2.3.4", "10.0.0.0/8"])).is_ok());
-        assert!(validate_attribute("source.ip", &v(&["a.b.c.d"])).is_err());
-        assert!(validate_attribute("destination.port", &v(&["80"])).is_ok());
-        assert!(validate_attribute("destination.port", &v(&["http"])).is_err());
-        assert!(validate_attribute("destination.labels[app]", &v(&["a"])).is_err());
-        assert!(validate_attribute("key1", &v(&["a"])).is_err());
-        assert!(validate_attribute("connection.sni", &v(&[""])).is_err());
+        assert_eq!(classify_key("request.headers[x]"), Ok(ValueCheck::Any));
+        assert!(classify_key("request.headers[]").is_err());
+        assert!(classify_key("request.headers").is_err());
+        assert_eq!(classify_key("source.ip"), Ok(ValueCheck::Ip));
+        assert_eq!(classify_key("destination.port"), Ok(ValueCheck::Port));
+        assert!(classify_key("destination.labels[app]").is_err());
+        assert!(classify_key("key1").is_err());
+        assert_eq!(
+            classify_key("experimental.envoy.filters.a.b[c]"),
+            Ok(ValueCheck::Any)
+        );
+        assert!(check_value(ValueCheck::Ip, "source.ip", "10.0.0.0/8").is_ok());
+        assert!(check_value(ValueCheck::Ip, "source.ip", "a.b.c.d").is_err());
+        assert!(check_value(ValueCheck::Port, "destination.port", "http").is_err());
+        assert!(check_value(ValueCheck::Any, "connection.sni", "").is_err());
     }
 
     #[test]
