@@ -5,6 +5,9 @@
 //! resources through [`Context`] and reports [`Message`]s built from the catalogue in
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
+pub mod authn_blocked_cidrs;
+pub mod authz_authorization_policies;
+pub mod k8sgateway_selector;
 pub mod messages;
 pub mod util;
 
@@ -315,6 +318,9 @@ pub trait Analyzer: Sync {
 /// Every analyzer weft runs, in the order they run.
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
+    &authz_authorization_policies::AuthorizationPoliciesAnalyzer,
+    &authn_blocked_cidrs::BlockedCidrsAnalyzer,
+    &k8sgateway_selector::GatewaySelectorAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
