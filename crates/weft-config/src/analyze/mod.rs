@@ -1,1 +1,371 @@
-//! Cross-resource analysis with Istio's analyzers and message catalogue.
+//! Cross-resource analysis, as `istioctl analyze` does it: Istio's analyzers, message codes,
+//! levels and texts.
+//!
+//! An analyzer implements [`Analyzer`] in its own file and is listed in [`ANALYZERS`]. It reads
+//! resources through [`Context`] and reports [`Message`]s built from the catalogue in
+//! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
+
+pub mod messages;
+pub mod util;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::mesh::MeshConfig;
+use crate::resource::{Kind, Resource, Source};
+
+/// How serious a message is, as istioctl ranks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Level {
+    /// Parses `Info`, `Warning` or `Error` (any case), as `--failure-threshold` takes them.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s.to_ascii_lowercase().as_str() {
+            "info" => Some(Level::Info),
+            "warning" | "warn" => Some(Level::Warning),
+            "error" => Some(Level::Error),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Info => "Info",
+            Level::Warning => "Warning",
+            Level::Error => "Error",
+        })
+    }
+}
+
+/// One entry of Istio's message catalogue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MessageType {
+    /// Istio's name for the message (`ReferencedResourceNotFound`).
+    pub name: &'static str,
+    /// The code (`IST0101`).
+    pub code: &'static str,
+    pub level: Level,
+    pub description: &'static str,
+    /// Go `fmt` template filled with the message's arguments.
+    pub template: &'static str,
+    /// Names of the template arguments, in order.
+    pub args: &'static [&'static str],
+}
+
+/// A value substituted into a message template. Formats like Go's `fmt` verbs do
+/// (`%s`/`%v` plain, `%q` quoted, lists as `[a b]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Str(String),
+    Int(i64),
+    StrList(Vec<String>),
+    IntList(Vec<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(s: &str) -> Self {
+        Arg::Str(s.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(s: String) -> Self {
+        Arg::Str(s)
+    }
+}
+impl From<&String> for Arg {
+    fn from(s: &String) -> Self {
+        Arg::Str(s.clone())
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg::Int(i64::from(v))
+    }
+}
+impl From<i32> for Arg {
+    fn from(v: i32) -> Self {
+        Arg::Int(i64::from(v))
+    }
+}
+impl From<usize> for Arg {
+    fn from(v: usize) -> Self {
+        Arg::Int(v as i64)
+    }
+}
+impl From<Vec<String>> for Arg {
+    fn from(v: Vec<String>) -> Self {
+        Arg::StrList(v)
+    }
+}
+impl From<Vec<i64>> for Arg {
+    fn from(v: Vec<i64>) -> Self {
+        Arg::IntList(v)
+    }
+}
+
+/// Go's `%q` for a string: double-quoted with Go escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Arg {
+    fn format(&self, verb: char) -> String {
+        match (self, verb) {
+            (Arg::Str(s), 'q') => go_quote(s),
+            (Arg::Str(s), _) => s.clone(),
+            (Arg::Int(i), 'q') => format!("'{}'", char::from_u32(*i as u32).unwrap_or('?')),
+            (Arg::Int(i), _) => i.to_string(),
+            (Arg::StrList(v), 'q') => {
+                format!(
+                    "[{}]",
+                    v.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(" ")
+                )
+            }
+            (Arg::StrList(v), _) => format!("[{}]", v.join(" ")),
+            (Arg::IntList(v), _) => {
+                format!(
+                    "[{}]",
+                    v.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
+                )
+            }
+        }
+    }
+}
+
+/// Fills a Go `fmt` template (`%s`, `%q`, `%v`, `%d`, `%%`) with `args`.
+pub fn format_template(template: &str, args: &[Arg]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut args = args.iter();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some(verb) => match args.next() {
+                Some(a) => out.push_str(&a.format(verb)),
+                None => out.push_str(&format!("%!{verb}(MISSING)")),
+            },
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// One finding of an analyzer about one resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub ty: &'static MessageType,
+    pub args: Vec<Arg>,
+    /// The resource the message is about, as `Kind namespace/name`.
+    pub origin: String,
+    /// Where the resource came from, when it was read from a file.
+    pub source: Option<Source>,
+    /// A field path inside the resource the message points at, when known.
+    pub reference: Option<String>,
+}
+
+impl Message {
+    /// A message of type `ty` about `resource`, with template arguments `args`.
+    pub fn new(ty: &'static MessageType, resource: &Resource, args: Vec<Arg>) -> Self {
+        Message {
+            ty,
+            args,
+            origin: resource.key(),
+            source: Some(resource.source.clone()),
+            reference: None,
+        }
+    }
+
+    /// Points the message at a field of the resource (`spec.http[0].route[0].destination.host`).
+    pub fn at(mut self, reference: impl Into<String>) -> Self {
+        self.reference = Some(reference.into());
+        self
+    }
+
+    /// The rendered text of the message (its template filled with its arguments).
+    pub fn text(&self) -> String {
+        format_template(self.ty.template, &self.args)
+    }
+
+    /// The documentation page for this message code, as istioctl links it.
+    pub fn documentation_url(&self) -> String {
+        format!(
+            "https://istio.io/latest/docs/reference/config/analysis/{}/",
+            self.ty.code.to_lowercase()
+        )
+    }
+
+    /// The message as istioctl's `-o json|yaml` shows it.
+    pub fn to_output(&self) -> OutputMessage {
+        OutputMessage {
+            code: self.ty.code.to_string(),
+            documentation_url: self.documentation_url(),
+            level: self.ty.level.to_string(),
+            message: self.text(),
+            origin: self.origin.clone(),
+            reference: self.reference.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for Message {
+    /// `Error [IST0101] (VirtualService default/reviews) Referenced host not found: "x"`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} [{}] ({}) {}",
+            self.ty.level,
+            self.ty.code,
+            self.origin,
+            self.text()
+        )
+    }
+}
+
+/// A message in istioctl's machine-readable output shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputMessage {
+    pub code: String,
+    pub documentation_url: String,
+    pub level: String,
+    pub message: String,
+    pub origin: String,
+    pub reference: String,
+}
+
+/// What analyzers see: every resource, indexed by kind, and the mesh configuration.
+pub struct Context<'a> {
+    by_kind: HashMap<Kind, Vec<&'a Resource>>,
+    /// The mesh configuration (`--meshConfigFile`, or Istio's defaults).
+    pub mesh: &'a MeshConfig,
+}
+
+impl<'a> Context<'a> {
+    /// Indexes `resources` for analysis.
+    pub fn new(resources: &'a [Resource], mesh: &'a MeshConfig) -> Self {
+        let mut by_kind: HashMap<Kind, Vec<&'a Resource>> = HashMap::new();
+        for r in resources {
+            by_kind.entry(r.kind).or_default().push(r);
+        }
+        Context { by_kind, mesh }
+    }
+
+    /// Every resource of `kind`, in input order.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &'a Resource> + '_ {
+        self.by_kind
+            .get(&kind)
+            .into_iter()
+            .flat_map(|v| v.iter().copied())
+    }
+
+    /// The resource of `kind` named `name` in `namespace`, if present.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&'a Resource> {
+        self.of_kind(kind)
+            .find(|r| r.namespace() == namespace && r.name() == name)
+    }
+
+    /// The mesh root namespace (MeshConfig `rootNamespace`, default `istio-system`).
+    pub fn root_namespace(&self) -> &str {
+        util::root_namespace(self.mesh)
+    }
+}
+
+/// An analyzer: reads resources, reports messages.
+pub trait Analyzer: Sync {
+    /// Istio's name for the analyzer (`virtualservice.DestinationHostAnalyzer`).
+    fn name(&self) -> &'static str;
+    /// One line on what it checks (for `--list-analyzers`).
+    fn description(&self) -> &'static str;
+    /// Runs the analysis, appending findings to `out`.
+    fn analyze(&self, ctx: &Context<'_>, out: &mut Vec<Message>);
+}
+
+/// Every analyzer weft runs, in the order they run.
+pub static ANALYZERS: &[&dyn Analyzer] = &[
+    // Each analyzer file adds its line here.
+];
+
+/// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
+/// messages sorted as istioctl prints them.
+pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>) -> Vec<Message> {
+    let ctx = Context::new(resources, mesh);
+    let mut out = Vec::new();
+    for a in ANALYZERS {
+        if only.is_some_and(|names| !names.contains(&a.name())) {
+            continue;
+        }
+        a.analyze(&ctx, &mut out);
+    }
+    sort_messages(&mut out);
+    out
+}
+
+/// istioctl's order: by origin, then code, then text.
+pub fn sort_messages(msgs: &mut [Message]) {
+    msgs.sort_by(|a, b| {
+        a.origin
+            .cmp(&b.origin)
+            .then_with(|| a.ty.code.cmp(b.ty.code))
+            .then_with(|| a.text().cmp(&b.text()))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_go_verbs() {
+        let t = "Referenced %s not found: %q (%d, %v) 100%%";
+        let s = format_template(
+            t,
+            &[
+                "host".into(),
+                "a\"b".into(),
+                Arg::Int(3),
+                Arg::StrList(vec!["x".into(), "y".into()]),
+            ],
+        );
+        assert_eq!(s, "Referenced host not found: \"a\\\"b\" (3, [x y]) 100%");
+    }
+
+    #[test]
+    fn missing_args_are_visible() {
+        assert_eq!(
+            format_template("%s and %s", &["a".into()]),
+            "a and %!s(MISSING)"
+        );
+    }
+}
