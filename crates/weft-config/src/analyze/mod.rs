@@ -5,11 +5,10 @@
 //! resources through [`Context`] and reports [`Message`]s built from the catalogue in
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
-pub mod authn_blocked_cidrs;
-pub mod authz_authorization_policies;
-pub mod k8sgateway_selector;
 pub mod annotations_catalogue;
 pub mod annotations_k8s;
+pub mod authn_blocked_cidrs;
+pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
@@ -17,6 +16,7 @@ pub mod externalcontrolplane_external_control_plane;
 pub mod injection_analyzer;
 pub mod injection_image;
 pub mod injection_image_auto;
+pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
 pub mod schema_validation;

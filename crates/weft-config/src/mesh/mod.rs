@@ -65,13 +65,12 @@ pub struct MeshConfig {
     )]
     pub protocol_detection_timeout: Option<Duration>,
     /// TCP keepalive for upstream connections.
-    // merged later: networking ConnectionPoolSettings.TCPSettings.TcpKeepalive
     #[serde(
         default,
         alias = "tcp_keepalive",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tcp_keepalive: Option<serde_json::Value>,
+    pub tcp_keepalive: Option<crate::networking::destination_rule::TcpKeepalive>,
     /// Ingress class handled by Istio's ingress controller.
     #[serde(
         default,
@@ -223,13 +222,13 @@ pub struct MeshConfig {
     )]
     pub root_namespace: String,
     /// Locality load balancing.
-    // merged later: networking LocalityLoadBalancerSetting
     #[serde(
         default,
         alias = "locality_lb_setting",
         skip_serializing_if = "Option::is_none"
     )]
-    pub locality_lb_setting: Option<serde_json::Value>,
+    pub locality_lb_setting:
+        Option<crate::networking::destination_rule::LocalityLoadBalancerSetting>,
     /// DNS refresh rate of DNS clusters.
     #[serde(
         default,
@@ -432,13 +431,12 @@ pub struct ConfigSource {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
     /// TLS to the source.
-    // merged later: networking ClientTLSSettings
     #[serde(
         default,
         alias = "tls_settings",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tls_settings: Option<serde_json::Value>,
+    pub tls_settings: Option<crate::networking::destination_rule::ClientTlsSettings>,
     /// Resources received from the source.
     #[serde(
         default,
@@ -540,13 +538,12 @@ pub struct Ca {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
     /// TLS to the CA.
-    // merged later: networking ClientTLSSettings
     #[serde(
         default,
         alias = "tls_settings",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tls_settings: Option<serde_json::Value>,
+    pub tls_settings: Option<crate::networking::destination_rule::ClientTlsSettings>,
     /// CSR forwarding timeout.
     #[serde(
         default,
@@ -754,7 +751,12 @@ impl MeshConfig {
             proxy::validate_proxy_config(pc, &path.field("defaultConfig"), report);
         }
         if let Some(lb) = &self.locality_lb_setting {
-            validate_locality_lb(lb, &path.field("localityLbSetting"), report);
+            crate::networking::destination_rule::validate_locality_lb_setting(
+                lb,
+                true,
+                &path.field("localityLbSetting"),
+                report,
+            );
         }
         let ss = path.field("serviceSettings");
         for (i, s) in self.service_settings.iter().enumerate() {
@@ -843,150 +845,4 @@ impl Validate for MeshConfig {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
         self.validate_at(path, report);
     }
-}
-
-/// Istio's `ValidateLocalityLbSetting` (mesh-wide, so failover needs no outlier detection),
-/// on the untyped setting.
-fn validate_locality_lb(lb: &serde_json::Value, path: &Path, report: &mut Report) {
-    let list = |k: &str, alt: &str| -> Vec<serde_json::Value> {
-        lb.get(k)
-            .or_else(|| lb.get(alt))
-            .and_then(|v| v.as_array())
-            .cloned()
-            .unwrap_or_default()
-    };
-    let distribute = list("distribute", "distribute");
-    let failover = list("failover", "failover");
-    let priority: Vec<String> = list("failoverPriority", "failover_priority")
-        .iter()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
-    if !distribute.is_empty() && !failover.is_empty() {
-        report.error(
-            path,
-            "can not simultaneously specify 'distribute' and 'failover'",
-        );
-        return;
-    }
-    if !failover.is_empty() {
-        for l in &priority {
-            if matches!(
-                l.as_str(),
-                "topology.kubernetes.io/region"
-                    | "topology.kubernetes.io/zone"
-                    | "topology.istio.io/subzone"
-            ) {
-                report.error(
-                    path,
-                    format!("can not simultaneously set 'failover' and topology label '{l}' in 'failover_priority'"),
-                );
-                return;
-            }
-        }
-    }
-    let text = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let mut src = Vec::new();
-    for d in &distribute {
-        src.push(text(d.get("from")));
-        let mut total: u64 = 0;
-        let mut dests = Vec::new();
-        if let Some(to) = d.get("to").and_then(|t| t.as_object()) {
-            for (loc, w) in to {
-                dests.push(loc.clone());
-                let w = w.as_u64().unwrap_or(0);
-                if w == 0 || w > 100 {
-                    report.error(path, "locality weight must be in range [1, 100]");
-                    return;
-                }
-                total += w;
-            }
-        }
-        if total != 100 {
-            report.error(path, format!("total locality weight {total} != 100"));
-            return;
-        }
-        if let Err(e) = validate_localities(&dests) {
-            report.error(path, e);
-        }
-    }
-    if let Err(e) = validate_localities(&src) {
-        report.error(path, e);
-    }
-    for f in &failover {
-        let from = text(f.get("from"));
-        let to = text(f.get("to"));
-        if from == to {
-            report.error(
-                path,
-                "locality lb failover settings must specify different regions",
-            );
-        }
-        if from.contains('/') || to.contains('/') {
-            report.error(path, "locality lb failover only specify region");
-        }
-        if from.contains('*') || to.contains('*') {
-            report.error(
-                path,
-                "locality lb failover region should not contain '*' wildcard",
-            );
-        }
-    }
-}
-
-/// Istio's `validateLocalities`: wildcards only at the end, no overlaps.
-fn validate_localities(localities: &[String]) -> Result<(), String> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut map: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    let overlap = |l: &str| format!("locality {l} overlap with previous specified ones");
-    for l in localities {
-        let stars = l.matches('*').count();
-        if stars > 0 && (stars > 1 || !l.ends_with('*')) {
-            return Err(format!(
-                "locality {l} wildcard '*' number can not exceed 1 and must be in the end"
-            ));
-        }
-        if map.contains_key("*") {
-            return Err(overlap(l));
-        }
-        let items: Vec<&str> = l.splitn(3, '/').collect();
-        if items.iter().any(|i| i.is_empty()) {
-            return Err(format!(
-                "locality {l} must not contain empty region/zone/subzone info"
-            ));
-        }
-        let region = items[0].to_string();
-        match items.len() {
-            1 => {
-                if map.contains_key(&region) {
-                    return Err(overlap(l));
-                }
-                map.insert(
-                    region,
-                    BTreeMap::from([("*".to_string(), BTreeSet::from(["*".to_string()]))]),
-                );
-            }
-            2 => {
-                let zone = items[1].to_string();
-                let zones = map.entry(region).or_default();
-                if zones.contains_key("*") || zones.contains_key(&zone) {
-                    return Err(overlap(l));
-                }
-                zones.insert(zone, BTreeSet::from(["*".to_string()]));
-            }
-            _ => {
-                let zone = items[1].to_string();
-                let sub = items[2].to_string();
-                let zones = map.entry(region).or_default();
-                if zones.contains_key("*") {
-                    return Err(overlap(l));
-                }
-                let subs = zones.entry(zone).or_default();
-                if subs.contains("*") || subs.contains(&sub) {
-                    return Err(overlap(l));
-                }
-                subs.insert(sub);
-            }
-        }
-    }
-    Ok(())
 }

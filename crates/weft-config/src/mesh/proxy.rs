@@ -81,13 +81,13 @@ pub struct Tracing {
     /// Sampling percentage (0.0-100.0).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub sampling: f64,
-    /// TLS to the tracing backend; merged later: networking ClientTLSSettings.
+    /// TLS to the tracing backend.
     #[serde(
         default,
         alias = "tls_settings",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tls_settings: Option<serde_json::Value>,
+    pub tls_settings: Option<crate::networking::destination_rule::ClientTlsSettings>,
     /// Whether Istio-specific tags are added to spans.
     #[serde(
         default,
@@ -381,20 +381,20 @@ pub struct RemoteService {
     /// `host:port` of the service.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
-    /// TLS to the service; merged later: networking ClientTLSSettings.
+    /// TLS to the service.
     #[serde(
         default,
         alias = "tls_settings",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tls_settings: Option<serde_json::Value>,
-    /// TCP keepalive; merged later: ConnectionPoolSettings.TCPSettings.TcpKeepalive.
+    pub tls_settings: Option<crate::networking::destination_rule::ClientTlsSettings>,
+    /// TCP keepalive.
     #[serde(
         default,
         alias = "tcp_keepalive",
         skip_serializing_if = "Option::is_none"
     )]
-    pub tcp_keepalive: Option<serde_json::Value>,
+    pub tcp_keepalive: Option<crate::networking::destination_rule::TcpKeepalive>,
 }
 
 /// Headers the proxy adds or passes on.
@@ -758,13 +758,13 @@ pub struct ProxyConfig {
     /// Mesh ID.
     #[serde(default, alias = "mesh_id", skip_serializing_if = "String::is_empty")]
     pub mesh_id: String,
-    /// VM readiness probe; merged later: networking ReadinessProbe.
+    /// VM readiness probe.
     #[serde(
         default,
         alias = "readiness_probe",
         skip_serializing_if = "Option::is_none"
     )]
-    pub readiness_probe: Option<serde_json::Value>,
+    pub readiness_probe: Option<crate::networking::workload::ReadinessProbe>,
     /// Extra Envoy stats.
     #[serde(
         default,
