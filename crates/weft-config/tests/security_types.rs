@@ -355,3 +355,16 @@ fn warnings_match_istio_unit_cases() {
     }
     assert!(checked > 20, "only {checked} cases checked");
 }
+
+#[test]
+fn port_level_mtls_null_is_absent_but_empty_is_refused() {
+    assert!(errors(&pa("  portLevelMtls: null\n")).is_empty());
+    let e = parse_one(&pa(
+        "  selector:\n    matchLabels:\n      a: b\n  portLevelMtls: {}\n",
+    ))
+    .expect_err("empty map");
+    assert!(
+        e.contains("spec.portLevelMtls in body should have at least 1 properties"),
+        "{e}"
+    );
+}

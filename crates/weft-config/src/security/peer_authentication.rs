@@ -94,7 +94,10 @@ fn port_map<'de, D>(d: D) -> Result<BTreeMap<String, MutualTls>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    let m = Option::<BTreeMap<String, MutualTls>>::deserialize(d)?.unwrap_or_default();
+    // `null` is the same as leaving the field out.
+    let Some(m) = Option::<BTreeMap<String, MutualTls>>::deserialize(d)? else {
+        return Ok(BTreeMap::new());
+    };
     if m.is_empty() {
         return Err(D::Error::custom(
             "spec.portLevelMtls in body should have at least 1 properties (omit portLevelMtls rather than leaving it empty)",
