@@ -119,8 +119,7 @@ fn parse_port_key(k: &str) -> Result<u32, String> {
 }
 
 impl Validate for PeerAuthentication {
-    fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::reject_dry_run_annotation(ctx, report);
+    fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
         shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
         let ports = path.field("portLevelMtls");
         if !self.port_level_mtls.is_empty() && !self.has_workload_selector() {
@@ -179,16 +178,14 @@ mod tests {
 
     #[test]
     fn dry_run_annotation_refused() {
-        let mut meta = ObjectMeta::default();
-        meta.annotations
-            .insert(shared::DRY_RUN_ANNOTATION.into(), "true".into());
-        let ctx = Context {
-            kind: Kind::PeerAuthentication,
-            metadata: &meta,
-            root_namespace: "istio-system",
-        };
-        let mut r = Report::default();
-        PeerAuthentication::default().validate(&ctx, &Path::root("spec"), &mut r);
-        assert!(r.has_errors());
+        let text = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: pa\n  namespace: ns\n  annotations: {istio.io/dry-run: \"true\"}\nspec:\n  mtls: {mode: STRICT}\n";
+        let parsed = crate::parse_str(text, "pa.yaml");
+        let diags = crate::validate::validate_resource(&parsed.resources[0]);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.path.as_deref() == Some("metadata.annotations[istio.io/dry-run]")),
+            "{diags:?}"
+        );
     }
 }

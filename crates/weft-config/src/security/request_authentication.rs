@@ -141,8 +141,7 @@ impl JwtRule {
 }
 
 impl Validate for RequestAuthentication {
-    fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::reject_dry_run_annotation(ctx, report);
+    fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
         shared::validate_one_of_selector(
             self.selector.is_some(),
             self.target_ref.is_some(),

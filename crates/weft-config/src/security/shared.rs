@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
-use crate::validate::{Context, Path, Report, common};
+use crate::validate::{Path, Report, common};
 
 /// The annotation that turns an AuthorizationPolicy into a dry run (only ALLOW and DENY).
 pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
@@ -261,20 +261,6 @@ pub fn parse_go_bool(s: &str) -> Option<bool> {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
-    }
-}
-
-/// The `istio.io/dry-run` annotation is only understood on AuthorizationPolicy; other kinds
-/// that carry it are refused, as Istio does.
-pub fn reject_dry_run_annotation(ctx: &Context<'_>, report: &mut Report) {
-    if ctx.metadata.annotations.contains_key(DRY_RUN_ANNOTATION) {
-        report.error(
-            &Path::root("metadata").field("annotations").key(DRY_RUN_ANNOTATION),
-            format!(
-                "unsupported annotation {DRY_RUN_ANNOTATION} on {}: only AuthorizationPolicy supports it; remove the annotation",
-                ctx.kind
-            ),
-        );
     }
 }
 

@@ -163,6 +163,21 @@ pub fn validate_resource_in(r: &Resource, root_namespace: &str) -> Vec<Diagnosti
 
 fn validate_metadata(r: &Resource, report: &mut Report) {
     let meta = Path::root("metadata");
+    // Istio understands `istio.io/dry-run` only on AuthorizationPolicy (checked there) and
+    // refuses it on every other kind rather than silently enforcing the resource.
+    const DRY_RUN: &str = "istio.io/dry-run";
+    if r.kind.is_istio()
+        && r.kind != Kind::AuthorizationPolicy
+        && r.metadata.annotations.contains_key(DRY_RUN)
+    {
+        report.error(
+            &meta.field("annotations").key(DRY_RUN),
+            format!(
+                "unsupported annotation {DRY_RUN} on {}: only AuthorizationPolicy supports it; remove the annotation",
+                r.kind
+            ),
+        );
+    }
     let name = &r.metadata.name;
     if !name.is_empty() && !common::is_dns1123_subdomain(name) {
         report.error(
