@@ -126,10 +126,17 @@ pub struct Args {
     pub analyzers: Vec<String>,
     /// Colour the message levels (default: when standard output is a terminal and TERM is not
     /// `dumb`).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub color: Option<bool>,
     /// Analyze a live cluster. weft reads files only, so only `--use-kube=false` is accepted.
-    #[arg(short = 'k', long = "use-kube", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(
+        short = 'k',
+        long = "use-kube",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub use_kube: Option<bool>,
     /// Do not fail on documents that cannot be parsed.
     #[arg(long = "ignore-unknown")]
