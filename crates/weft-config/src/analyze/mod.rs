@@ -7,6 +7,8 @@
 
 pub mod annotations_catalogue;
 pub mod annotations_k8s;
+pub mod authn_blocked_cidrs;
+pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
@@ -14,6 +16,7 @@ pub mod externalcontrolplane_external_control_plane;
 pub mod injection_analyzer;
 pub mod injection_image;
 pub mod injection_image_auto;
+pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
 pub mod schema_validation;
@@ -389,6 +392,9 @@ pub trait Analyzer: Sync {
 /// Every analyzer weft runs, in the order they run.
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
+    &authz_authorization_policies::AuthorizationPoliciesAnalyzer,
+    &authn_blocked_cidrs::BlockedCidrsAnalyzer,
+    &k8sgateway_selector::GatewaySelectorAnalyzer,
     &annotations_k8s::K8sAnalyzer,
     &conditions_condition::ConditionAnalyzer,
     &deployment_application_uid::ApplicationUidAnalyzer,
