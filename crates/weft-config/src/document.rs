@@ -259,6 +259,7 @@ pub fn resource_from_value(v: Value, source: Source) -> Result<Resource, Box<Dia
         ));
     }
 
+    let mut status = None;
     let spec = if kind.is_istio() {
         for k in map.keys() {
             if !matches!(
@@ -273,10 +274,20 @@ pub fn resource_from_value(v: Value, source: Source) -> Result<Resource, Box<Dia
                 ));
             }
         }
-        let spec_value = map.remove("spec").unwrap_or(Value::Null);
-        if spec_value.is_null() {
-            return Err(fail("spec".into(), "spec: Required value".into()));
-        }
+        status = map.remove("status").filter(|v| !v.is_null());
+        let spec_value = match map.remove("spec") {
+            Some(v) if !v.is_null() => v,
+            // The CRDs of these kinds declare `spec` required; the others accept a resource
+            // with only metadata (or only status), as the API server does.
+            _ if matches!(
+                kind,
+                Kind::ServiceEntry | Kind::WorkloadEntry | Kind::WorkloadGroup
+            ) =>
+            {
+                return Err(fail("spec".into(), "spec: Required value".into()));
+            }
+            _ => Value::Object(Default::default()),
+        };
         istio_spec(kind, &spec_value).map_err(|(p, m)| fail(p, m))?
     } else {
         let whole = Value::Object(map);
@@ -287,6 +298,7 @@ pub fn resource_from_value(v: Value, source: Source) -> Result<Resource, Box<Dia
         kind,
         metadata,
         spec,
+        status,
         source,
     })
 }

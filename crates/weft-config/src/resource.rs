@@ -425,6 +425,10 @@ pub struct Resource {
     pub kind: Kind,
     pub metadata: ObjectMeta,
     pub spec: Spec,
+    /// `status` of an Istio resource as written (controllers' conditions), untyped: weft reads
+    /// it only to report what a controller said. Kubernetes kinds keep theirs in `spec`'s object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
     /// Where the resource came from.
     #[serde(skip)]
     pub source: Source,

@@ -265,7 +265,7 @@ pub fn status_json(r: &Resource) -> Option<Value> {
             .as_ref()
             .and_then(|st| serde_json::to_value(st).ok()),
         Spec::Untyped(v) => v.get("status").cloned(),
-        _ => None,
+        _ => r.status.clone(),
     }
 }
 
