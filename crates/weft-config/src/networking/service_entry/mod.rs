@@ -1,14 +1,112 @@
-//! Placeholder: filled in with the full Istio API.
+//! Istio's `ServiceEntry` (`networking.istio.io`): adds services (usually external ones, or
+//! VMs) to Istio's service registry.
+//!
+//! The types follow `networking/v1alpha3/service_entry.proto`. Endpoints are
+//! [`WorkloadEntry`] values, as in the proto.
+
+mod validation;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{Context, Path, Report, Validate};
+use crate::networking::destination_rule::checks::{is_default, istio_enum};
+use crate::networking::workload::WorkloadEntry;
 
-/// `ServiceEntry` spec.
+/// `ServiceEntry` spec: hosts, ports and endpoints of a service added to the registry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceEntry {}
-
-impl Validate for ServiceEntry {
-    fn validate(&self, _ctx: &Context<'_>, _path: &Path, _report: &mut Report) {}
+pub struct ServiceEntry {
+    /// Host names of the service (matched against HTTP Host / SNI; may start with `*.`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// Virtual IPs or CIDR blocks of the service (CIDRs only for NONE/STATIC resolution).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// Ports the service listens on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ServicePort>,
+    /// Whether the service is outside or part of the mesh.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub location: Location,
+    /// How endpoint addresses are found.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub resolution: Resolution,
+    /// Static endpoints of the service (excludes `workloadSelector`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<WorkloadEntry>,
+    /// Selects Pods and WorkloadEntries as endpoints (MESH_INTERNAL; excludes `endpoints`).
+    #[serde(
+        default,
+        alias = "workload_selector",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub workload_selector: Option<WorkloadSelector>,
+    /// Namespaces the service is visible to (`.` own, `*` all, `~` none).
+    #[serde(default, alias = "export_to", skip_serializing_if = "Vec::is_empty")]
+    pub export_to: Vec<String>,
+    /// Accepted SANs of the endpoints' server certificates.
+    #[serde(
+        default,
+        alias = "subject_alt_names",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub subject_alt_names: Vec<String>,
 }
+
+/// A port of a ServiceEntry (`ServicePort`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServicePort {
+    /// Port number (1-65535).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub number: u32,
+    /// Protocol: HTTP, HTTPS, HTTP2, GRPC, TLS, TCP, MONGO, ... (sniffed when empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    /// Port name (a DNS label, unique within the entry).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Port on the endpoints that receives the traffic (defaults to `number`).
+    #[serde(default, alias = "target_port", skip_serializing_if = "is_default")]
+    pub target_port: u32,
+}
+
+/// Label selector of a ServiceEntry or Sidecar (`networking.v1alpha3.WorkloadSelector`, which
+/// uses `labels` where the shared `istio.type` selector uses `matchLabels`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadSelector {
+    /// Labels a workload must carry to be selected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+istio_enum! {
+    /// Whether a ServiceEntry's service is in the mesh (`ServiceEntry.Location`).
+    pub enum Location {
+        /// Outside the mesh: no mTLS, treated as external in telemetry.
+        MeshExternal = "MESH_EXTERNAL",
+        /// Part of the mesh (VMs, other clusters).
+        MeshInternal = "MESH_INTERNAL",
+    }
+}
+
+istio_enum! {
+    /// How a ServiceEntry's endpoint addresses are resolved (`ServiceEntry.Resolution`).
+    pub enum Resolution {
+        /// Use the connection's original destination address.
+        None = "NONE",
+        /// Use the IPs given in `endpoints` (or selected workloads).
+        Static = "STATIC",
+        /// Resolve endpoint (or host) names by DNS, connecting to all addresses.
+        Dns = "DNS",
+        /// Resolve by DNS, connecting to the first address only.
+        DnsRoundRobin = "DNS_ROUND_ROBIN",
+        /// Resolve the requested name (Host header / SNI) under a wildcard host by DNS.
+        DynamicDns = "DYNAMIC_DNS",
+    }
+}
+
+#[cfg(test)]
+mod tests;

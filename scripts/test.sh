@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (idempotently), then runs every check.
+# Usage: scripts/test.sh            (from anywhere inside the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build artefacts live outside the clone so that repeated runs (and CI on fresh clones) reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
+export CARGO_TERM_COLOR=never
+
+# The conformance data lives beside the repository (../shared). A missing folder is a failure.
+if [ -z "${WEFT_CONFORMANCE_DIR:-}" ]; then
+  WEFT_CONFORMANCE_DIR="$(cd .. && pwd)/shared/conformance/istio"
+fi
+export WEFT_CONFORMANCE_DIR
+if [ ! -f "$WEFT_CONFORMANCE_DIR/README.md" ]; then
+  echo "error: Istio conformance data not found at $WEFT_CONFORMANCE_DIR (set WEFT_CONFORMANCE_DIR)" >&2
+  exit 1
+fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "prerequisites"
+command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+step "format"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+out="${CARGO_TARGET_DIR}/test-output.txt"
+status=0
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+
+step "conformance summary"
+cargo test -q -p weft-config --test conformance_validation --test conformance_analyzers -- --nocapture 2>&1 \
+  | grep -E '^(validation conformance|analyzer conformance)' || true
+
+step "summary"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$out"
+exit "$status"
