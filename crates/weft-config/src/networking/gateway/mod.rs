@@ -1,14 +1,19 @@
-//! Placeholder: filled in with the full Istio API.
+//! `Gateway` (`networking.istio.io`): listeners of an ingress or egress gateway, with Istio's
+//! validation. [`ServerTlsSettings`] is shared with the Sidecar's ingress listeners.
 
-use serde::{Deserialize, Serialize};
+mod types;
+mod validate;
+
+pub use types::*;
+pub use validate::{UNIX_ADDRESS_PREFIX, is_valid_cipher_suite, validate_tls_options};
 
 use crate::validate::{Context, Path, Report, Validate};
 
-/// `Gateway` spec.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Gateway {}
-
 impl Validate for Gateway {
-    fn validate(&self, _ctx: &Context<'_>, _path: &Path, _report: &mut Report) {}
+    fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
+        validate::validate_gateway(self, &ctx.metadata.name, path, report);
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,14 +1,18 @@
-//! Placeholder: filled in with the full Istio API.
+//! `Sidecar` (`networking.istio.io`): the inbound and outbound listeners of a workload's
+//! proxy and the services it can reach, with Istio's validation.
 
-use serde::{Deserialize, Serialize};
+mod types;
+mod validate;
+
+pub use types::*;
 
 use crate::validate::{Context, Path, Report, Validate};
 
-/// `Sidecar` spec.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Sidecar {}
-
 impl Validate for Sidecar {
-    fn validate(&self, _ctx: &Context<'_>, _path: &Path, _report: &mut Report) {}
+    fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
+        validate::validate_sidecar(self, ctx.namespace(), path, report);
+    }
 }
+
+#[cfg(test)]
+mod tests;

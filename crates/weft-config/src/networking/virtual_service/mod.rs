@@ -1,14 +1,28 @@
-//! Placeholder: filled in with the full Istio API.
+//! `VirtualService` (`networking.istio.io`): traffic routing rules, with Istio's validation.
+//!
+//! The types mirror `istio.networking.v1alpha3.VirtualService` field by field; validation
+//! follows Istio's `ValidateVirtualService` and the CRD schema. [`checks`] holds Istio's host,
+//! port, address and label rules, shared with the Gateway and Sidecar kinds.
 
-use serde::{Deserialize, Serialize};
+pub mod checks;
+pub(crate) mod serde_util;
+mod types;
+pub mod unreachable;
+mod validate;
+
+pub use types::*;
+pub use validate::{
+    MESH_GATEWAY, is_jwt_claim_header, validate_destination, validate_header_value,
+    validate_match_header_name,
+};
 
 use crate::validate::{Context, Path, Report, Validate};
 
-/// `VirtualService` spec.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct VirtualService {}
-
 impl Validate for VirtualService {
-    fn validate(&self, _ctx: &Context<'_>, _path: &Path, _report: &mut Report) {}
+    fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
+        validate::validate_virtual_service(self, ctx.namespace(), path, report);
+    }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
