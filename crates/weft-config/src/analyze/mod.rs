@@ -5,7 +5,11 @@
 //! resources through [`Context`] and reports [`Message`]s built from the catalogue in
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
+pub mod destinationrule_ca_certificates;
+pub mod destinationrule_pod_not_selected;
 pub mod messages;
+pub mod serviceentry_conflicting_protocol;
+pub mod serviceentry_protocol_addresses;
 pub mod util;
 
 use std::collections::HashMap;
@@ -315,6 +319,10 @@ pub trait Analyzer: Sync {
 /// Every analyzer weft runs, in the order they run.
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
+    &destinationrule_ca_certificates::CaCertificateAnalyzer,
+    &destinationrule_pod_not_selected::PodNotSelectedAnalyzer,
+    &serviceentry_protocol_addresses::ProtocolAddressesAnalyzer,
+    &serviceentry_conflicting_protocol::ConflictingServiceEntryProtocolAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
