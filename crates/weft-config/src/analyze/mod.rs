@@ -5,12 +5,28 @@
 //! resources through [`Context`] and reports [`Message`]s built from the catalogue in
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
+pub mod annotations_catalogue;
+pub mod annotations_k8s;
+pub mod authn_blocked_cidrs;
+pub mod authz_authorization_policies;
+pub mod conditions_condition;
+pub mod deployment_application_uid;
+pub mod deployment_service_association;
 pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
+pub mod externalcontrolplane_external_control_plane;
+pub mod injection_analyzer;
+pub mod injection_image;
+pub mod injection_image_auto;
+pub mod k8sgateway_selector;
+pub mod maturity_alpha;
 pub mod messages;
+pub mod schema_validation;
+pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
 pub mod util;
+pub mod webhook_analyzer;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -269,21 +285,57 @@ pub struct OutputMessage {
     pub reference: String,
 }
 
-/// What analyzers see: every resource, indexed by kind, and the mesh configuration.
+/// What analyzers see: every resource, indexed by kind and by name, and the mesh configuration.
+/// Lookups by name are hash lookups, so analyzers that cross-reference resources stay linear.
 pub struct Context<'a> {
     by_kind: HashMap<Kind, Vec<&'a Resource>>,
+    /// kind -> `namespace/name` -> the first resource with that identity.
+    by_name: HashMap<Kind, HashMap<(&'a str, &'a str), &'a Resource>>,
+    /// kind -> namespace -> the resources of that kind in that namespace, in input order.
+    by_namespace: HashMap<Kind, HashMap<&'a str, Vec<&'a Resource>>>,
     /// The mesh configuration (`--meshConfigFile`, or Istio's defaults).
     pub mesh: &'a MeshConfig,
+    /// The mesh configuration as protobuf-style JSON, for reading fields by name.
+    mesh_json: serde_json::Value,
+    /// `rootNamespace` from the mesh configuration, or `istio-system`.
+    root_ns: String,
 }
 
 impl<'a> Context<'a> {
     /// Indexes `resources` for analysis.
     pub fn new(resources: &'a [Resource], mesh: &'a MeshConfig) -> Self {
         let mut by_kind: HashMap<Kind, Vec<&'a Resource>> = HashMap::new();
+        let mut by_name: HashMap<Kind, HashMap<(&'a str, &'a str), &'a Resource>> = HashMap::new();
+        let mut by_namespace: HashMap<Kind, HashMap<&'a str, Vec<&'a Resource>>> = HashMap::new();
         for r in resources {
             by_kind.entry(r.kind).or_default().push(r);
+            by_name
+                .entry(r.kind)
+                .or_default()
+                .entry((r.namespace(), r.name()))
+                .or_insert(r);
+            by_namespace
+                .entry(r.kind)
+                .or_default()
+                .entry(r.namespace())
+                .or_default()
+                .push(r);
         }
-        Context { by_kind, mesh }
+        let mesh_json = serde_json::to_value(mesh).unwrap_or(serde_json::Value::Null);
+        let root_ns = mesh_json
+            .get("rootNamespace")
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(util::root_namespace(mesh))
+            .to_string();
+        Context {
+            by_kind,
+            by_name,
+            by_namespace,
+            mesh,
+            mesh_json,
+            root_ns,
+        }
     }
 
     /// Every resource of `kind`, in input order.
@@ -294,15 +346,40 @@ impl<'a> Context<'a> {
             .flat_map(|v| v.iter().copied())
     }
 
+    /// Every resource of `kind` in `namespace`, in input order.
+    pub fn of_kind_in(
+        &self,
+        kind: Kind,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a Resource> + '_ {
+        let found: &[&'a Resource] = self
+            .by_namespace
+            .get(&kind)
+            .and_then(|m| m.get(namespace))
+            .map_or(&[], Vec::as_slice);
+        found.iter().copied()
+    }
+
     /// The resource of `kind` named `name` in `namespace`, if present.
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<&'a Resource> {
-        self.of_kind(kind)
-            .find(|r| r.namespace() == namespace && r.name() == name)
+        let m = self.by_name.get(&kind)?;
+        // Keys borrow from the resources; look up by comparing without building a key.
+        m.get(&(namespace, name) as &(&str, &str)).copied()
+    }
+
+    /// The Namespace resource called `name`, if it is among the inputs.
+    pub fn namespace(&self, name: &str) -> Option<&'a Resource> {
+        self.get(Kind::Namespace, "", name)
+    }
+
+    /// The mesh configuration as protobuf-style JSON (camelCase keys; absent fields omitted).
+    pub fn mesh_json(&self) -> &serde_json::Value {
+        &self.mesh_json
     }
 
     /// The mesh root namespace (MeshConfig `rootNamespace`, default `istio-system`).
     pub fn root_namespace(&self) -> &str {
-        util::root_namespace(self.mesh)
+        &self.root_ns
     }
 }
 
@@ -319,6 +396,34 @@ pub trait Analyzer: Sync {
 /// Every analyzer weft runs, in the order they run.
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
+    &authz_authorization_policies::AuthorizationPoliciesAnalyzer,
+    &authn_blocked_cidrs::BlockedCidrsAnalyzer,
+    &k8sgateway_selector::GatewaySelectorAnalyzer,
+    &annotations_k8s::K8sAnalyzer,
+    &conditions_condition::ConditionAnalyzer,
+    &deployment_application_uid::ApplicationUidAnalyzer,
+    &deployment_service_association::ServiceAssociationAnalyzer,
+    &externalcontrolplane_external_control_plane::ExternalControlPlaneAnalyzer,
+    &injection_analyzer::InjectionAnalyzer,
+    &injection_image::ImageAnalyzer,
+    &injection_image_auto::ImageAutoAnalyzer,
+    &maturity_alpha::AlphaAnalyzer,
+    &service_port_name::PortNameAnalyzer,
+    &webhook_analyzer::WebhookAnalyzer,
+    &schema_validation::VIRTUAL_SERVICE,
+    &schema_validation::DESTINATION_RULE,
+    &schema_validation::GATEWAY,
+    &schema_validation::SERVICE_ENTRY,
+    &schema_validation::WORKLOAD_ENTRY,
+    &schema_validation::WORKLOAD_GROUP,
+    &schema_validation::SIDECAR,
+    &schema_validation::ENVOY_FILTER,
+    &schema_validation::PROXY_CONFIG,
+    &schema_validation::PEER_AUTHENTICATION,
+    &schema_validation::REQUEST_AUTHENTICATION,
+    &schema_validation::AUTHORIZATION_POLICY,
+    &schema_validation::TELEMETRY,
+    &schema_validation::WASM_PLUGIN,
     &destinationrule_ca_certificates::CaCertificateAnalyzer,
     &destinationrule_pod_not_selected::PodNotSelectedAnalyzer,
     &serviceentry_protocol_addresses::ProtocolAddressesAnalyzer,
@@ -337,6 +442,9 @@ pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>)
         a.analyze(&ctx, &mut out);
     }
     sort_messages(&mut out);
+    // istioctl reports each distinct message once (analyzers may find the same problem
+    // through several paths, e.g. one webhook overlap per label permutation).
+    out.dedup();
     out
 }
 
