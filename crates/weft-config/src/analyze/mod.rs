@@ -12,6 +12,8 @@ pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
+pub mod destinationrule_ca_certificates;
+pub mod destinationrule_pod_not_selected;
 pub mod externalcontrolplane_external_control_plane;
 pub mod injection_analyzer;
 pub mod injection_image;
@@ -21,6 +23,8 @@ pub mod maturity_alpha;
 pub mod messages;
 pub mod schema_validation;
 pub mod service_port_name;
+pub mod serviceentry_conflicting_protocol;
+pub mod serviceentry_protocol_addresses;
 pub mod util;
 pub mod webhook_analyzer;
 
@@ -420,6 +424,10 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &schema_validation::AUTHORIZATION_POLICY,
     &schema_validation::TELEMETRY,
     &schema_validation::WASM_PLUGIN,
+    &destinationrule_ca_certificates::CaCertificateAnalyzer,
+    &destinationrule_pod_not_selected::PodNotSelectedAnalyzer,
+    &serviceentry_protocol_addresses::ProtocolAddressesAnalyzer,
+    &serviceentry_conflicting_protocol::ConflictingServiceEntryProtocolAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
