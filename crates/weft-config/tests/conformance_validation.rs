@@ -97,12 +97,23 @@ fn errors_of(text: &str, file: &str) -> Vec<String> {
     errs
 }
 
+/// Cases weft knowingly decides differently from Istio, with the reason. Each must still fail:
+/// a case that starts passing has to be taken off this list.
+const KNOWN_DIVERGENCES: &[(&str, usize, &str)] = &[(
+    "validation/serviceentry-valid.yaml",
+    1,
+    "`addresses: [1.2.3.4, 001:db8::]`: a plain scalar ending in ':' inside a flow sequence is a \
+     YAML syntax error for libyaml (and a one-pair mapping for YAML 1.2 parsers); Go's yaml \
+     package reads it as the string \"001:db8::\". Quoting the address works in both.",
+)];
+
 #[test]
 fn istio_validation_cases() {
     let cases = cases();
     assert!(!cases.is_empty(), "no validation cases found");
     let mut failures = Vec::new();
     let mut wording = 0usize;
+    let mut diverged = 0usize;
     let mut rejects = 0usize;
     let mut per_file: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for c in &cases {
@@ -119,6 +130,21 @@ fn istio_validation_cases() {
         };
         let entry = per_file.entry(c.file.clone()).or_default();
         entry.1 += 1;
+        if let Some((_, _, why)) = KNOWN_DIVERGENCES
+            .iter()
+            .find(|(f, i, _)| *f == c.file && *i == c.index)
+        {
+            if ok {
+                failures.push(format!(
+                    "{} #{} passes now: remove it from KNOWN_DIVERGENCES",
+                    c.file, c.index
+                ));
+            } else {
+                println!("known divergence: {} #{}: {why}", c.file, c.index);
+                diverged += 1;
+            }
+            continue;
+        }
         if ok {
             entry.0 += 1;
         } else {
@@ -147,10 +173,10 @@ fn istio_validation_cases() {
     for (f, (pass, total)) in &per_file {
         println!("{f}: {pass}/{total}");
     }
-    let passed = cases.len() - failures.len();
+    let passed = cases.len() - failures.len() - diverged;
     println!(
-        "validation conformance: {passed}/{} verdicts match; {wording}/{rejects} rejections also match Istio's wording",
-        cases.len()
+        "validation conformance: {passed}/{} verdicts match ({diverged} known divergence); {wording}/{rejects} rejections also match Istio's wording",
+        cases.len(),
     );
     assert!(
         failures.is_empty(),
