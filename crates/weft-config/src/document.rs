@@ -275,17 +275,10 @@ pub fn resource_from_value(v: Value, source: Source) -> Result<Resource, Box<Dia
             }
         }
         status = map.remove("status").filter(|v| !v.is_null());
+        // A missing spec reads as empty, as `istioctl analyze` reads files; kinds whose CRD
+        // requires `spec` are refused by validation (`spec: Required value`).
         let spec_value = match map.remove("spec") {
             Some(v) if !v.is_null() => v,
-            // The CRDs of these kinds declare `spec` required; the others accept a resource
-            // with only metadata (or only status), as the API server does.
-            _ if matches!(
-                kind,
-                Kind::ServiceEntry | Kind::WorkloadEntry | Kind::WorkloadGroup
-            ) =>
-            {
-                return Err(fail("spec".into(), "spec: Required value".into()));
-            }
             _ => Value::Object(Default::default()),
         };
         istio_spec(kind, &spec_value).map_err(|(p, m)| fail(p, m))?
@@ -317,8 +310,44 @@ pub fn typed<T: DeserializeOwned>(v: &Value, root: &str) -> Result<T, (String, S
             format!("{root}.{inner}")
         };
         let msg = e.into_inner().to_string();
-        (path.clone(), format!("{path}: {msg}"))
+        match kube_type_error(&msg) {
+            Some(kube) => (path.clone(), format!("{path} in body {kube} ({msg})")),
+            None => (path.clone(), format!("{path}: {msg}")),
+        }
     })
+}
+
+/// Restates serde's `invalid type: X, expected Y` in the API server's words
+/// (`must be of type object: "null"`), so messages read the same as `kubectl apply`'s.
+fn kube_type_error(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let want = if expected.starts_with("struct") || expected.starts_with("a map") {
+        "object"
+    } else if expected.starts_with("a sequence") {
+        "array"
+    } else if expected.starts_with("a string") || expected.contains("duration string") {
+        "string"
+    } else if expected.starts_with('u') || expected.starts_with('i') {
+        "integer"
+    } else if expected.starts_with('f') {
+        "number"
+    } else if expected.starts_with("a boolean") {
+        "boolean"
+    } else {
+        return None;
+    };
+    let got = match found.split_whitespace().next()? {
+        "null" | "unit" => "null",
+        "string" => "string",
+        "integer" => "integer",
+        "floating" => "number",
+        "boolean" => "boolean",
+        "sequence" => "array",
+        "map" => "object",
+        _ => return None,
+    };
+    Some(format!("must be of type {want}: \"{got}\""))
 }
 
 fn istio_spec(kind: Kind, v: &Value) -> Result<Spec, (String, String)> {

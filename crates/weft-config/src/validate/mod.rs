@@ -129,6 +129,16 @@ pub fn validate_resource_in(r: &Resource, root_namespace: &str) -> Vec<Diagnosti
     };
     validate_metadata(r, &mut report);
     let spec = Path::root("spec");
+    // The CRDs of these kinds declare `spec` required; an empty one is what a missing one reads as.
+    let spec_missing = match &r.spec {
+        Spec::ServiceEntry(s) => *s == Default::default(),
+        Spec::WorkloadEntry(s) => *s == Default::default(),
+        Spec::WorkloadGroup(s) => *s == Default::default(),
+        _ => false,
+    };
+    if spec_missing {
+        report.error(&spec, "spec: Required value");
+    }
     match &r.spec {
         Spec::VirtualService(s) => s.validate(&ctx, &spec, &mut report),
         Spec::DestinationRule(s) => s.validate(&ctx, &spec, &mut report),
