@@ -5,7 +5,11 @@
 //! resources through [`Context`] and reports [`Message`]s built from the catalogue in
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
+pub mod envoyfilter_patch;
 pub mod messages;
+pub mod telemetry_default_selector;
+pub mod telemetry_provider;
+pub mod telemetry_selector;
 pub mod util;
 
 use std::collections::HashMap;
@@ -315,6 +319,10 @@ pub trait Analyzer: Sync {
 /// Every analyzer weft runs, in the order they run.
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
+    &envoyfilter_patch::EnvoyPatchAnalyzer,
+    &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
+    &telemetry_provider::TelemetryProviderAnalyzer,
+    &telemetry_selector::TelemetrySelectorAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
