@@ -6,6 +6,7 @@
 //! [`messages`] (generated from Istio's `messages.yaml`; see `tests/messages_catalogue.rs`).
 
 pub mod envoyfilter_patch;
+pub mod k8sgateway_selector;
 pub mod messages;
 pub mod telemetry_default_selector;
 pub mod telemetry_provider;
@@ -320,6 +321,7 @@ pub trait Analyzer: Sync {
 pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
     &envoyfilter_patch::EnvoyPatchAnalyzer,
+    &k8sgateway_selector::K8sGatewaySelectorAnalyzer,
     &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
     &telemetry_provider::TelemetryProviderAnalyzer,
     &telemetry_selector::TelemetrySelectorAnalyzer,
