@@ -642,3 +642,71 @@ fn proxy_config_rules() {
         "  concurrency: 0\n  environment_variables: {A: b}\n  image: {image_type: debug}\n",
     ));
 }
+
+fn analyze_text(yaml: &str, mesh: &str, analyzer: &str) -> Vec<String> {
+    let parsed = parse_str(yaml, "a.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let mesh = parse_mesh_config(mesh, "mesh.yaml").expect("mesh");
+    weft_config::analyze::analyze(&parsed.resources, &mesh, Some(&[analyzer]))
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
+
+#[test]
+fn provider_analyzer_respects_mesh_default_providers() {
+    let t = telemetry("  accessLogging:\n  - disabled: false\n");
+    let msgs = analyze_text(&t, "", "telemetry.ProviderAnalyzer");
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning [IST0157] (Telemetry default/t) The Telemetry t in namespace \"default\" with empty providers will be ignored."
+        ]
+    );
+    let msgs = analyze_text(
+        &t,
+        "defaultProviders: {accessLogging: [envoy]}\n",
+        "telemetry.ProviderAnalyzer",
+    );
+    assert!(msgs.is_empty(), "{msgs:?}");
+}
+
+#[test]
+fn telemetry_selector_messages() {
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p1, namespace: default, labels: {app: a, v: '1'}}\n---\n"
+        .to_string()
+        + &telemetry("  selector: {matchLabels: {app: a}}\n").replace("name: t,", "name: t1,")
+        + "\n---\n"
+        + &telemetry("  selector: {matchLabels: {v: '1'}}\n").replace("name: t,", "name: t2,")
+        + "\n---\n"
+        + &telemetry("  selector: {matchLabels: {app: b, v: '2'}}\n").replace("name: t,", "name: t3,");
+    let msgs = analyze_text(&yaml, "", "telemetry.SelectorAnalyzer");
+    assert!(
+        msgs.contains(
+            &"Error [IST0101] (Telemetry default/t3) Referenced selector not found: \"app=b,v=2\""
+                .to_string()
+        ),
+        "{msgs:#?}"
+    );
+    assert!(msgs.contains(&"Error [IST0159] (Telemetry default/t1) The Telemetries [t1 t2] in namespace \"default\" select the same workload pod \"p1\", which can lead to undefined behavior.".to_string()), "{msgs:#?}");
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+}
+
+#[test]
+fn k8s_gateway_selector_analyzer_on_telemetry_and_wasm() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: gw-1, namespace: default, labels: {gateway.networking.k8s.io/gateway-name: gw}}\n---\n";
+    let yaml = pod.to_string()
+        + &telemetry("  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: gw}}\n")
+        + "\n---\n"
+        + &wasm("  url: oci://x/y\n  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: gw}}\n")
+        + "\n---\n"
+        + &telemetry("  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: gw}}\n  targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: gw}\n").replace("name: t,", "name: t-ok,");
+    let msgs = analyze_text(&yaml, "", "k8sgateway.SelectorAnalyzer");
+    assert_eq!(
+        msgs,
+        vec![
+            "Warning [IST0166] (Telemetry default/t) Ineffective selector on Kubernetes Gateway gw. Use the TargetRef field instead.",
+            "Warning [IST0166] (WasmPlugin default/w) Ineffective selector on Kubernetes Gateway gw. Use the TargetRef field instead.",
+        ]
+    );
+}

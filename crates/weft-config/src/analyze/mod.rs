@@ -14,6 +14,7 @@ pub mod deployment_application_uid;
 pub mod deployment_service_association;
 pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
+pub mod envoyfilter_patch;
 pub mod externalcontrolplane_external_control_plane;
 pub mod injection_analyzer;
 pub mod injection_image;
@@ -25,6 +26,9 @@ pub mod schema_validation;
 pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
+pub mod telemetry_default_selector;
+pub mod telemetry_provider;
+pub mod telemetry_selector;
 pub mod util;
 pub mod webhook_analyzer;
 
@@ -398,7 +402,6 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     // Each analyzer file adds its line here.
     &authz_authorization_policies::AuthorizationPoliciesAnalyzer,
     &authn_blocked_cidrs::BlockedCidrsAnalyzer,
-    &k8sgateway_selector::GatewaySelectorAnalyzer,
     &annotations_k8s::K8sAnalyzer,
     &conditions_condition::ConditionAnalyzer,
     &deployment_application_uid::ApplicationUidAnalyzer,
@@ -428,6 +431,11 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &destinationrule_pod_not_selected::PodNotSelectedAnalyzer,
     &serviceentry_protocol_addresses::ProtocolAddressesAnalyzer,
     &serviceentry_conflicting_protocol::ConflictingServiceEntryProtocolAnalyzer,
+    &envoyfilter_patch::EnvoyPatchAnalyzer,
+    &k8sgateway_selector::K8sGatewaySelectorAnalyzer,
+    &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
+    &telemetry_provider::TelemetryProviderAnalyzer,
+    &telemetry_selector::TelemetrySelectorAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the

@@ -448,10 +448,6 @@ const DEPRECATED_FILTER_NAMES: &[(&str, &str)] = &[
     ("envoy.ext_authz", "envoy.filters.http.ext_authz"),
     ("envoy.health_check", "envoy.filters.http.health_check"),
     (
-        "envoy.filters.http.jwt_authn",
-        "envoy.filters.http.jwt_authn",
-    ),
-    (
         "envoy.listener.tls_inspector",
         "envoy.filters.listener.tls_inspector",
     ),
@@ -472,10 +468,7 @@ const DEPRECATED_FILTER_NAMES: &[(&str, &str)] = &[
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 fn deprecated_name_warning(name: &str, path: &Path, report: &mut Report) {
-    if let Some((old, new)) = DEPRECATED_FILTER_NAMES
-        .iter()
-        .find(|(old, new)| *old == name && old != new)
-    {
+    if let Some((old, new)) = DEPRECATED_FILTER_NAMES.iter().find(|(old, _)| *old == name) {
         report.warning(
             path,
             format!("using deprecated filter name {old:?}; use {new:?} instead"),
