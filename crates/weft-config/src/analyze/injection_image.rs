@@ -56,7 +56,13 @@ struct ImageTypeResolver {
 impl ImageTypeResolver {
     fn new(ctx: &Context<'_>) -> Self {
         let mut r = ImageTypeResolver {
-            mesh: util::json_str(ctx.mesh_json(), "/defaultConfig/image/imageType").to_string(),
+            mesh: ctx
+                .mesh
+                .default_config
+                .as_ref()
+                .and_then(|pc| pc.image.as_ref())
+                .map(|i| i.image_type.clone())
+                .unwrap_or_default(),
             root: String::new(),
             namespace: HashMap::new(),
             workload: Vec::new(),

@@ -299,8 +299,6 @@ pub struct Context<'a> {
     by_namespace: HashMap<Kind, HashMap<&'a str, Vec<&'a Resource>>>,
     /// The mesh configuration (`--meshConfigFile`, or Istio's defaults).
     pub mesh: &'a MeshConfig,
-    /// The mesh configuration as protobuf-style JSON, for reading fields by name.
-    mesh_json: serde_json::Value,
     /// `rootNamespace` from the mesh configuration, or `istio-system`.
     root_ns: String,
 }
@@ -325,19 +323,12 @@ impl<'a> Context<'a> {
                 .or_default()
                 .push(r);
         }
-        let mesh_json = serde_json::to_value(mesh).unwrap_or(serde_json::Value::Null);
-        let root_ns = mesh_json
-            .get("rootNamespace")
-            .and_then(serde_json::Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(util::root_namespace(mesh))
-            .to_string();
+        let root_ns = util::root_namespace(mesh).to_string();
         Context {
             by_kind,
             by_name,
             by_namespace,
             mesh,
-            mesh_json,
             root_ns,
         }
     }
@@ -374,11 +365,6 @@ impl<'a> Context<'a> {
     /// The Namespace resource called `name`, if it is among the inputs.
     pub fn namespace(&self, name: &str) -> Option<&'a Resource> {
         self.get(Kind::Namespace, "", name)
-    }
-
-    /// The mesh configuration as protobuf-style JSON (camelCase keys; absent fields omitted).
-    pub fn mesh_json(&self) -> &serde_json::Value {
-        &self.mesh_json
     }
 
     /// The mesh root namespace (MeshConfig `rootNamespace`, default `istio-system`).

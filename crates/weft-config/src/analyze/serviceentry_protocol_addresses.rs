@@ -10,17 +10,12 @@ pub struct ProtocolAddressesAnalyzer;
 
 /// True when the mesh's default proxy metadata turns on DNS capture with IP auto-allocation
 /// (`ISTIO_META_DNS_CAPTURE` plus `ISTIO_META_DNS_AUTO_ALLOCATE` or
-/// `PILOT_ENABLE_IP_AUTOALLOCATE`). Read from the serialized MeshConfig so that this does not
-/// depend on how MeshConfig spells its Rust fields.
+/// `PILOT_ENABLE_IP_AUTOALLOCATE`).
 fn auto_allocates(ctx: &Context<'_>) -> bool {
-    let Ok(mesh) = serde_json::to_value(ctx.mesh) else {
+    let Some(pc) = &ctx.mesh.default_config else {
         return false;
     };
-    let meta = |k: &str| {
-        mesh.pointer(&format!("/defaultConfig/proxyMetadata/{k}"))
-            .and_then(serde_json::Value::as_str)
-            == Some("true")
-    };
+    let meta = |k: &str| pc.proxy_metadata.get(k).is_some_and(|v| v == "true");
     meta("ISTIO_META_DNS_CAPTURE")
         && (meta("ISTIO_META_DNS_AUTO_ALLOCATE") || meta("PILOT_ENABLE_IP_AUTOALLOCATE"))
 }

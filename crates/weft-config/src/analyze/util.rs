@@ -51,9 +51,12 @@ pub const SYSTEM_NAMESPACES: &[&str] = &[
 ];
 
 /// The mesh root namespace, `istio-system` unless MeshConfig sets `rootNamespace`.
-/// [`Context::root_namespace`] honours `rootNamespace`; this is the fallback.
-pub fn root_namespace(_mesh: &MeshConfig) -> &str {
-    ISTIO_SYSTEM_NAMESPACE
+pub fn root_namespace(mesh: &MeshConfig) -> &str {
+    if mesh.root_namespace.is_empty() {
+        ISTIO_SYSTEM_NAMESPACE
+    } else {
+        &mesh.root_namespace
+    }
 }
 
 /// Expands a short service name to its FQDN the way Istio resolves hosts in a namespace:
