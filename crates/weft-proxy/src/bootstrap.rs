@@ -9,16 +9,23 @@ use weft_xds::envoy::config::bootstrap::v3::Bootstrap;
 /// Why the bootstrap could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
+    /// The file could not be read.
     #[error("cannot read bootstrap file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The text is not a valid Bootstrap (the message names the field).
     #[error("bootstrap {path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// The transcoding error.
         source: weft_xds::json::TranscodeError,
     },
+    /// The admin address is unusable.
     #[error("bootstrap: admin.address: {0}")]
     Admin(String),
 }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! weft-proxy: weft's data plane, an L4/L7 proxy configured by Envoy v3 resources.
 //!
 //! Start here: [`run`] compiles a [`Bootstrap`](weft_xds::envoy::config::bootstrap::v3::Bootstrap)
@@ -78,21 +79,31 @@ pub trait LogControl: Send + Sync {
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The configuration does not compile.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// The bootstrap could not be read.
     #[error(transparent)]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    /// A listener address could not be bound.
     #[error("listener {listener:?}: cannot bind {addr}: {source}")]
     Bind {
+        /// The listener's name.
         listener: String,
+        /// The address.
         addr: SocketAddr,
+        /// The bind error.
         source: std::io::Error,
     },
+    /// The admin address could not be bound.
     #[error("admin: cannot bind {addr}: {source}")]
     AdminBind {
+        /// The address.
         addr: SocketAddr,
+        /// The bind error.
         source: std::io::Error,
     },
+    /// A runtime or thread could not be created.
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -100,8 +111,10 @@ pub enum StartError {
 /// Why a configuration update was refused; the running configuration stays.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The new configuration does not compile.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// The set of listeners changed.
     #[error("listener {0:?} was added or removed; listener changes need a restart until LDS lands")]
     Listeners(String),
 }

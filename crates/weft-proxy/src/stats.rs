@@ -23,15 +23,20 @@ fn count_class(classes: &[AtomicU64; 5], status: u16) {
 /// `cluster.<name>.*`.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
+    /// Requests sent upstream.
     pub upstream_rq_total: AtomicU64,
     /// `upstream_rq_1xx` .. `upstream_rq_5xx`.
     pub upstream_rq_xx: [AtomicU64; 5],
+    /// Requests that hit the route timeout.
     pub upstream_rq_timeout: AtomicU64,
+    /// Requests refused by the circuit breaker (`max_requests`).
     pub upstream_rq_pending_overflow: AtomicU64,
+    /// Upstream connections opened.
     pub upstream_cx_total: AtomicU64,
+    /// Upstream connections that failed.
     pub upstream_cx_connect_fail: AtomicU64,
+    /// Requests or connections with no healthy endpoint.
     pub upstream_cx_none_healthy: AtomicU64,
-    pub upstream_rq_active: AtomicU64,
 }
 
 impl ClusterStats {
@@ -44,14 +49,21 @@ impl ClusterStats {
 /// `http.<stat_prefix>.*` (one HTTP connection manager).
 #[derive(Debug, Default)]
 pub struct HttpStats {
+    /// Requests received.
     pub downstream_rq_total: AtomicU64,
     /// `downstream_rq_1xx` .. `downstream_rq_5xx`.
     pub downstream_rq_xx: [AtomicU64; 5],
+    /// Requests in progress.
     pub downstream_rq_active: AtomicU64,
+    /// Requests with no matching route (404).
     pub no_route: AtomicU64,
+    /// Requests whose cluster does not exist.
     pub no_cluster: AtomicU64,
+    /// Requests answered with `direct_response`.
     pub rq_direct_response: AtomicU64,
+    /// Requests answered with a redirect.
     pub rq_redirect: AtomicU64,
+    /// Connections upgraded (WebSocket).
     pub downstream_cx_upgrades_total: AtomicU64,
 }
 
@@ -65,8 +77,11 @@ impl HttpStats {
 /// `listener.<address>.*`.
 #[derive(Debug, Default)]
 pub struct ListenerStats {
+    /// Connections accepted.
     pub downstream_cx_total: AtomicU64,
+    /// Connections open.
     pub downstream_cx_active: AtomicU64,
+    /// Connections no filter chain matched (closed).
     pub no_filter_chain_match: AtomicU64,
 }
 
@@ -126,11 +141,6 @@ fn cluster_rows(s: &ClusterStats) -> Vec<Row> {
             "upstream_cx_none_healthy",
             load(&s.upstream_cx_none_healthy),
             MetricType::Counter,
-        ),
-        (
-            "upstream_rq_active",
-            load(&s.upstream_rq_active),
-            MetricType::Gauge,
         ),
     ];
     const XX: [&str; 5] = [
@@ -272,6 +282,9 @@ impl Stats {
     }
 }
 
+/// One metric's type and its (label value, value) pairs.
+type Series = (MetricType, Vec<(String, u64)>);
+
 /// Renders the store on each scrape, so that counters of any cluster appear without per-cluster
 /// registration.
 #[derive(Debug)]
@@ -279,8 +292,7 @@ struct StatsCollector(Arc<Stats>);
 
 impl Collector for StatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut by_metric: BTreeMap<(String, &'static str), (MetricType, Vec<(String, u64)>)> =
-            BTreeMap::new();
+        let mut by_metric: BTreeMap<(String, &'static str), Series> = BTreeMap::new();
         for (scope, name, stat, v, t) in self.0.rows() {
             // Counters get `_total` from the encoder (OpenMetrics); keep Envoy's name otherwise.
             let metric = match t {
@@ -304,7 +316,7 @@ impl Collector for StatsCollector {
                 .push((name, v));
         }
         for ((metric, label), (t, series)) in &by_metric {
-            let mut me = encoder.encode_descriptor(metric, "", None, t.clone())?;
+            let mut me = encoder.encode_descriptor(metric, "", None, *t)?;
             for (name, v) in series {
                 let labels = [(*label, name.as_str())];
                 let fam = me.encode_family(&labels)?;

@@ -11,7 +11,12 @@ fn indent(s: &str, n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_path_header_and_query() {
-    let (a, b, c, d) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await, Backend::start("d").await);
+    let (a, b, c, d) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+    );
     let vhosts = indent(
         r#"
 - name: exact
@@ -89,35 +94,92 @@ async fn routes_by_host_path_header_and_query() {
     };
     let h = "api.example.com";
     assert_eq!(who(get(addr, h, "/exact").await), "a");
-    assert_eq!(who(get(addr, "API.Example.com:8080", "/exact").await), "a", "exact with port, case-insensitive");
-    assert_eq!(who(get(addr, "api.example.com:9999", "/exact").await), "a", "port stripped");
-    assert_eq!(who(get(addr, h, "/exact/more").await), "a", "path is exact; falls to /");
-    assert_eq!(who(send(addr, req("GET", h, "/x", &[("x-version", "v2")])).await), "b");
-    assert_eq!(who(send(addr, req("GET", h, "/x", &[("x-version", "v3")])).await), "a");
+    assert_eq!(
+        who(get(addr, "API.Example.com:8080", "/exact").await),
+        "a",
+        "exact with port, case-insensitive"
+    );
+    assert_eq!(
+        who(get(addr, "api.example.com:9999", "/exact").await),
+        "a",
+        "port stripped"
+    );
+    assert_eq!(
+        who(get(addr, h, "/exact/more").await),
+        "a",
+        "path is exact; falls to /"
+    );
+    assert_eq!(
+        who(send(addr, req("GET", h, "/x", &[("x-version", "v2")])).await),
+        "b"
+    );
+    assert_eq!(
+        who(send(addr, req("GET", h, "/x", &[("x-version", "v3")])).await),
+        "a"
+    );
     assert_eq!(who(get(addr, h, "/x?debug=1").await), "c");
     assert_eq!(who(get(addr, h, "/x?a=2&debug=1").await), "c");
     assert_eq!(who(get(addr, h, "/x?debug=10").await), "a");
     assert_eq!(who(get(addr, h, "/items/42").await), "c");
-    assert_eq!(who(get(addr, h, "/items/42x").await), "a", "regex is a full match");
+    assert_eq!(
+        who(get(addr, h, "/items/42x").await),
+        "a",
+        "regex is a full match"
+    );
     assert_eq!(who(get(addr, h, "/sep").await), "b");
     assert_eq!(who(get(addr, h, "/sep/x").await), "b");
     assert_eq!(who(get(addr, h, "/separate").await), "a");
     assert_eq!(who(get(addr, h, "/CI/thing").await), "c");
-    assert_eq!(who(send(addr, req("GET", h, "/inv", &[("x-user", "bob")])).await), "b");
-    assert_eq!(who(send(addr, req("GET", h, "/inv", &[("x-user", "admin-1")])).await), "a");
-    assert_eq!(who(send(addr, req("GET", h, "/present", &[("x-flag", "")])).await), "b");
+    assert_eq!(
+        who(send(addr, req("GET", h, "/inv", &[("x-user", "bob")])).await),
+        "b"
+    );
+    assert_eq!(
+        who(send(addr, req("GET", h, "/inv", &[("x-user", "admin-1")])).await),
+        "a"
+    );
+    assert_eq!(
+        who(send(addr, req("GET", h, "/present", &[("x-flag", "")])).await),
+        "b"
+    );
     assert_eq!(who(get(addr, h, "/present").await), "a");
     assert_eq!(
-        who(send(addr, req("GET", h, "/hdr", &[("x-h", "a-end"), ("x-i", "amidb"), ("x-j", "abc")])).await),
+        who(send(
+            addr,
+            req(
+                "GET",
+                h,
+                "/hdr",
+                &[("x-h", "a-end"), ("x-i", "amidb"), ("x-j", "abc")]
+            )
+        )
+        .await),
         "c"
     );
     assert_eq!(
-        who(send(addr, req("GET", h, "/hdr", &[("x-h", "a-end"), ("x-i", "amidb"), ("x-j", "ab1")])).await),
+        who(send(
+            addr,
+            req(
+                "GET",
+                h,
+                "/hdr",
+                &[("x-h", "a-end"), ("x-i", "amidb"), ("x-j", "ab1")]
+            )
+        )
+        .await),
         "a"
     );
     assert_eq!(who(get(addr, "x.wild.com", "/").await), "b");
-    assert_eq!(who(get(addr, "x.deep.wild.com", "/").await), "d", "longest suffix wins");
-    assert_eq!(who(get(addr, "wild.com", "/").await), "d", "*.wild.com needs a subdomain");
+    assert_eq!(
+        who(get(addr, "x.deep.wild.com", "/").await),
+        "d",
+        "longest suffix wins"
+    );
+    assert_eq!(
+        who(get(addr, "wild.com", "/").await),
+        "d",
+        "*.wild.com needs a subdomain"
+    );
     assert_eq!(who(get(addr, "pre.anything", "/").await), "c");
     assert_eq!(who(get(addr, "other", "/").await), "d");
 
@@ -156,7 +218,11 @@ async fn no_route_is_404_and_direct_response_and_redirects() {
     let proxy = start(&http_bootstrap("", &vhosts, &cluster("a", &[a.addr], "")));
     let addr = proxy.listener_addr("http").unwrap();
 
-    assert_eq!(get(addr, "unknown", "/a").await.status, 404, "no virtual host");
+    assert_eq!(
+        get(addr, "unknown", "/a").await.status,
+        404,
+        "no virtual host"
+    );
     assert_eq!(get(addr, "known", "/zzz").await.status, 404, "no route");
     assert_eq!(a.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
 
@@ -175,12 +241,19 @@ async fn no_route_is_404_and_direct_response_and_redirects() {
 
     let g = get(addr, "known", "/elsewhere?drop=me").await;
     assert_eq!(g.status, 308);
-    assert_eq!(g.header("location"), Some("http://other.example.com:8443/landing"));
+    assert_eq!(
+        g.header("location"),
+        Some("http://other.example.com:8443/landing")
+    );
 
     let g = get(addr, "known", "/re/abc").await;
     assert_eq!(g.status, 301);
     assert_eq!(g.header("location"), Some("http://known/moved/abc"));
-    assert_eq!(a.requests.load(std::sync::atomic::Ordering::SeqCst), 0, "local replies never reach upstream");
+    assert_eq!(
+        a.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "local replies never reach upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,23 +310,46 @@ request_headers_to_remove: [x-drop-config]
             "GET",
             "front.example.com",
             "/api/items?x=1",
-            &[("x-drop-me", "1"), ("x-drop-config", "1"), ("x-overwrite", "client"), ("x-only-if-absent", "client")],
+            &[
+                ("x-drop-me", "1"),
+                ("x-drop-config", "1"),
+                ("x-overwrite", "client"),
+                ("x-only-if-absent", "client"),
+            ],
         ),
     )
     .await;
     assert_eq!(g.status, 200, "{}", g.text());
     let e = g.echo();
-    assert_eq!(e.path, "/v2/items?x=1", "prefix_rewrite keeps the rest and the query");
+    assert_eq!(
+        e.path, "/v2/items?x=1",
+        "prefix_rewrite keeps the rest and the query"
+    );
     assert_eq!(e.header("host"), Some("upstream.internal"));
-    assert_eq!(e.headers["x-level"], vec!["route", "vhost", "config"], "most specific first");
+    assert_eq!(
+        e.headers["x-level"],
+        vec!["route", "vhost", "config"],
+        "most specific first"
+    );
     assert_eq!(e.headers["x-overwrite"], vec!["route"]);
     assert_eq!(e.headers["x-only-if-absent"], vec!["client"]);
     assert!(e.header("x-drop-me").is_none() && e.header("x-drop-config").is_none());
     assert_eq!(g.header("x-resp-route"), Some("yes"));
-    let levels: Vec<_> = g.headers.get_all("x-resp-level").iter().map(|v| v.to_str().unwrap()).collect();
+    let levels: Vec<_> = g
+        .headers
+        .get_all("x-resp-level")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(levels, vec!["vhost", "config"]);
-    assert!(g.header("x-backend").is_none(), "removed at route-config level");
-    assert!(g.header("x-backend-secret").is_none(), "named in Connection: hop-by-hop");
+    assert!(
+        g.header("x-backend").is_none(),
+        "removed at route-config level"
+    );
+    assert!(
+        g.header("x-backend-secret").is_none(),
+        "named in Connection: hop-by-hop"
+    );
     assert!(g.header("x-envoy-upstream-service-time").is_some());
 
     let e = get(addr, "front", "/users/42/profile").await.echo();
@@ -302,12 +398,25 @@ async fn weighted_split_follows_weights() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_forwarding_headers_and_hop_by_hop() {
     let a = Backend::start("a").await;
-    let vhosts = indent("- {name: vh, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: a}}]}\n", 12);
+    let vhosts = indent(
+        "- {name: vh, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: a}}]}\n",
+        12,
+    );
     let proxy = start(&http_bootstrap("", &vhosts, &cluster("a", &[a.addr], "")));
     let addr = proxy.listener_addr("http").unwrap();
     let e = send(
         addr,
-        req("GET", "x", "/", &[("connection", "x-secret"), ("x-secret", "1"), ("keep-alive", "timeout=5"), ("te", "gzip")]),
+        req(
+            "GET",
+            "x",
+            "/",
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "gzip"),
+            ],
+        ),
     )
     .await
     .echo();
@@ -317,6 +426,8 @@ async fn request_id_forwarding_headers_and_hop_by_hop() {
     for h in ["x-secret", "keep-alive", "te", "proxy-connection"] {
         assert!(e.header(h).is_none(), "{h} must not be forwarded");
     }
-    let e = send(addr, req("GET", "x", "/", &[("x-request-id", "given-id")])).await.echo();
+    let e = send(addr, req("GET", "x", "/", &[("x-request-id", "given-id")]))
+        .await
+        .echo();
     assert_eq!(e.header("x-request-id"), Some("given-id"), "propagated");
 }

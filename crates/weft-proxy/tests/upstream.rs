@@ -21,16 +21,27 @@ fn one_route(cluster: &str, extra_route: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_timeout_is_504() {
     let a = Backend::start("a").await;
-    let proxy = start(&http_bootstrap("", &one_route("a", ", timeout: 0.2s"), &cluster("a", &[a.addr], "")));
+    let proxy = start(&http_bootstrap(
+        "",
+        &one_route("a", ", timeout: 0.2s"),
+        &cluster("a", &[a.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     let t = Instant::now();
     let g = get(addr, "x", "/?delay_ms=3000").await;
     assert_eq!(g.status, 504);
     assert_eq!(g.text(), "upstream request timeout");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(get(addr, "x", "/?delay_ms=10").await.status, 200);
     let stats = admin_get(&proxy, "/stats").await.text();
-    assert!(stats.contains("cluster.a.upstream_rq_timeout: 1"), "{stats}");
+    assert!(
+        stats.contains("cluster.a.upstream_rq_timeout: 1"),
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,13 +69,23 @@ async fn dead_upstream_is_503_and_unhealthy_endpoints_are_skipped() {
     assert_eq!(a.requests.load(Ordering::SeqCst), 0);
     assert_eq!(get(addr, "x", "/none").await.status, 503, "unknown cluster");
     let stats = admin_get(&proxy, "/stats").await.text();
-    assert!(stats.contains("cluster.dead.upstream_cx_connect_fail: 1"), "{stats}");
-    assert!(stats.contains("cluster.sick.upstream_cx_none_healthy: 1"), "{stats}");
+    assert!(
+        stats.contains("cluster.dead.upstream_cx_connect_fail: 1"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cluster.sick.upstream_cx_none_healthy: 1"),
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_weights_random_and_keep_alive_reuse() {
-    let bs = [Backend::start("b0").await, Backend::start("b1").await, Backend::start("b2").await];
+    let bs = [
+        Backend::start("b0").await,
+        Backend::start("b1").await,
+        Backend::start("b2").await,
+    ];
     let addrs: Vec<_> = bs.iter().map(|b| b.addr).collect();
     let weighted = format!(
         "  - name: weighted\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: weighted\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n          load_balancing_weight: 3\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n          load_balancing_weight: 1\n",
@@ -72,7 +93,9 @@ async fn round_robin_weights_random_and_keep_alive_reuse() {
         addrs[1].port()
     );
     let vhosts = "            - name: vh\n              domains: ['*']\n              routes:\n              - {match: {prefix: /rr}, route: {cluster: rr}}\n              - {match: {prefix: /w}, route: {cluster: weighted}}\n              - {match: {prefix: /random}, route: {cluster: random}}\n";
-    let clusters = cluster("rr", &addrs, "") + &weighted + &cluster("random", &addrs, "    lb_policy: RANDOM\n");
+    let clusters = cluster("rr", &addrs, "")
+        + &weighted
+        + &cluster("random", &addrs, "    lb_policy: RANDOM\n");
     let proxy = start(&http_bootstrap("", vhosts, &clusters));
     let addr = proxy.listener_addr("http").unwrap();
     let mut c = H1::connect(addr).await;
@@ -86,7 +109,13 @@ async fn round_robin_weights_random_and_keep_alive_reuse() {
     assert_ne!(seen[0], seen[1], "round robin alternates: {seen:?}");
     // Keep-alive: nine sequential requests, one upstream connection per endpoint.
     for b in &bs {
-        assert_eq!(b.connections.load(Ordering::SeqCst), 1, "{} connections to {}", b.connections.load(Ordering::SeqCst), b.name);
+        assert_eq!(
+            b.connections.load(Ordering::SeqCst),
+            1,
+            "{} connections to {}",
+            b.connections.load(Ordering::SeqCst),
+            b.name
+        );
     }
     let stats = admin_get(&proxy, "/stats").await.text();
     assert!(stats.contains("cluster.rr.upstream_cx_total: 3"), "{stats}");
@@ -106,44 +135,72 @@ async fn round_robin_weights_random_and_keep_alive_reuse() {
         let b = c.get("x", "/random").await.echo().backend;
         r[b[1..].parse::<usize>().unwrap()] += 1;
     }
-    assert!(r.iter().all(|n| (50..=150).contains(n)), "random spread {r:?}");
+    assert!(
+        r.iter().all(|n| (50..=150).contains(n)),
+        "random spread {r:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_and_large_bodies_stream_both_ways() {
     let a = Backend::start("a").await;
-    let proxy = start(&http_bootstrap("", &one_route("a", ""), &cluster("a", &[a.addr], "")));
+    let proxy = start(&http_bootstrap(
+        "",
+        &one_route("a", ""),
+        &cluster("a", &[a.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
 
     // Chunked upload: a streamed body with no content-length.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+    >(4);
     let body = http_body_util::StreamBody::new(ReceiverStream(rx));
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let mut expected = Vec::new();
     let producer = tokio::spawn(async move {
         for i in 0..50u8 {
             let chunk = vec![i; 1000 + i as usize];
-            tx.send(Ok(hyper::body::Frame::data(Bytes::from(chunk)))).await.unwrap();
+            tx.send(Ok(hyper::body::Frame::data(Bytes::from(chunk))))
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
     for i in 0..50u8 {
         expected.extend(std::iter::repeat_n(i, 1000 + i as usize));
     }
-    let req = Request::post("/upload").header("host", "x").body(body).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "x")
+        .body(body)
+        .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let g = collect(resp).await;
     producer.await.unwrap();
     let e = g.echo();
-    assert_eq!(e.header("transfer-encoding"), Some("chunked"), "re-chunked upstream");
+    assert_eq!(
+        e.header("transfer-encoding"),
+        Some("chunked"),
+        "re-chunked upstream"
+    );
     assert_eq!(e.body_len, expected.len());
     assert_eq!(e.body_sum, checksum(&expected));
 
     // Large upload with content-length (8 MiB) and a large chunked download (32 MiB).
     let big: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let g = send(addr, Request::post("/up").header("host", "x").body(Full::new(Bytes::from(big.clone()))).unwrap()).await;
+    let g = send(
+        addr,
+        Request::post("/up")
+            .header("host", "x")
+            .body(Full::new(Bytes::from(big.clone())))
+            .unwrap(),
+    )
+    .await;
     let e = g.echo();
     assert_eq!(e.body_len, big.len());
     assert_eq!(e.body_sum, checksum(&big));
@@ -160,7 +217,10 @@ struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
 
 impl<T> futures_core::Stream for ReceiverStream<T> {
     type Item = T;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
 }
@@ -168,7 +228,11 @@ impl<T> futures_core::Stream for ReceiverStream<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_echoes_through() {
     let a = Backend::start("a").await;
-    let proxy = start(&http_bootstrap("", &one_route("a", ""), &cluster("a", &[a.addr], "")));
+    let proxy = start(&http_bootstrap(
+        "",
+        &one_route("a", ""),
+        &cluster("a", &[a.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(
@@ -184,22 +248,39 @@ async fn websocket_upgrade_echoes_through() {
     }
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: websocket") && head.contains("connection: upgrade"), "{head}");
-    for msg in [&b"hello"[..], b"over the upgraded connection", &[0x81, 0x05, 1, 2, 3, 4, 5]] {
+    assert!(
+        head.contains("upgrade: websocket") && head.contains("connection: upgrade"),
+        "{head}"
+    );
+    for msg in [
+        &b"hello"[..],
+        b"over the upgraded connection",
+        &[0x81, 0x05, 1, 2, 3, 4, 5],
+    ] {
         s.write_all(msg).await.unwrap();
         let mut buf = vec![0u8; msg.len()];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(buf, msg);
     }
     let stats = admin_get(&proxy, "/stats").await.text();
-    assert!(stats.contains("http.ingress.downstream_cx_upgrades_total: 1"), "{stats}");
+    assert!(
+        stats.contains("http.ingress.downstream_cx_upgrades_total: 1"),
+        "{stats}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_downstream_and_http2_upstream() {
     let a = Backend::start("a").await;
     let explicit_h2 = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n";
-    let proxy = start(&http_bootstrap("", &one_route("a", ""), &cluster("a", &[a.addr], explicit_h2)));
+    let proxy = start(&http_bootstrap(
+        "",
+        &one_route("a", ""),
+        &cluster("a", &[a.addr], explicit_h2),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     let mut c = H2::connect(addr).await;
     for i in 0..10 {
@@ -209,7 +290,11 @@ async fn h2c_downstream_and_http2_upstream() {
         assert_eq!(e.version, "HTTP/2.0");
         assert_eq!(e.path, format!("/h2/{i}"));
     }
-    assert_eq!(a.connections.load(Ordering::SeqCst), 1, "one multiplexed upstream connection");
+    assert_eq!(
+        a.connections.load(Ordering::SeqCst),
+        1,
+        "one multiplexed upstream connection"
+    );
     // HTTP/1.1 downstream to the same HTTP/2 upstream.
     let e = get(addr, "svc.local", "/from-h1").await.echo();
     assert_eq!(e.version, "HTTP/2.0");
@@ -219,7 +304,11 @@ async fn h2c_downstream_and_http2_upstream() {
 async fn circuit_breaker_max_requests_overflows_with_503() {
     let a = Backend::start("a").await;
     let cb = "    circuit_breakers: {thresholds: [{max_requests: 1}]}\n";
-    let proxy = start(&http_bootstrap("", &one_route("a", ""), &cluster("a", &[a.addr], cb)));
+    let proxy = start(&http_bootstrap(
+        "",
+        &one_route("a", ""),
+        &cluster("a", &[a.addr], cb),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=800").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -268,7 +357,11 @@ static_resources:
     let got = read_to_end(&mut s).await;
     assert_eq!(got.len(), payload.len() + 3);
     assert_eq!(&got[..payload.len()], &payload[..]);
-    assert_eq!(&got[payload.len()..], b"bye", "upstream saw the half-close and could still answer");
+    assert_eq!(
+        &got[payload.len()..],
+        b"bye",
+        "upstream saw the half-close and could still answer"
+    );
 
     // A TLS ClientHello for a.example.com goes to echo_a, which echoes the hello back.
     let hello = client_hello("a.example.com");
@@ -278,8 +371,14 @@ static_resources:
     let got = read_to_end(&mut s).await;
     assert_eq!(&got[..hello.len()], &hello[..]);
     let clusters = admin_get(&proxy, "/stats").await.text();
-    assert!(clusters.contains("cluster.echo_a.upstream_cx_total: 1"), "{clusters}");
-    assert!(clusters.contains("cluster.echo_b.upstream_cx_total: 1"), "{clusters}");
+    assert!(
+        clusters.contains("cluster.echo_a.upstream_cx_total: 1"),
+        "{clusters}"
+    );
+    assert!(
+        clusters.contains("cluster.echo_b.upstream_cx_total: 1"),
+        "{clusters}"
+    );
 
     // Another server name falls back to the catch-all chain.
     let hello = client_hello("b.example.com");
@@ -288,7 +387,10 @@ static_resources:
     s.shutdown().await.unwrap();
     read_to_end(&mut s).await;
     let clusters = admin_get(&proxy, "/stats").await.text();
-    assert!(clusters.contains("cluster.echo_b.upstream_cx_total: 2"), "{clusters}");
+    assert!(
+        clusters.contains("cluster.echo_b.upstream_cx_total: 2"),
+        "{clusters}"
+    );
 }
 
 /// A minimal TLS 1.2 ClientHello record carrying SNI.

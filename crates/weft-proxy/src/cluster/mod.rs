@@ -23,15 +23,20 @@ use pool::Pool;
 /// Which HTTP version the proxy speaks to a cluster's endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamProtocol {
+    /// HTTP/1.1 with a pool of keep-alive connections per endpoint.
     Http1,
+    /// HTTP/2 (h2c), one multiplexed connection per endpoint.
     Http2,
 }
 
 /// How a cluster picks an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LbPolicy {
+    /// Weighted round robin (`ROUND_ROBIN`).
     RoundRobin,
+    /// Weighted random (`RANDOM`).
     Random,
+    /// Power of two choices on in-flight requests (`LEAST_REQUEST`).
     LeastRequest,
 }
 

@@ -16,16 +16,28 @@ use crate::http::body::Body;
 /// Why a connection to an endpoint could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The TCP connection took longer than the cluster's `connect_timeout`.
     #[error("connection to {addr} timed out after {timeout:?} (cluster connect_timeout)")]
-    Timeout { addr: SocketAddr, timeout: Duration },
+    Timeout {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// The TCP connection failed (refused, unreachable, ...).
     #[error("connection to {addr} failed: {source}")]
     Io {
+        /// The endpoint.
         addr: SocketAddr,
+        /// The socket error.
         source: std::io::Error,
     },
+    /// The HTTP/1.1 or HTTP/2 handshake failed.
     #[error("HTTP handshake with {addr} failed: {source}")]
     Handshake {
+        /// The endpoint.
         addr: SocketAddr,
+        /// The protocol error.
         source: hyper::Error,
     },
 }

@@ -27,19 +27,29 @@ pub use supported::Unsupported;
 /// Why configuration could not be compiled. Messages name the resource and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
+    /// A field has a value weft cannot use.
     #[error("{resource}: {field}: {reason}")]
     Invalid {
+        /// The resource, e.g. `listener "http"`.
         resource: String,
+        /// The field path inside it.
         field: String,
+        /// What is wrong.
         reason: String,
     },
+    /// A `typed_config` does not decode as the type it names.
     #[error("{resource}: {field}: typed_config {type_url} does not decode: {source}")]
     Decode {
+        /// The resource.
         resource: String,
+        /// The field path of the filter.
         field: String,
+        /// The `@type`.
         type_url: String,
+        /// The protobuf error.
         source: prost::DecodeError,
     },
+    /// Strict mode: the configuration uses things weft does not implement.
     #[error("{}", unsupported_list(.0))]
     Unsupported(Vec<Unsupported>),
 }
@@ -114,21 +124,28 @@ pub struct FilterChain {
 /// A compiled `filter_chain_match`. Empty lists match anything.
 #[derive(Debug, Default)]
 pub struct ChainMatch {
+    /// Local port the connection arrived on.
     pub destination_port: Option<u16>,
+    /// Prefixes of the local (destination) address.
     pub prefix_ranges: Vec<Cidr>,
+    /// Prefixes of the peer address (`source_prefix_ranges` and `direct_source_prefix_ranges`).
     pub source_prefix_ranges: Vec<Cidr>,
+    /// Peer ports.
     pub source_ports: Vec<u16>,
     /// `raw_buffer` or `tls`.
     pub transport_protocol: Option<String>,
     /// Lower-cased server names; `*.x` entries match subdomains.
     pub server_names: Vec<String>,
+    /// ALPN (TLS) or detected HTTP version (`http/1.1`, `h2c`).
     pub application_protocols: Vec<String>,
 }
 
 /// An IP prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
+    /// Network address.
     pub addr: IpAddr,
+    /// Prefix length in bits.
     pub len: u8,
 }
 
@@ -174,8 +191,11 @@ pub enum NetworkFilter {
 /// Which HTTP versions the downstream side accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
+    /// HTTP/1.1 or h2c, detected per connection.
     Auto,
+    /// HTTP/1.1 only.
     Http1,
+    /// HTTP/2 (h2c prior knowledge) only.
     Http2,
 }
 

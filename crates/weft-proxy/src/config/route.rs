@@ -73,11 +73,17 @@ struct RouteMatcher {
 /// A compiled `envoy.type.matcher.v3.StringMatcher`.
 #[derive(Debug)]
 pub enum StringMatch {
+    /// Equal to the pattern.
     Exact(String, bool),
+    /// Starts with the pattern.
     Prefix(String, bool),
+    /// Ends with the pattern.
     Suffix(String, bool),
+    /// Contains the pattern.
     Contains(String, bool),
+    /// Matches the whole value (RE2 full match).
     Regex(Regex),
+    /// A matcher weft cannot evaluate (reported at compile time); never matches.
     Never,
 }
 
@@ -165,7 +171,9 @@ pub enum ClusterChoice {
     One(String),
     /// A weighted split; targets hold cumulative weights for one random draw per request.
     Weighted {
+        /// The clusters, in configuration order.
         targets: Vec<WeightedTarget>,
+        /// Sum of all weights.
         total: u64,
     },
 }
@@ -220,9 +228,13 @@ pub struct Redirect {
 /// How a redirect changes the path.
 #[derive(Debug)]
 pub enum RedirectPath {
+    /// The request's path.
     Keep,
+    /// `path_redirect`: a new path (may carry a query).
     Path(String),
+    /// `prefix_rewrite`: the matched prefix replaced.
     Prefix(String),
+    /// `regex_rewrite`: pattern and substitution (`${1}` syntax).
     Regex(Regex, String),
 }
 
@@ -252,9 +264,13 @@ pub struct HeaderRules {
 /// How an added header treats an existing one (`HeaderValueOption.append_action`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendAction {
+    /// `APPEND_IF_EXISTS_OR_ADD` (Envoy's default).
     AppendOrAdd,
+    /// `ADD_IF_ABSENT`.
     AddIfAbsent,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD` (also `append: false`).
     OverwriteOrAdd,
+    /// `OVERWRITE_IF_EXISTS`.
     OverwriteIfExists,
 }
 
@@ -535,8 +551,8 @@ pub fn compile_route_config(
             )?,
         });
     }
-    table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-    table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+    table.prefixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
     Ok(table)
 }
 

@@ -32,13 +32,21 @@ pub struct Echo {
 
 impl Echo {
     pub fn parse(body: &[u8]) -> Echo {
-        let v: serde_json::Value = serde_json::from_slice(body)
-            .unwrap_or_else(|e| panic!("backend echo is JSON ({e}): {}", String::from_utf8_lossy(body)));
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| {
+            panic!(
+                "backend echo is JSON ({e}): {}",
+                String::from_utf8_lossy(body)
+            )
+        });
         let mut headers = BTreeMap::new();
         for (k, vals) in v["headers"].as_object().expect("headers") {
             headers.insert(
                 k.clone(),
-                vals.as_array().expect("values").iter().map(|x| x.as_str().unwrap_or("").to_owned()).collect(),
+                vals.as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|x| x.as_str().unwrap_or("").to_owned())
+                    .collect(),
             );
         }
         Echo {
@@ -53,13 +61,18 @@ impl Echo {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.first()).map(String::as_str)
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
     }
 }
 
 /// A simple checksum to compare bodies without keeping them.
 pub fn checksum(b: &[u8]) -> u64 {
-    b.iter().enumerate().fold(0u64, |acc, (i, x)| acc.wrapping_add((*x as u64).wrapping_mul(i as u64 % 251 + 1)))
+    b.iter().enumerate().fold(0u64, |acc, (i, x)| {
+        acc.wrapping_add((*x as u64).wrapping_mul(i as u64 % 251 + 1))
+    })
 }
 
 /// A running echo backend.
@@ -92,7 +105,11 @@ fn full(b: impl Into<Bytes>) -> BoxBody {
     Full::new(b.into()).boxed()
 }
 
-async fn backend_handle(name: Arc<str>, requests: Arc<AtomicUsize>, mut req: Request<Incoming>) -> Response<BoxBody> {
+async fn backend_handle(
+    name: Arc<str>,
+    requests: Arc<AtomicUsize>,
+    mut req: Request<Incoming>,
+) -> Response<BoxBody> {
     requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_owned();
     if let Some(ms) = query(req.uri(), "delay_ms").and_then(|v| v.parse::<u64>().ok()) {
@@ -126,21 +143,38 @@ async fn backend_handle(name: Arc<str>, requests: Arc<AtomicUsize>, mut req: Req
             .unwrap();
     }
     if path == "/big" {
-        let n: usize = query(req.uri(), "n").and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
+        let n: usize = query(req.uri(), "n")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 20);
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let chunks = n / chunk.len();
         return Response::builder()
             .header("x-backend", &*name)
-            .body(Repeat { chunk, left: chunks }.boxed())
+            .body(
+                Repeat {
+                    chunk,
+                    left: chunks,
+                }
+                .boxed(),
+            )
             .unwrap();
     }
-    let status: u16 = query(req.uri(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let status: u16 = query(req.uri(), "status")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in req.headers() {
-        headers.entry(k.as_str().to_owned()).or_default().push(v.to_str().unwrap_or("").to_owned());
+        headers
+            .entry(k.as_str().to_owned())
+            .or_default()
+            .push(v.to_str().unwrap_or("").to_owned());
     }
     let method = req.method().to_string();
-    let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     let version = format!("{:?}", req.version());
     let mut len = 0usize;
     let mut sum = 0u64;
@@ -201,7 +235,9 @@ impl Backend {
         let n: Arc<str> = Arc::from(name);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 c.fetch_add(1, Ordering::SeqCst);
                 let (n, r) = (Arc::clone(&n), Arc::clone(&r));
                 tokio::spawn(async move {
@@ -215,7 +251,13 @@ impl Backend {
                 });
             }
         });
-        Backend { name: name.into(), addr, connections, requests, task }
+        Backend {
+            name: name.into(),
+            addr,
+            connections,
+            requests,
+            task,
+        }
     }
 }
 
@@ -226,7 +268,9 @@ pub async fn tcp_echo() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 loop {
@@ -273,7 +317,9 @@ impl Got {
 /// One request on a fresh HTTP/1.1 connection.
 pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     collect(resp).await
@@ -282,7 +328,11 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
 pub async fn collect(resp: Response<Incoming>) -> Got {
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    Got { status: parts.status, headers: parts.headers, body }
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
 }
 
 /// `GET http://{host}{path}` over a fresh HTTP/1.1 connection.
@@ -291,7 +341,10 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Got {
 }
 
 pub fn req(method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
-    let mut b = Request::builder().method(method).uri(path).header("host", host);
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -306,7 +359,9 @@ pub struct H1 {
 impl H1 {
     pub async fn connect(addr: SocketAddr) -> H1 {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         H1 { sender }
     }
@@ -327,9 +382,10 @@ pub struct H2 {
 impl H2 {
     pub async fn connect(addr: SocketAddr) -> H2 {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         H2 { sender }
     }
@@ -349,7 +405,8 @@ pub fn start(yaml: &str) -> weft_proxy::ProxyHandle {
 }
 
 pub fn start_with(yaml: &str, mut options: weft_proxy::Options) -> weft_proxy::ProxyHandle {
-    let bootstrap = weft_proxy::bootstrap::parse(yaml, "test").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let bootstrap =
+        weft_proxy::bootstrap::parse(yaml, "test").unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     if options.admin_addr.is_none() {
         options.admin_addr = Some("127.0.0.1:0".parse().unwrap());
     }
@@ -408,7 +465,11 @@ pub async fn admin_get(h: &weft_proxy::ProxyHandle, path: &str) -> Got {
 
 /// Admin POST.
 pub async fn admin_post(h: &weft_proxy::ProxyHandle, path: &str) -> Got {
-    send(h.admin_addr().expect("admin"), req("POST", "admin", path, &[])).await
+    send(
+        h.admin_addr().expect("admin"),
+        req("POST", "admin", path, &[]),
+    )
+    .await
 }
 
 /// Collects all bytes until EOF.
