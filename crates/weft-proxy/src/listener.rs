@@ -134,7 +134,8 @@ async fn inspect(stream: &TcpStream) -> Facts {
 
 /// Classifies the first bytes of a connection; `None` means "need more bytes".
 pub fn parse_first_bytes(b: &[u8]) -> Option<Facts> {
-    if b[0] == 0x16 {
+    let first = *b.first()?;
+    if first == 0x16 {
         return parse_client_hello(b);
     }
     const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -250,8 +250,8 @@ async fn graceful_drain_finishes_in_flight_requests() {
     let addr = proxy.listener_addr("http").unwrap();
     let mut keepalive = H1::connect(addr).await;
     assert_eq!(keepalive.get("x", "/").await.status, 200);
-    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=1000").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
     proxy.shutdown();
     let g = slow.await.unwrap();
@@ -283,8 +283,8 @@ async fn reload_swaps_routes_while_in_flight_requests_finish_on_the_old_snapshot
     };
     let proxy = start(&http_bootstrap("", &vh("a"), &clusters));
     let addr = proxy.listener_addr("http").unwrap();
-    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=600").await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=1000").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let new =
         weft_proxy::bootstrap::parse(&http_bootstrap("", &vh("b"), &clusters), "reload").unwrap();
     proxy.reload(&new).expect("reload");

@@ -310,8 +310,8 @@ async fn circuit_breaker_max_requests_overflows_with_503() {
         &cluster("a", &[a.addr], cb),
     ));
     let addr = proxy.listener_addr("http").unwrap();
-    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=800").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let slow = tokio::spawn(async move { get(addr, "x", "/?delay_ms=1500").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let g = get(addr, "x", "/").await;
     assert_eq!(g.status, 503);
     assert!(g.text().contains("overflow"));
