@@ -1,0 +1,722 @@
+//! Envoy resources compiled into plain, immutable runtime tables.
+//!
+//! Compiling happens off the request path: listeners, routes and clusters become a
+//! [`Snapshot`] held in an `ArcSwap`. A request takes the snapshot current when it starts and
+//! finishes on it, even if a new one is stored meanwhile. Every field or extension the compiler
+//! does not implement is reported as an [`Unsupported`] finding, by name.
+
+pub mod route;
+pub mod supported;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use weft_xds::envoy::config::bootstrap::v3::Bootstrap;
+use weft_xds::envoy::config::listener::v3 as ls;
+use weft_xds::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use weft_xds::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+
+use crate::cluster::{self, Cluster, socket_addr};
+use crate::stats::{HttpStats, ListenerStats, Stats};
+pub use route::RouteTable;
+pub use supported::Unsupported;
+
+/// Why configuration could not be compiled. Messages name the resource and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A field has a value weft cannot use.
+    #[error("{resource}: {field}: {reason}")]
+    Invalid {
+        /// The resource, e.g. `listener "http"`.
+        resource: String,
+        /// The field path inside it.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `typed_config` does not decode as the type it names.
+    #[error("{resource}: {field}: typed_config {type_url} does not decode: {source}")]
+    Decode {
+        /// The resource.
+        resource: String,
+        /// The field path of the filter.
+        field: String,
+        /// The `@type`.
+        type_url: String,
+        /// The protobuf error.
+        source: prost::DecodeError,
+    },
+    /// Strict mode: the configuration uses things weft does not implement.
+    #[error("{}", unsupported_list(.0))]
+    Unsupported(Vec<Unsupported>),
+}
+
+fn unsupported_list(list: &[Unsupported]) -> String {
+    let mut s = format!(
+        "{} configuration item(s) are not supported by weft:",
+        list.len()
+    );
+    for u in list {
+        s.push_str("\n  ");
+        s.push_str(&u.to_string());
+    }
+    s
+}
+
+/// Converts a protobuf duration (negative values become zero).
+pub fn duration(d: &weft_xds::google::protobuf::Duration) -> Duration {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(d.seconds as u64, d.nanos as u32)
+}
+
+/// Everything the data plane serves from, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Listeners, in configuration order.
+    pub listeners: Vec<Arc<Listener>>,
+    /// Clusters by name.
+    pub clusters: HashMap<String, Arc<Cluster>>,
+    /// Route tables by name (inline route configurations included).
+    pub routes: HashMap<String, Arc<RouteTable>>,
+    /// The bootstrap this snapshot was compiled from (for `/config_dump`).
+    pub bootstrap: Arc<Bootstrap>,
+    /// When it was compiled (for `/config_dump`'s `last_updated`).
+    pub compiled_at: std::time::SystemTime,
+}
+
+/// A compiled listener.
+#[derive(Debug)]
+pub struct Listener {
+    /// Listener name.
+    pub name: String,
+    /// The address to bind.
+    pub addr: SocketAddr,
+    /// False for `bind_to_port: false` (a listener only reached by redirection).
+    pub bind: bool,
+    /// Filter chains, matched by `filter_chain_match`.
+    pub chains: Vec<FilterChain>,
+    /// Used when no chain matches.
+    pub default_chain: Option<FilterChain>,
+    /// Peek at the first bytes for a TLS ClientHello (SNI, ALPN) before choosing a chain.
+    pub inspect_tls: bool,
+    /// Peek at the first bytes to tell HTTP/1.1 from h2c (`application_protocols`).
+    pub inspect_http: bool,
+    /// `listener.<addr>.*` counters.
+    pub stats: Arc<ListenerStats>,
+}
+
+/// One filter chain: when it applies and the network filter that handles the connection.
+#[derive(Debug)]
+pub struct FilterChain {
+    /// Chain name (may be empty).
+    pub name: String,
+    /// `filter_chain_match`.
+    pub matcher: ChainMatch,
+    /// The terminal network filter.
+    pub filter: NetworkFilter,
+}
+
+/// A compiled `filter_chain_match`. Empty lists match anything.
+#[derive(Debug, Default)]
+pub struct ChainMatch {
+    /// Local port the connection arrived on.
+    pub destination_port: Option<u16>,
+    /// Prefixes of the local (destination) address.
+    pub prefix_ranges: Vec<Cidr>,
+    /// Prefixes of the peer address (`source_prefix_ranges` and `direct_source_prefix_ranges`).
+    pub source_prefix_ranges: Vec<Cidr>,
+    /// Peer ports.
+    pub source_ports: Vec<u16>,
+    /// `raw_buffer` or `tls`.
+    pub transport_protocol: Option<String>,
+    /// Lower-cased server names; `*.x` entries match subdomains.
+    pub server_names: Vec<String>,
+    /// ALPN (TLS) or detected HTTP version (`http/1.1`, `h2c`).
+    pub application_protocols: Vec<String>,
+}
+
+/// An IP prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address.
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside the prefix (IPv4 never matches an IPv6 prefix and vice versa,
+    /// except IPv4-mapped IPv6 addresses, which are compared as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(self.len.min(32)))
+                };
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(self.len.min(128)))
+                };
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// What handles a connection.
+#[derive(Debug)]
+pub enum NetworkFilter {
+    /// `envoy.filters.network.http_connection_manager`.
+    Http(Arc<HttpManager>),
+    /// `envoy.filters.network.tcp_proxy`.
+    Tcp(Arc<TcpProxy>),
+}
+
+/// Which HTTP versions the downstream side accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// HTTP/1.1 or h2c, detected per connection.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 (h2c prior knowledge) only.
+    Http2,
+}
+
+/// A compiled HTTP connection manager.
+#[derive(Debug)]
+pub struct HttpManager {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// Key of the route table in [`Snapshot::routes`].
+    pub route_config: String,
+    /// Downstream codec.
+    pub codec: Codec,
+    /// Append the peer address to `x-forwarded-for`.
+    pub use_remote_address: bool,
+    /// Do not touch `x-forwarded-for`.
+    pub skip_xff_append: bool,
+    /// Generate `x-request-id` when absent (default true).
+    pub generate_request_id: bool,
+    /// Replace any `x-request-id` from the client (edge proxy without
+    /// `preserve_external_request_id`).
+    pub regenerate_request_id: bool,
+    /// Echo `x-request-id` in responses.
+    pub always_set_request_id_in_response: bool,
+    /// Pass `Upgrade: websocket` through.
+    pub websocket: bool,
+    /// `http.<stat_prefix>.*` counters.
+    pub stats: Arc<HttpStats>,
+}
+
+/// A compiled `tcp_proxy`.
+#[derive(Debug)]
+pub struct TcpProxy {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// Cluster names with cumulative weights (one entry for `cluster`).
+    pub clusters: Vec<(String, u64)>,
+}
+
+impl TcpProxy {
+    /// Picks the cluster for one connection.
+    pub fn pick(&self) -> &str {
+        let total = self.clusters.last().map_or(0, |c| c.1);
+        if self.clusters.len() <= 1 || total == 0 {
+            return self.clusters.first().map_or("", |c| c.0.as_str());
+        }
+        let draw = fastrand::u64(0..total);
+        let i = self.clusters.partition_point(|c| c.1 <= draw);
+        self.clusters.get(i).map_or("", |c| c.0.as_str())
+    }
+}
+
+/// Knobs that shape compilation.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// Idle HTTP/1.1 connections kept per upstream endpoint.
+    pub max_idle_per_endpoint: usize,
+    /// Refuse configuration that uses anything weft does not implement.
+    pub reject_unsupported: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            max_idle_per_endpoint: 64,
+            reject_unsupported: false,
+        }
+    }
+}
+
+/// A snapshot and what was found unsupported while building it.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The runtime tables.
+    pub snapshot: Snapshot,
+    /// Fields and extensions set in the configuration that weft does not implement.
+    pub unsupported: Vec<Unsupported>,
+}
+
+const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+
+fn type_name(type_url: &str) -> &str {
+    type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+/// Compiles a bootstrap's static resources.
+pub fn compile(
+    bootstrap: &Bootstrap,
+    stats: &Stats,
+    opts: &CompileOptions,
+) -> Result<Compiled, CompileError> {
+    let mut warnings = Vec::new();
+    supported::check(bootstrap, "bootstrap", "", &mut warnings);
+    // Listeners and clusters are checked per resource below, with their own names.
+    warnings.retain(|u| {
+        !u.what.starts_with("static_resources.listeners")
+            && !u.what.starts_with("static_resources.clusters")
+    });
+    let empty = Default::default();
+    let sr = bootstrap.static_resources.as_ref().unwrap_or(&empty);
+
+    let mut clusters = HashMap::new();
+    for c in &sr.clusters {
+        let resource = format!("cluster {:?}", c.name);
+        supported::check(c, &resource, "", &mut warnings);
+        let stat_name = if c.alt_stat_name.is_empty() {
+            &c.name
+        } else {
+            &c.alt_stat_name
+        };
+        let compiled = cluster::compile_cluster(
+            c,
+            stats.cluster(stat_name),
+            opts.max_idle_per_endpoint,
+            &mut warnings,
+        )?;
+        if clusters
+            .insert(c.name.clone(), Arc::new(compiled))
+            .is_some()
+        {
+            return Err(CompileError::Invalid {
+                resource,
+                field: "name".into(),
+                reason: "two clusters have this name".into(),
+            });
+        }
+    }
+
+    let mut routes = HashMap::new();
+    let mut listeners = Vec::new();
+    for l in &sr.listeners {
+        let resource = format!("listener {:?}", l.name);
+        supported::check(l, &resource, "", &mut warnings);
+        listeners.push(Arc::new(compile_listener(
+            l,
+            &resource,
+            stats,
+            &mut routes,
+            &mut warnings,
+        )?));
+    }
+    let mut names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(CompileError::Invalid {
+            resource: format!("listener {:?}", w[0]),
+            field: "name".into(),
+            reason: "two listeners have this name".into(),
+        });
+    }
+    if opts.reject_unsupported && !warnings.is_empty() {
+        return Err(CompileError::Unsupported(warnings));
+    }
+    Ok(Compiled {
+        snapshot: Snapshot {
+            listeners,
+            clusters,
+            routes,
+            bootstrap: Arc::new(bootstrap.clone()),
+            compiled_at: std::time::SystemTime::now(),
+        },
+        unsupported: warnings,
+    })
+}
+
+fn compile_listener(
+    l: &ls::Listener,
+    resource: &str,
+    stats: &Stats,
+    routes: &mut HashMap<String, Arc<RouteTable>>,
+    warnings: &mut Vec<Unsupported>,
+) -> Result<Listener, CompileError> {
+    if l.name.is_empty() {
+        return Err(CompileError::Invalid {
+            resource: resource.to_owned(),
+            field: "name".into(),
+            reason: "a listener needs a name".into(),
+        });
+    }
+    let addr = socket_addr(l.address.as_ref(), resource, "address")?;
+    let mut inspect_tls = false;
+    let mut inspect_http = false;
+    for lf in &l.listener_filters {
+        let type_url = match &lf.config_type {
+            Some(ls::listener_filter::ConfigType::TypedConfig(a)) => type_name(&a.type_url),
+            _ => "",
+        };
+        match type_url {
+            TLS_INSPECTOR => inspect_tls = true,
+            HTTP_INSPECTOR => inspect_http = true,
+            _ => warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!(
+                    "listener_filters {}",
+                    if lf.name.is_empty() {
+                        type_url
+                    } else {
+                        &lf.name
+                    }
+                ),
+            }),
+        }
+    }
+    let mut chains = Vec::with_capacity(l.filter_chains.len());
+    for (ci, fc) in l.filter_chains.iter().enumerate() {
+        chains.push(compile_chain(
+            fc,
+            l,
+            resource,
+            &format!("filter_chains[{ci}]"),
+            stats,
+            routes,
+            warnings,
+        )?);
+    }
+    let default_chain = match &l.default_filter_chain {
+        Some(fc) => Some(compile_chain(
+            fc,
+            l,
+            resource,
+            "default_filter_chain",
+            stats,
+            routes,
+            warnings,
+        )?),
+        None => None,
+    };
+    // Matching on SNI/ALPN needs the first bytes whether or not the inspector filters are listed
+    // (Envoy would refuse such a listener without them; weft inspects on its own).
+    for c in &chains {
+        let m = &c.matcher;
+        if !m.server_names.is_empty() || m.transport_protocol.as_deref() == Some("tls") {
+            inspect_tls = true;
+        }
+        if !m.application_protocols.is_empty() {
+            inspect_tls = true;
+            inspect_http = true;
+        }
+    }
+    let stat_name = if l.stat_prefix.is_empty() {
+        format!("{}_{}", addr.ip(), addr.port())
+    } else {
+        l.stat_prefix.clone()
+    };
+    Ok(Listener {
+        name: l.name.clone(),
+        addr,
+        bind: l.bind_to_port.as_ref().is_none_or(|b| b.value),
+        chains,
+        default_chain,
+        inspect_tls,
+        inspect_http,
+        stats: stats.listener(&stat_name),
+    })
+}
+
+fn cidrs(
+    ranges: &[weft_xds::envoy::config::core::v3::CidrRange],
+    resource: &str,
+    field: &str,
+) -> Result<Vec<Cidr>, CompileError> {
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let addr: IpAddr = r
+                .address_prefix
+                .parse()
+                .map_err(|_| CompileError::Invalid {
+                    resource: resource.to_owned(),
+                    field: format!("{field}[{i}].address_prefix"),
+                    reason: format!("{:?} is not an IP address", r.address_prefix),
+                })?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = r.prefix_len.as_ref().map_or(max, |p| p.value.min(max)) as u8;
+            Ok(Cidr { addr, len })
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_chain(
+    fc: &ls::FilterChain,
+    l: &ls::Listener,
+    resource: &str,
+    path: &str,
+    stats: &Stats,
+    routes: &mut HashMap<String, Arc<RouteTable>>,
+    warnings: &mut Vec<Unsupported>,
+) -> Result<FilterChain, CompileError> {
+    let mut matcher = ChainMatch::default();
+    if let Some(m) = &fc.filter_chain_match {
+        matcher.destination_port = match &m.destination_port {
+            Some(p) => Some(u16::try_from(p.value).map_err(|_| CompileError::Invalid {
+                resource: resource.to_owned(),
+                field: format!("{path}.filter_chain_match.destination_port"),
+                reason: format!("{} is not a port", p.value),
+            })?),
+            None => None,
+        };
+        matcher.prefix_ranges = cidrs(
+            &m.prefix_ranges,
+            resource,
+            &format!("{path}.filter_chain_match.prefix_ranges"),
+        )?;
+        matcher.source_prefix_ranges = cidrs(
+            &m.source_prefix_ranges,
+            resource,
+            &format!("{path}.filter_chain_match.source_prefix_ranges"),
+        )?;
+        matcher.source_prefix_ranges.extend(cidrs(
+            &m.direct_source_prefix_ranges,
+            resource,
+            &format!("{path}.filter_chain_match.direct_source_prefix_ranges"),
+        )?);
+        matcher.source_ports = m
+            .source_ports
+            .iter()
+            .filter_map(|p| u16::try_from(*p).ok())
+            .collect();
+        matcher.transport_protocol =
+            (!m.transport_protocol.is_empty()).then(|| m.transport_protocol.clone());
+        matcher.server_names = m
+            .server_names
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        matcher.application_protocols = m.application_protocols.clone();
+    }
+    let mut terminal = None;
+    for (fi, f) in fc.filters.iter().enumerate() {
+        let fpath = format!("{path}.filters[{fi}]");
+        let any = match &f.config_type {
+            Some(ls::filter::ConfigType::TypedConfig(a)) => a,
+            _ => {
+                warnings.push(Unsupported {
+                    resource: resource.to_owned(),
+                    what: format!("{fpath} {} without typed_config", f.name),
+                });
+                continue;
+            }
+        };
+        let decode_err = |source| CompileError::Decode {
+            resource: resource.to_owned(),
+            field: fpath.clone(),
+            type_url: any.type_url.clone(),
+            source,
+        };
+        match type_name(&any.type_url) {
+            HCM if terminal.is_none() => {
+                let m =
+                    hcm::HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
+                supported::check(&m, resource, &format!("{fpath}.typed_config"), warnings);
+                terminal = Some(NetworkFilter::Http(Arc::new(compile_hcm(
+                    &m, l, resource, &fpath, stats, routes, warnings,
+                )?)));
+            }
+            TCP_PROXY if terminal.is_none() => {
+                let t = tcp::TcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
+                supported::check(&t, resource, &format!("{fpath}.typed_config"), warnings);
+                let clusters = match &t.cluster_specifier {
+                    Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => vec![(c.clone(), 1)],
+                    Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+                        let mut total = 0;
+                        w.clusters
+                            .iter()
+                            .filter(|c| c.weight > 0)
+                            .map(|c| {
+                                total += u64::from(c.weight);
+                                (c.name.clone(), total)
+                            })
+                            .collect()
+                    }
+                    None => {
+                        return Err(CompileError::Invalid {
+                            resource: resource.to_owned(),
+                            field: format!("{fpath}.typed_config.cluster"),
+                            reason: "tcp_proxy needs a cluster".into(),
+                        });
+                    }
+                };
+                terminal = Some(NetworkFilter::Tcp(Arc::new(TcpProxy {
+                    stat_prefix: t.stat_prefix.clone(),
+                    clusters,
+                })));
+            }
+            other => warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!("{fpath} network filter {} ({other})", f.name),
+            }),
+        }
+    }
+    let filter = terminal.ok_or_else(|| CompileError::Invalid {
+        resource: resource.to_owned(),
+        field: format!("{path}.filters"),
+        reason: "a filter chain needs http_connection_manager or tcp_proxy".into(),
+    })?;
+    Ok(FilterChain {
+        name: fc.name.clone(),
+        matcher,
+        filter,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_hcm(
+    m: &hcm::HttpConnectionManager,
+    l: &ls::Listener,
+    resource: &str,
+    path: &str,
+    stats: &Stats,
+    routes: &mut HashMap<String, Arc<RouteTable>>,
+    warnings: &mut Vec<Unsupported>,
+) -> Result<HttpManager, CompileError> {
+    let route_config = match &m.route_specifier {
+        Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc)) => {
+            let table = route::compile_route_config(
+                rc,
+                &format!("{resource} route_config {:?}", rc.name),
+                warnings,
+            )?;
+            let key = if rc.name.is_empty() || routes.contains_key(&rc.name) {
+                format!("{}#{}/{path}", rc.name, l.name)
+            } else {
+                rc.name.clone()
+            };
+            routes.insert(key.clone(), Arc::new(table));
+            key
+        }
+        Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) => {
+            warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!(
+                    "{path}.typed_config.rds (route configuration {:?} from RDS)",
+                    rds.route_config_name
+                ),
+            });
+            rds.route_config_name.clone()
+        }
+        Some(hcm::http_connection_manager::RouteSpecifier::ScopedRoutes(_)) => {
+            warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!("{path}.typed_config.scoped_routes"),
+            });
+            String::new()
+        }
+        None => {
+            return Err(CompileError::Invalid {
+                resource: resource.to_owned(),
+                field: format!("{path}.typed_config.route_config"),
+                reason: "an HTTP connection manager needs route_config".into(),
+            });
+        }
+    };
+    let mut has_router = false;
+    for (i, f) in m.http_filters.iter().enumerate() {
+        let type_url = match &f.config_type {
+            Some(hcm::http_filter::ConfigType::TypedConfig(a)) => type_name(&a.type_url),
+            _ => "",
+        };
+        if type_url == ROUTER || (type_url.is_empty() && f.name == "envoy.filters.http.router") {
+            has_router = true;
+        } else if !f.disabled {
+            warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!(
+                    "{path}.typed_config.http_filters[{i}] {}",
+                    if f.name.is_empty() { type_url } else { &f.name }
+                ),
+            });
+        }
+    }
+    if !has_router {
+        return Err(CompileError::Invalid {
+            resource: resource.to_owned(),
+            field: format!("{path}.typed_config.http_filters"),
+            reason: "the HTTP filter chain must end with envoy.filters.http.router".into(),
+        });
+    }
+    let mut websocket = false;
+    for (i, u) in m.upgrade_configs.iter().enumerate() {
+        if u.upgrade_type.eq_ignore_ascii_case("websocket") {
+            websocket = u.enabled.as_ref().is_none_or(|b| b.value);
+        } else {
+            warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!(
+                    "{path}.typed_config.upgrade_configs[{i}] upgrade type {}",
+                    u.upgrade_type
+                ),
+            });
+        }
+    }
+    let codec = match m.codec_type {
+        1 => Codec::Http1,
+        2 => Codec::Http2,
+        3 => {
+            warnings.push(Unsupported {
+                resource: resource.to_owned(),
+                what: format!("{path}.typed_config.codec_type HTTP3"),
+            });
+            Codec::Auto
+        }
+        _ => Codec::Auto,
+    };
+    let stat_prefix = m.stat_prefix.clone();
+    Ok(HttpManager {
+        stats: stats.http(&stat_prefix),
+        stat_prefix,
+        route_config,
+        codec,
+        use_remote_address: m.use_remote_address.as_ref().is_some_and(|b| b.value),
+        skip_xff_append: m.skip_xff_append,
+        generate_request_id: m.generate_request_id.as_ref().is_none_or(|b| b.value),
+        always_set_request_id_in_response: m.always_set_request_id_in_response,
+        regenerate_request_id: m.use_remote_address.as_ref().is_some_and(|b| b.value)
+            && !m.preserve_external_request_id,
+        websocket,
+    })
+}

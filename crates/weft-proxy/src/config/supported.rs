@@ -1,0 +1,391 @@
+//! The list of Envoy fields weft implements, and the walk that reports every other field by name.
+//!
+//! Envoy ignores nothing it was told, so weft must not either: a field that is set in a resource
+//! but is not in [`SUPPORTED`] becomes an [`Unsupported`] finding at compile time, naming the
+//! resource and the field path. Messages that are not in the table (addresses, durations, wrapper
+//! types, ...) are plain values and accepted whole. `google.protobuf.Any` (`typed_config`) is
+//! checked by the compiler itself, by extension type.
+
+use prost::{Message, Name};
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+
+/// A field or extension that is set in the configuration but that weft does not implement.
+///
+/// These are warnings by default (weft serves the rest of the configuration and logs each one at
+/// start-up); `Options::reject_unsupported` turns them into errors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unsupported {
+    /// The resource, e.g. `listener "http"` or `cluster "backend"`.
+    pub resource: String,
+    /// What is not supported: a field path such as `filter_chains[0].use_proxy_proto`, or an
+    /// extension such as `listener_filters envoy.filters.listener.proxy_protocol`.
+    pub what: String,
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is not supported by weft",
+            self.resource, self.what
+        )
+    }
+}
+
+/// Per message type (full proto name), the fields weft reads. Fields with no data-plane effect
+/// that weft accepts on purpose (names, stat prefixes, metadata, locality) are listed too.
+pub const SUPPORTED: &[(&str, &[&str])] = &[
+    (
+        "envoy.config.bootstrap.v3.Bootstrap",
+        &["node", "static_resources", "admin"],
+    ),
+    (
+        "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
+        &["listeners", "clusters"],
+    ),
+    ("envoy.config.bootstrap.v3.Admin", &["address"]),
+    (
+        "envoy.config.listener.v3.Listener",
+        &[
+            "name",
+            "address",
+            "stat_prefix",
+            "filter_chains",
+            "default_filter_chain",
+            "listener_filters",
+            "traffic_direction",
+            "metadata",
+            "drain_type",
+            "bind_to_port",
+        ],
+    ),
+    (
+        "envoy.config.listener.v3.FilterChain",
+        &["filter_chain_match", "filters", "name", "metadata"],
+    ),
+    (
+        "envoy.config.listener.v3.FilterChainMatch",
+        &[
+            "destination_port",
+            "prefix_ranges",
+            "direct_source_prefix_ranges",
+            "source_prefix_ranges",
+            "source_ports",
+            "transport_protocol",
+            "server_names",
+            "application_protocols",
+        ],
+    ),
+    ("envoy.config.listener.v3.Filter", &["name", "typed_config"]),
+    (
+        "envoy.config.listener.v3.ListenerFilter",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        &[
+            "codec_type",
+            "stat_prefix",
+            "route_config",
+            "http_filters",
+            "use_remote_address",
+            "skip_xff_append",
+            "generate_request_id",
+            "preserve_external_request_id",
+            "always_set_request_id_in_response",
+            "upgrade_configs",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+        &["name", "typed_config", "is_optional"],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
+        &["upgrade_type", "enabled"],
+    ),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        &["stat_prefix", "cluster", "weighted_clusters"],
+    ),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster",
+        &["clusters"],
+    ),
+    (
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight",
+        &["name", "weight"],
+    ),
+    ("envoy.extensions.filters.http.router.v3.Router", &[]),
+    (
+        "envoy.config.route.v3.RouteConfiguration",
+        &[
+            "name",
+            "virtual_hosts",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "validate_clusters",
+            "max_direct_response_body_size_bytes",
+            "ignore_port_in_host_matching",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.VirtualHost",
+        &[
+            "name",
+            "domains",
+            "routes",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.Route",
+        &[
+            "name",
+            "match",
+            "route",
+            "redirect",
+            "direct_response",
+            "metadata",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RouteMatch",
+        &[
+            "prefix",
+            "path",
+            "safe_regex",
+            "path_separated_prefix",
+            "case_sensitive",
+            "headers",
+            "query_parameters",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.HeaderMatcher",
+        &[
+            "name",
+            "invert_match",
+            "exact_match",
+            "safe_regex_match",
+            "present_match",
+            "prefix_match",
+            "suffix_match",
+            "contains_match",
+            "string_match",
+            "treat_missing_header_as_empty",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.QueryParameterMatcher",
+        &["name", "string_match", "present_match"],
+    ),
+    (
+        "envoy.type.matcher.v3.StringMatcher",
+        &[
+            "exact",
+            "prefix",
+            "suffix",
+            "safe_regex",
+            "contains",
+            "ignore_case",
+        ],
+    ),
+    (
+        "envoy.type.matcher.v3.RegexMatcher",
+        &["regex", "google_re2"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction",
+        &[
+            "cluster",
+            "weighted_clusters",
+            "prefix_rewrite",
+            "regex_rewrite",
+            "host_rewrite_literal",
+            "timeout",
+            "cluster_not_found_response_code",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster",
+        &["clusters", "total_weight"],
+    ),
+    (
+        "envoy.config.route.v3.WeightedCluster.ClusterWeight",
+        &[
+            "name",
+            "weight",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            "host_rewrite_literal",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RedirectAction",
+        &[
+            "host_redirect",
+            "port_redirect",
+            "response_code",
+            "strip_query",
+            "https_redirect",
+            "scheme_redirect",
+            "path_redirect",
+            "prefix_rewrite",
+            "regex_rewrite",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.DirectResponseAction",
+        &["status", "body"],
+    ),
+    (
+        "envoy.config.core.v3.DataSource",
+        &["inline_bytes", "inline_string"],
+    ),
+    (
+        "envoy.config.core.v3.HeaderValueOption",
+        &["header", "append", "append_action", "keep_empty_value"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster",
+        &[
+            "name",
+            "alt_stat_name",
+            "type",
+            "eds_cluster_config",
+            "connect_timeout",
+            "lb_policy",
+            "load_assignment",
+            "circuit_breakers",
+            "http2_protocol_options",
+            "typed_extension_protocol_options",
+            "metadata",
+        ],
+    ),
+    ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        &["priority", "max_requests", "track_remaining"],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+        &["cluster_name", "endpoints"],
+    ),
+    (
+        "envoy.config.endpoint.v3.LocalityLbEndpoints",
+        &["locality", "lb_endpoints"],
+    ),
+    (
+        "envoy.config.endpoint.v3.LbEndpoint",
+        &[
+            "endpoint",
+            "health_status",
+            "load_balancing_weight",
+            "metadata",
+        ],
+    ),
+    (
+        "envoy.config.endpoint.v3.Endpoint",
+        &["address", "hostname"],
+    ),
+    (
+        "envoy.config.core.v3.SocketAddress",
+        &["address", "port_value", "protocol"],
+    ),
+    ("envoy.config.core.v3.Address", &["socket_address"]),
+];
+
+fn supported_fields(message: &str) -> Option<&'static [&'static str]> {
+    SUPPORTED
+        .iter()
+        .find(|(name, _)| *name == message)
+        .map(|(_, fields)| *fields)
+}
+
+/// Walks `msg` and records every set field that weft does not implement.
+///
+/// `resource` names the resource in the findings; `path` is the field path of `msg` inside it
+/// (empty at the top).
+pub fn check<T: Message + Name>(msg: &T, resource: &str, path: &str, out: &mut Vec<Unsupported>) {
+    let Some(desc) = weft_xds::descriptor_pool().get_message_by_name(&T::full_name()) else {
+        out.push(Unsupported {
+            resource: resource.to_owned(),
+            what: format!("message type {}", T::full_name()),
+        });
+        return;
+    };
+    let mut dynamic = DynamicMessage::new(desc);
+    if dynamic.transcode_from(msg).is_err() {
+        out.push(Unsupported {
+            resource: resource.to_owned(),
+            what: format!("{path} (could not be inspected)"),
+        });
+        return;
+    }
+    walk(&dynamic, resource, path, out);
+}
+
+fn walk(msg: &DynamicMessage, resource: &str, path: &str, out: &mut Vec<Unsupported>) {
+    let Some(fields) = supported_fields(msg.descriptor().full_name()) else {
+        return;
+    };
+    for (field, value) in msg.fields() {
+        let name = field.name();
+        let here = if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+        if !fields.contains(&name) {
+            out.push(Unsupported {
+                resource: resource.to_owned(),
+                what: here,
+            });
+            continue;
+        }
+        match value {
+            Value::Message(m) => walk(m, resource, &here, out),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(m) = item {
+                        walk(m, resource, &format!("{here}[{i}]"), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_message_and_field_exists_in_the_envoy_api() {
+        let pool = weft_xds::descriptor_pool();
+        for (message, fields) in SUPPORTED {
+            let desc = pool
+                .get_message_by_name(message)
+                .unwrap_or_else(|| panic!("{message} is not an Envoy message"));
+            for field in *fields {
+                assert!(
+                    desc.get_field_by_name(field).is_some(),
+                    "{message} has no field {field}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Accept loops, one per listener, and filter chain selection for each accepted connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::config::{FilterChain, Listener, NetworkFilter};
+
+/// How long the first bytes may take to arrive when a listener inspects them (Envoy's default
+/// `listener_filters_timeout`); on timeout the connection continues without TLS/HTTP facts.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Accepts connections on `listener` until `stop` turns true.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let shared = Arc::clone(&shared);
+                    let name = Arc::clone(&name);
+                    tokio::spawn(async move { handle(stream, peer, &name, shared).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = %name, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+    tracing::debug!(listener = %name, "stopped accepting");
+}
+
+/// Decrements a listener's active-connection gauge when the connection ends.
+struct ActiveGuard(Arc<crate::stats::ListenerStats>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.downstream_cx_active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Shared>) {
+    let _conn = shared.conns.guard();
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, "TCP_NODELAY: {e}");
+    }
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let snapshot = shared.snapshot.load_full();
+    let Some(listener) = snapshot.listeners.iter().find(|l| l.name == name) else {
+        return;
+    };
+    listener
+        .stats
+        .downstream_cx_total
+        .fetch_add(1, Ordering::Relaxed);
+    listener
+        .stats
+        .downstream_cx_active
+        .fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(Arc::clone(&listener.stats));
+    let facts = if listener.inspect_tls || listener.inspect_http {
+        inspect(&stream).await
+    } else {
+        Facts::default()
+    };
+    let Some(chain) = select_chain(listener, local, peer, &facts) else {
+        listener
+            .stats
+            .no_filter_chain_match
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(listener = %listener.name, %peer, "no filter chain matched");
+        return;
+    };
+    match &chain.filter {
+        NetworkFilter::Http(hcm) => {
+            crate::http::serve(
+                stream,
+                peer,
+                Arc::clone(hcm),
+                Arc::clone(&shared),
+                shared.draining.subscribe(),
+            )
+            .await
+        }
+        NetworkFilter::Tcp(t) => crate::tcp::proxy(stream, t, &snapshot).await,
+    }
+}
+
+/// What the first bytes of a connection revealed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `tls` or `raw_buffer` (unknown when nothing arrived in time).
+    pub transport: Option<&'static str>,
+    /// SNI from the ClientHello, lower-cased.
+    pub server_name: Option<String>,
+    /// ALPN offered in the ClientHello, or `http/1.1` / `h2c` detected on plaintext.
+    pub application_protocols: Vec<String>,
+}
+
+async fn inspect(stream: &TcpStream) -> Facts {
+    let mut buf = vec![0u8; 16 * 1024 + 5];
+    let deadline = tokio::time::Instant::now() + INSPECT_TIMEOUT;
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return Facts::default(),
+        };
+        if n == 0 {
+            return Facts::default();
+        }
+        match parse_first_bytes(&buf[..n]) {
+            Some(f) => return f,
+            None if tokio::time::Instant::now() >= deadline => return Facts::default(),
+            // Partial ClientHello or request line: peeking does not consume, so wait a little
+            // for the rest instead of spinning on a readable socket.
+            None => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// Classifies the first bytes of a connection; `None` means "need more bytes".
+pub fn parse_first_bytes(b: &[u8]) -> Option<Facts> {
+    let first = *b.first()?;
+    if first == 0x16 {
+        return parse_client_hello(b);
+    }
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut f = Facts {
+        transport: Some("raw_buffer"),
+        ..Facts::default()
+    };
+    if b.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(b) {
+        return None;
+    }
+    if b.starts_with(H2_PREFACE) {
+        f.application_protocols.push("h2c".into());
+        return Some(f);
+    }
+    // An HTTP/1 request line: METHOD SP target SP HTTP/1.x CRLF.
+    let line_end = b.windows(2).position(|w| w == b"\r\n");
+    match line_end {
+        None if b.len() < 8192 && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') => None,
+        Some(end) => {
+            let line = &b[..end];
+            if line.ends_with(b" HTTP/1.1") {
+                f.application_protocols.push("http/1.1".into());
+            } else if line.ends_with(b" HTTP/1.0") {
+                f.application_protocols.push("http/1.0".into());
+            }
+            Some(f)
+        }
+        None => Some(f),
+    }
+}
+
+fn parse_client_hello(b: &[u8]) -> Option<Facts> {
+    let not_tls = Some(Facts {
+        transport: Some("raw_buffer"),
+        ..Facts::default()
+    });
+    if b.len() < 5 {
+        return None;
+    }
+    let record_len = usize::from(u16::from_be_bytes([b[3], b[4]]));
+    if b.len() < 5 + record_len {
+        return None;
+    }
+    let mut facts = Facts {
+        transport: Some("tls"),
+        ..Facts::default()
+    };
+    let hs = &b[5..5 + record_len];
+    // handshake type 1 (client_hello), 3-byte length, version, random.
+    if hs.first() != Some(&1) {
+        return not_tls;
+    }
+    let mut r = Reader {
+        b: hs,
+        pos: 4 + 2 + 32,
+    };
+    let parsed = (|| {
+        let sid = r.u8()? as usize;
+        r.skip(sid)?;
+        let suites = r.u16()? as usize;
+        r.skip(suites)?;
+        let comp = r.u8()? as usize;
+        r.skip(comp)?;
+        let ext_len = r.u16()? as usize;
+        let end = r.pos + ext_len;
+        while r.pos + 4 <= end {
+            let ty = r.u16()?;
+            let len = r.u16()? as usize;
+            let data = r.take(len)?;
+            let mut e = Reader { b: data, pos: 0 };
+            match ty {
+                0 => {
+                    let list_end = e.u16()? as usize + 2;
+                    while e.pos + 3 <= list_end {
+                        let kind = e.u8()?;
+                        let n = e.u16()? as usize;
+                        let name = e.take(n)?;
+                        if kind == 0 {
+                            facts.server_name =
+                                Some(String::from_utf8_lossy(name).to_ascii_lowercase());
+                        }
+                    }
+                }
+                16 => {
+                    let list_end = e.u16()? as usize + 2;
+                    while e.pos < list_end {
+                        let n = e.u8()? as usize;
+                        let p = e.take(n)?;
+                        facts
+                            .application_protocols
+                            .push(String::from_utf8_lossy(p).into_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(())
+    })();
+    // A malformed hello still is TLS; whatever was read before the damage is kept.
+    let _ = parsed;
+    Some(facts)
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(s)
+    }
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take(2).map(|s| u16::from_be_bytes([s[0], s[1]]))
+    }
+}
+
+/// Picks the filter chain for a connection: among chains whose every criterion matches, the
+/// most specific one, comparing in Envoy's order (destination port, destination prefix, server
+/// name, transport protocol, application protocols, source prefix, source port). Falls back to
+/// `default_filter_chain`.
+pub fn select_chain<'a>(
+    l: &'a Listener,
+    local: SocketAddr,
+    peer: SocketAddr,
+    facts: &Facts,
+) -> Option<&'a FilterChain> {
+    let mut best: Option<([u32; 7], &FilterChain)> = None;
+    for c in &l.chains {
+        let m = &c.matcher;
+        let mut score = [0u32; 7];
+        if let Some(p) = m.destination_port {
+            if p != local.port() {
+                continue;
+            }
+            score[0] = 1;
+        }
+        if !m.prefix_ranges.is_empty() {
+            match m
+                .prefix_ranges
+                .iter()
+                .filter(|r| r.contains(local.ip()))
+                .map(|r| r.len)
+                .max()
+            {
+                Some(len) => score[1] = u32::from(len) + 1,
+                None => continue,
+            }
+        }
+        if !m.server_names.is_empty() {
+            let Some(sni) = facts.server_name.as_deref() else {
+                continue;
+            };
+            let best_name = m
+                .server_names
+                .iter()
+                .filter_map(|n| {
+                    if n == sni {
+                        Some(1000 + n.len() as u32)
+                    } else if let Some(suffix) = n.strip_prefix('*') {
+                        (sni.len() > suffix.len() && sni.ends_with(suffix))
+                            .then_some(suffix.len() as u32)
+                    } else {
+                        None
+                    }
+                })
+                .max();
+            match best_name {
+                Some(s) => score[2] = s + 1,
+                None => continue,
+            }
+        }
+        if let Some(tp) = &m.transport_protocol {
+            if facts.transport.unwrap_or("raw_buffer") != tp {
+                continue;
+            }
+            score[3] = 1;
+        }
+        if !m.application_protocols.is_empty() {
+            if !m
+                .application_protocols
+                .iter()
+                .any(|p| facts.application_protocols.contains(p))
+            {
+                continue;
+            }
+            score[4] = 1;
+        }
+        if !m.source_prefix_ranges.is_empty() {
+            match m
+                .source_prefix_ranges
+                .iter()
+                .filter(|r| r.contains(peer.ip()))
+                .map(|r| r.len)
+                .max()
+            {
+                Some(len) => score[5] = u32::from(len) + 1,
+                None => continue,
+            }
+        }
+        if !m.source_ports.is_empty() {
+            if !m.source_ports.contains(&peer.port()) {
+                continue;
+            }
+            score[6] = 1;
+        }
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c).or(l.default_chain.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_first_bytes() {
+        let f = parse_first_bytes(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        assert_eq!(f.application_protocols, vec!["http/1.1"]);
+        assert_eq!(parse_first_bytes(b"GET / HT"), None);
+        let f = parse_first_bytes(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        assert_eq!(f.application_protocols, vec!["h2c"]);
+    }
+
+    #[test]
+    fn client_hello_sni_and_alpn() {
+        // Minimal ClientHello: no suites, one compression method, SNI "Example.com", ALPN h2.
+        let sni_name = b"Example.com";
+        let mut sni = vec![];
+        let entry_len = 3 + sni_name.len();
+        sni.extend_from_slice(&(entry_len as u16).to_be_bytes());
+        sni.push(0);
+        sni.extend_from_slice(&(sni_name.len() as u16).to_be_bytes());
+        sni.extend_from_slice(sni_name);
+        let alpn = [0u8, 3, 2, b'h', b'2'];
+        let mut exts = vec![];
+        exts.extend_from_slice(&[0, 0]);
+        exts.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        exts.extend_from_slice(&sni);
+        exts.extend_from_slice(&[0, 16]);
+        exts.extend_from_slice(&(alpn.len() as u16).to_be_bytes());
+        exts.extend_from_slice(&alpn);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[0u8; 32]);
+        body.push(0); // session id
+        body.extend_from_slice(&[0, 0]); // suites
+        body.extend_from_slice(&[1, 0]); // compression
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let mut hs = vec![1, 0];
+        hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&body);
+        let mut rec = vec![0x16, 3, 1];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        assert_eq!(parse_first_bytes(&rec[..10]), None);
+        let f = parse_first_bytes(&rec).unwrap();
+        assert_eq!(f.transport, Some("tls"));
+        assert_eq!(f.server_name.as_deref(), Some("example.com"));
+        assert_eq!(f.application_protocols, vec!["h2"]);
+    }
+}

@@ -1,0 +1,41 @@
+//! `tcp_proxy`: a downstream connection spliced to a connection to one cluster endpoint.
+
+use std::sync::atomic::Ordering;
+
+use tokio::net::TcpStream;
+
+use crate::cluster::pool::connect;
+use crate::config::{Snapshot, TcpProxy};
+
+/// Proxies `down` to an endpoint of the configured cluster until both directions are done.
+///
+/// Half-close is preserved: when one side finishes sending, the other side's write half is shut
+/// down and the opposite direction keeps flowing (`copy_bidirectional`).
+pub(crate) async fn proxy(mut down: TcpStream, t: &TcpProxy, snapshot: &Snapshot) {
+    let name = t.pick();
+    let Some(cluster) = snapshot.clusters.get(name) else {
+        tracing::debug!(stat_prefix = %t.stat_prefix, "tcp_proxy: no cluster {name:?}");
+        return;
+    };
+    let cs = &cluster.stats;
+    let Some(lease) = cluster.pick() else {
+        cs.upstream_cx_none_healthy.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(cluster = %cluster.name, "tcp_proxy: no healthy upstream");
+        return;
+    };
+    cs.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
+    let mut up = match connect(lease.endpoint.addr, cluster.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            cs.upstream_cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cluster = %cluster.name, "tcp_proxy: {e}");
+            return;
+        }
+    };
+    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        Ok((sent, received)) => {
+            tracing::debug!(cluster = %cluster.name, sent, received, "tcp_proxy done")
+        }
+        Err(e) => tracing::debug!(cluster = %cluster.name, "tcp_proxy ended: {e}"),
+    }
+}
