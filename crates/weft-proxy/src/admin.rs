@@ -267,11 +267,23 @@ fn clusters(s: &Snapshot) -> String {
     let mut out = String::new();
     for name in names {
         let c = &s.clusters[name];
-        let _ = writeln!(
-            out,
-            "{name}::default_priority::max_requests::{}",
-            c.max_requests
-        );
+        for (prio, t) in ["default_priority", "high_priority"]
+            .iter()
+            .zip(&c.breakers.levels)
+        {
+            let _ = writeln!(
+                out,
+                "{name}::{prio}::max_connections::{}",
+                t.max_connections
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{prio}::max_pending_requests::{}",
+                t.max_pending_requests
+            );
+            let _ = writeln!(out, "{name}::{prio}::max_requests::{}", t.max_requests);
+            let _ = writeln!(out, "{name}::{prio}::max_retries::{}", t.max_retries);
+        }
         let _ = writeln!(out, "{name}::added_via_api::false");
         for ep in c.endpoints().endpoints.iter() {
             let a = ep.addr;
@@ -292,15 +304,19 @@ fn clusters(s: &Snapshot) -> String {
                 ep.total_requests.load(Ordering::Relaxed)
             );
             let _ = writeln!(out, "{name}::{a}::weight::{}", ep.weight);
+            let mut flags = String::new();
+            if !healthy {
+                flags.push_str("/failed_eds_health");
+            }
+            if ep.is_ejected() {
+                flags.push_str("/failed_outlier_check");
+            }
             let _ = writeln!(
                 out,
                 "{name}::{a}::health_flags::{}",
-                if healthy {
-                    "healthy"
-                } else {
-                    "/failed_eds_health"
-                }
+                if flags.is_empty() { "healthy" } else { &flags }
             );
+            let _ = writeln!(out, "{name}::{a}::priority::{}", ep.priority);
         }
     }
     out

@@ -37,6 +37,34 @@ pub struct ClusterStats {
     pub upstream_cx_connect_fail: AtomicU64,
     /// Requests or connections with no healthy endpoint.
     pub upstream_cx_none_healthy: AtomicU64,
+    /// Times `max_connections` was reached.
+    pub upstream_cx_overflow: AtomicU64,
+    /// Requests that waited for a connection.
+    pub upstream_rq_pending_total: AtomicU64,
+    /// Retries sent.
+    pub upstream_rq_retry: AtomicU64,
+    /// Retries that got a response that was not retried again.
+    pub upstream_rq_retry_success: AtomicU64,
+    /// Retries refused by the `max_retries` circuit breaker.
+    pub upstream_rq_retry_overflow: AtomicU64,
+    /// Requests that still failed after `num_retries`.
+    pub upstream_rq_retry_limit_exceeded: AtomicU64,
+    /// Attempts that hit `per_try_timeout`.
+    pub upstream_rq_per_try_timeout: AtomicU64,
+    /// Requests reset or failed by the upstream.
+    pub upstream_rq_tx_reset: AtomicU64,
+    /// Hosts ejected by outlier detection (`outlier_detection.ejections_enforced_total`).
+    pub outlier_ejections_enforced_total: AtomicU64,
+    /// Ejections for `consecutive_5xx`.
+    pub outlier_ejections_enforced_consecutive_5xx: AtomicU64,
+    /// Ejections for `consecutive_gateway_failure`.
+    pub outlier_ejections_enforced_consecutive_gateway_failure: AtomicU64,
+    /// Ejections for `consecutive_local_origin_failure`.
+    pub outlier_ejections_enforced_consecutive_local_origin_failure: AtomicU64,
+    /// Ejections refused by `max_ejection_percent`.
+    pub outlier_ejections_overflow: AtomicU64,
+    /// Hosts ejected now (a gauge).
+    pub outlier_ejections_active: AtomicU64,
 }
 
 impl ClusterStats {
@@ -65,6 +93,30 @@ pub struct HttpStats {
     pub rq_redirect: AtomicU64,
     /// Connections upgraded (WebSocket).
     pub downstream_cx_upgrades_total: AtomicU64,
+    /// Requests the fault filter delayed.
+    pub fault_delays_injected: AtomicU64,
+    /// Requests the fault filter aborted.
+    pub fault_aborts_injected: AtomicU64,
+    /// Faults skipped because `max_active_faults` were active.
+    pub fault_faults_overflow: AtomicU64,
+    /// Requests the local rate limit looked at.
+    pub ratelimit_enabled: AtomicU64,
+    /// Requests under the local rate limit.
+    pub ratelimit_ok: AtomicU64,
+    /// Requests over the local rate limit.
+    pub ratelimit_rate_limited: AtomicU64,
+    /// Requests refused by the local rate limit.
+    pub ratelimit_enforced: AtomicU64,
+    /// Connections closed by the idle timeout.
+    pub downstream_cx_idle_timeout: AtomicU64,
+    /// Connections closed by `max_requests_per_connection`.
+    pub downstream_cx_max_requests_reached: AtomicU64,
+    /// Streams ended by the stream idle timeout.
+    pub downstream_rq_idle_timeout: AtomicU64,
+    /// Requests that hit the route timeout.
+    pub downstream_rq_timeout: AtomicU64,
+    /// Malformed requests refused (request smuggling shapes).
+    pub downstream_rq_rejected: AtomicU64,
 }
 
 impl HttpStats {
@@ -83,6 +135,8 @@ pub struct ListenerStats {
     pub downstream_cx_active: AtomicU64,
     /// Connections no filter chain matched (closed).
     pub no_filter_chain_match: AtomicU64,
+    /// Connections refused because the listener's connection limit was reached.
+    pub downstream_cx_overflow: AtomicU64,
 }
 
 /// All counter sets of the proxy, by name. The lock is taken when configuration is compiled
@@ -142,6 +196,76 @@ fn cluster_rows(s: &ClusterStats) -> Vec<Row> {
             load(&s.upstream_cx_none_healthy),
             MetricType::Counter,
         ),
+        (
+            "upstream_cx_overflow",
+            load(&s.upstream_cx_overflow),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_pending_total",
+            load(&s.upstream_rq_pending_total),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_retry",
+            load(&s.upstream_rq_retry),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_retry_success",
+            load(&s.upstream_rq_retry_success),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_retry_overflow",
+            load(&s.upstream_rq_retry_overflow),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_retry_limit_exceeded",
+            load(&s.upstream_rq_retry_limit_exceeded),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_per_try_timeout",
+            load(&s.upstream_rq_per_try_timeout),
+            MetricType::Counter,
+        ),
+        (
+            "upstream_rq_tx_reset",
+            load(&s.upstream_rq_tx_reset),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_enforced_total",
+            load(&s.outlier_ejections_enforced_total),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_enforced_consecutive_5xx",
+            load(&s.outlier_ejections_enforced_consecutive_5xx),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+            load(&s.outlier_ejections_enforced_consecutive_gateway_failure),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+            load(&s.outlier_ejections_enforced_consecutive_local_origin_failure),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_overflow",
+            load(&s.outlier_ejections_overflow),
+            MetricType::Counter,
+        ),
+        (
+            "outlier_detection.ejections_active",
+            load(&s.outlier_ejections_active),
+            MetricType::Gauge,
+        ),
     ];
     const XX: [&str; 5] = [
         "upstream_rq_1xx",
@@ -181,6 +305,66 @@ fn http_rows(s: &HttpStats) -> Vec<Row> {
             load(&s.downstream_cx_upgrades_total),
             MetricType::Counter,
         ),
+        (
+            "fault.delays_injected",
+            load(&s.fault_delays_injected),
+            MetricType::Counter,
+        ),
+        (
+            "fault.aborts_injected",
+            load(&s.fault_aborts_injected),
+            MetricType::Counter,
+        ),
+        (
+            "fault.faults_overflow",
+            load(&s.fault_faults_overflow),
+            MetricType::Counter,
+        ),
+        (
+            "local_rate_limit.enabled",
+            load(&s.ratelimit_enabled),
+            MetricType::Counter,
+        ),
+        (
+            "local_rate_limit.ok",
+            load(&s.ratelimit_ok),
+            MetricType::Counter,
+        ),
+        (
+            "local_rate_limit.rate_limited",
+            load(&s.ratelimit_rate_limited),
+            MetricType::Counter,
+        ),
+        (
+            "local_rate_limit.enforced",
+            load(&s.ratelimit_enforced),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_cx_idle_timeout",
+            load(&s.downstream_cx_idle_timeout),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_cx_max_requests_reached",
+            load(&s.downstream_cx_max_requests_reached),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_rq_idle_timeout",
+            load(&s.downstream_rq_idle_timeout),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_rq_timeout",
+            load(&s.downstream_rq_timeout),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_rq_rejected",
+            load(&s.downstream_rq_rejected),
+            MetricType::Counter,
+        ),
     ];
     const XX: [&str; 5] = [
         "downstream_rq_1xx",
@@ -210,6 +394,11 @@ fn listener_rows(s: &ListenerStats) -> Vec<Row> {
         (
             "no_filter_chain_match",
             load(&s.no_filter_chain_match),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_cx_overflow",
+            load(&s.downstream_cx_overflow),
             MetricType::Counter,
         ),
     ]
@@ -303,7 +492,8 @@ impl Collector for StatsCollector {
                     )
                 }
                 _ => format!("envoy_{scope}_{stat}"),
-            };
+            }
+            .replace('.', "_");
             let label = match scope {
                 "cluster" => "envoy_cluster_name",
                 "http" => "envoy_http_conn_manager_prefix",

@@ -159,24 +159,24 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: ingress
-          stream_idle_timeout: 10s
+          server_name: weft
           route_config:
             virtual_hosts:
             - name: vh
               domains: ["*"]
               routes:
               - match: {prefix: /}
-                route: {cluster: c, retry_policy: {num_retries: 3}}
+                route: {cluster: c, max_grpc_timeout: 1s}
           http_filters:
-          - name: envoy.filters.http.cors
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors}
+          - name: envoy.filters.http.buffer
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer, max_request_bytes: 10}
           - name: envoy.filters.http.router
             typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
   clusters:
   - name: c
     type: STATIC
-    lb_policy: RING_HASH
-    outlier_detection: {consecutive_5xx: 5}
+    lb_policy: CLUSTER_PROVIDED
+    outlier_detection: {success_rate_minimum_hosts: 5}
     load_assignment:
       cluster_name: c
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9}}}}]}]
@@ -189,11 +189,11 @@ async fn unsupported_configuration_is_reported_by_name() {
     for expected in [
         r#"listener "http": listener_filters envoy.filters.listener.proxy_protocol is not supported by weft"#,
         r#"listener "http": per_connection_buffer_limit_bytes is not supported by weft"#,
-        r#"listener "http": filter_chains[0].filters[0].typed_config.stream_idle_timeout is not supported by weft"#,
-        r#"listener "http": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.retry_policy is not supported by weft"#,
-        r#"listener "http": filter_chains[0].filters[0].typed_config.http_filters[0] envoy.filters.http.cors is not supported by weft"#,
-        r#"cluster "c": lb_policy RING_HASH (round robin is used) is not supported by weft"#,
-        r#"cluster "c": outlier_detection is not supported by weft"#,
+        r#"listener "http": filter_chains[0].filters[0].typed_config.server_name is not supported by weft"#,
+        r#"listener "http": filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.max_grpc_timeout is not supported by weft"#,
+        r#"listener "http": filter_chains[0].filters[0].typed_config.http_filters[0] envoy.filters.http.buffer is not supported by weft"#,
+        r#"cluster "c": lb_policy CLUSTER_PROVIDED (round robin is used) is not supported by weft"#,
+        r#"cluster "c": outlier_detection.success_rate_minimum_hosts is not supported by weft"#,
     ] {
         assert!(
             found.iter().any(|f| f == expected),
@@ -300,11 +300,7 @@ async fn reload_swaps_routes_while_in_flight_requests_finish_on_the_old_snapshot
     let c = Backend::start("c").await;
     let snapshot = proxy.snapshot();
     let cluster_b = snapshot.clusters.get("b").unwrap();
-    cluster_b.replace_endpoints(&[weft_proxy::cluster::EndpointSpec {
-        addr: c.addr,
-        weight: 1,
-        healthy: true,
-    }]);
+    cluster_b.replace_endpoints(&[weft_proxy::cluster::EndpointSpec::new(c.addr)]);
     assert_eq!(get(addr, "x", "/").await.echo().backend, "c");
 }
 

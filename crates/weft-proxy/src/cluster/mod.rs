@@ -1,11 +1,15 @@
-//! Upstream clusters: endpoint sets that can be replaced live, load balancing, circuit breaking
-//! and the per-endpoint connection pools. All state touched per request is atomic.
+//! Upstream clusters: endpoint sets that can be replaced live, load balancing, circuit breaking,
+//! outlier detection and the per-endpoint connection pools. All state touched per request is
+//! atomic.
 
+pub mod breaker;
+pub mod lb;
+pub mod outlier;
 pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -18,7 +22,11 @@ use weft_xds::envoy::extensions::upstreams::http::v3::{
 
 use crate::config::{CompileError, Unsupported, duration};
 use crate::stats::ClusterStats;
-use pool::Pool;
+pub use breaker::{Breakers, Priority, Slot};
+pub use lb::{EndpointSet, LbSettings, PickCtx};
+pub use outlier::Outcome;
+use outlier::{OutlierConfig, OutlierState};
+use pool::{Pool, PoolOptions};
 
 /// Which HTTP version the proxy speaks to a cluster's endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,8 +44,12 @@ pub enum LbPolicy {
     RoundRobin,
     /// Weighted random (`RANDOM`).
     Random,
-    /// Power of two choices on in-flight requests (`LEAST_REQUEST`).
+    /// N random choices, fewest requests in flight wins (`LEAST_REQUEST`).
     LeastRequest,
+    /// Consistent hashing on a ring (`RING_HASH`), keyed by the route's `hash_policy`.
+    RingHash,
+    /// Maglev consistent hashing (`MAGLEV`), keyed by the route's `hash_policy`.
+    Maglev,
 }
 
 /// A compiled cluster. Routes and TCP proxies find it by name in the snapshot.
@@ -47,32 +59,20 @@ pub struct Cluster {
     pub name: String,
     /// Upstream TCP connect timeout (Envoy's default is 5 s).
     pub connect_timeout: Duration,
-    /// Load-balancing policy.
-    pub lb: LbPolicy,
+    /// Load-balancing policy and table settings.
+    pub lb: LbSettings,
     /// HTTP version towards the endpoints.
     pub protocol: UpstreamProtocol,
     /// The endpoints; swapped whole when EDS (or a test) replaces them.
     endpoints: ArcSwap<EndpointSet>,
-    /// Circuit breaker: most requests in flight at once (`max_requests`, default 1024).
-    pub max_requests: u64,
-    /// Requests in flight now, guarded by [`Cluster::try_acquire`].
-    active_requests: AtomicU64,
-    /// Idle HTTP/1.1 connections kept per endpoint.
-    pub max_idle_per_endpoint: usize,
+    /// Circuit breakers per priority, shared with the connection pools and tasks.
+    pub breakers: Arc<Breakers>,
+    /// Outlier detection, when configured.
+    pub outlier: Option<OutlierConfig>,
+    /// Connection pool settings for new endpoints.
+    pub pool: PoolOptions,
     /// Counters, shared with earlier and later versions of this cluster.
     pub stats: Arc<ClusterStats>,
-}
-
-/// The endpoints of a cluster at one moment, with the round-robin schedule precomputed.
-#[derive(Debug)]
-pub struct EndpointSet {
-    /// All endpoints, healthy or not.
-    pub endpoints: Vec<Arc<Endpoint>>,
-    /// Smooth weighted round-robin order (indices into `endpoints`).
-    schedule: Vec<u32>,
-    /// Running sum of weights, for weighted random picks.
-    cumulative: Vec<u64>,
-    cursor: AtomicUsize,
 }
 
 /// One upstream host.
@@ -82,9 +82,16 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// Load-balancing weight (at least 1).
     pub weight: u32,
-    /// False when the endpoint must not receive traffic (health status from config, health
-    /// checking and outlier detection later).
+    /// Priority level (`LocalityLbEndpoints.priority`).
+    pub priority: u32,
+    /// Locality index within the load assignment (for locality weighting).
+    pub locality: u32,
+    /// The locality's `load_balancing_weight` (0 when unset).
+    pub locality_weight: u32,
+    /// False when the endpoint must not receive traffic (health status from configuration).
     pub healthy: AtomicBool,
+    /// Outlier detection state (ejection).
+    pub outlier: OutlierState,
     /// Requests in flight to this endpoint (least-request balancing, `/clusters`).
     pub active_requests: AtomicU64,
     /// Requests sent to this endpoint in total (`/clusters`).
@@ -93,15 +100,25 @@ pub struct Endpoint {
     pub pool: Pool,
 }
 
-/// A slot in a cluster's circuit breaker, released on drop.
-#[derive(Debug)]
-pub struct RequestPermit {
-    cluster: Arc<Cluster>,
-}
+impl Endpoint {
+    /// Whether the endpoint may take traffic now: healthy and not ejected. A host whose
+    /// ejection time is over is returned to service here.
+    pub fn available(&self, stats: &ClusterStats) -> bool {
+        if !self.healthy.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (ejected, returned) = self.outlier.ejected();
+        if returned {
+            stats
+                .outlier_ejections_active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        !ejected
+    }
 
-impl Drop for RequestPermit {
-    fn drop(&mut self) {
-        self.cluster.active_requests.fetch_sub(1, Ordering::Relaxed);
+    /// True while outlier detection keeps the host out (for `/clusters`).
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.ejected().0
     }
 }
 
@@ -129,24 +146,41 @@ pub struct EndpointSpec {
     pub weight: u32,
     /// Whether it may receive traffic.
     pub healthy: bool,
+    /// Priority level (0 is the highest).
+    pub priority: u32,
+    /// Locality index within the assignment.
+    pub locality: u32,
+    /// Locality weight (0 when unset).
+    pub locality_weight: u32,
+}
+
+impl EndpointSpec {
+    /// A healthy endpoint of weight 1 at priority 0.
+    pub fn new(addr: SocketAddr) -> Self {
+        EndpointSpec {
+            addr,
+            weight: 1,
+            healthy: true,
+            priority: 0,
+            locality: 0,
+            locality_weight: 0,
+        }
+    }
 }
 
 impl Cluster {
-    /// Reserves a request slot, or `None` when `max_requests` are already in flight.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<RequestPermit> {
-        let before = self.active_requests.fetch_add(1, Ordering::Relaxed);
-        if before >= self.max_requests {
-            self.active_requests.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(RequestPermit {
-            cluster: Arc::clone(self),
-        })
+    /// Reserves a request slot (`max_requests` of `priority`), or `None` on overflow.
+    pub fn try_acquire(&self, priority: Priority) -> Option<Slot> {
+        self.breakers.request(priority)
     }
 
-    /// Requests in flight.
+    /// Requests in flight (all priorities).
     pub fn active_requests(&self) -> u64 {
-        self.active_requests.load(Ordering::Relaxed)
+        self.breakers
+            .levels
+            .iter()
+            .map(|l| l.requests.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// The current endpoint set.
@@ -154,153 +188,109 @@ impl Cluster {
         self.endpoints.load()
     }
 
-    /// Replaces the endpoints (what EDS will call). Endpoints whose address stays keep their
-    /// connection pool and counters; requests in flight finish on the endpoints they have.
+    /// Replaces the endpoints (what EDS will call). Endpoints whose address, weight and
+    /// priority stay keep their connection pool, counters and outlier state; requests in
+    /// flight finish on the endpoints they have.
     pub fn replace_endpoints(&self, specs: &[EndpointSpec]) {
         let old = self.endpoints.load_full();
-        let set = EndpointSet::build(specs, Some(&old), self.max_idle_per_endpoint);
+        let set = self.build(specs, Some(&old));
         self.endpoints.store(Arc::new(set));
     }
 
-    /// Picks a healthy endpoint with the cluster's policy; `None` means "no healthy upstream".
+    fn build(&self, specs: &[EndpointSpec], previous: Option<&EndpointSet>) -> EndpointSet {
+        build_set(specs, previous, &self.lb, self.pool, &self.breakers)
+    }
+
+    /// Picks an available endpoint with the cluster's policy; `None` means "no healthy
+    /// upstream".
     pub fn pick(&self) -> Option<EndpointLease> {
+        self.pick_with(&PickCtx::default())
+    }
+
+    /// Picks an endpoint for a request with a hash and hosts to avoid.
+    pub fn pick_with(&self, ctx: &PickCtx<'_>) -> Option<EndpointLease> {
         let set = self.endpoints.load();
-        let ep = match self.lb {
-            LbPolicy::RoundRobin => set.pick_round_robin(),
-            LbPolicy::Random => set.pick_random(),
-            LbPolicy::LeastRequest => set.pick_least_request(),
-        }?;
+        let ep = set.pick(&self.stats, ctx)?;
         ep.active_requests.fetch_add(1, Ordering::Relaxed);
         ep.total_requests.fetch_add(1, Ordering::Relaxed);
         Some(EndpointLease { endpoint: ep })
     }
-}
 
-impl EndpointSet {
-    fn build(specs: &[EndpointSpec], previous: Option<&EndpointSet>, max_idle: usize) -> Self {
-        let endpoints: Vec<Arc<Endpoint>> = specs
-            .iter()
-            .map(|s| {
-                let weight = s.weight.max(1);
-                if let Some(old) = previous.and_then(|p| {
-                    p.endpoints
-                        .iter()
-                        .find(|e| e.addr == s.addr && e.weight == weight)
-                }) {
-                    old.healthy.store(s.healthy, Ordering::Relaxed);
-                    return Arc::clone(old);
-                }
-                Arc::new(Endpoint {
-                    addr: s.addr,
-                    weight,
-                    healthy: AtomicBool::new(s.healthy),
-                    active_requests: AtomicU64::new(0),
-                    total_requests: AtomicU64::new(0),
-                    pool: Pool::new(s.addr, max_idle),
-                })
-            })
-            .collect();
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
-        let mut cumulative = Vec::with_capacity(weights.len());
-        let mut sum = 0u64;
-        for w in &weights {
-            sum += u64::from(*w);
-            cumulative.push(sum);
+    /// Tells outlier detection how a request to `ep` went; may eject the host.
+    pub fn report(&self, ep: &Endpoint, outcome: Outcome) {
+        let Some(cfg) = &self.outlier else {
+            return;
+        };
+        let Some(reason) = ep.outlier.record(cfg, outcome) else {
+            return;
+        };
+        let set = self.endpoints.load();
+        let total = set.endpoints.len() as u64;
+        let ejected = set.endpoints.iter().filter(|e| e.is_ejected()).count() as u64;
+        // At least one host can always be ejected (Envoy's rule since 1.24).
+        if ejected > 0 && (ejected + 1) * 100 > u64::from(cfg.max_ejection_percent) * total {
+            self.stats
+                .outlier_ejections_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            return;
         }
-        EndpointSet {
-            schedule: smooth_weighted_schedule(&weights),
-            cumulative,
-            endpoints,
-            cursor: AtomicUsize::new(0),
-        }
-    }
-
-    fn pick_round_robin(&self) -> Option<Arc<Endpoint>> {
-        let len = self.schedule.len();
-        if len == 0 {
-            return None;
-        }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        for i in 0..len {
-            let idx = self.schedule[(start + i) % len] as usize;
-            let ep = &self.endpoints[idx];
-            if ep.healthy.load(Ordering::Relaxed) {
-                return Some(Arc::clone(ep));
+        let time = ep.outlier.eject(cfg);
+        let s = &self.stats;
+        s.outlier_ejections_enforced_total
+            .fetch_add(1, Ordering::Relaxed);
+        s.outlier_ejections_active.fetch_add(1, Ordering::Relaxed);
+        match reason {
+            outlier::Reason::Consecutive5xx => &s.outlier_ejections_enforced_consecutive_5xx,
+            outlier::Reason::ConsecutiveGatewayFailure => {
+                &s.outlier_ejections_enforced_consecutive_gateway_failure
+            }
+            outlier::Reason::ConsecutiveLocalOriginFailure => {
+                &s.outlier_ejections_enforced_consecutive_local_origin_failure
             }
         }
-        None
-    }
-
-    fn pick_random(&self) -> Option<Arc<Endpoint>> {
-        let total = *self.cumulative.last()?;
-        let draw = fastrand::u64(0..total);
-        let first = self.cumulative.partition_point(|c| *c <= draw);
-        let n = self.endpoints.len();
-        (0..n)
-            .map(|i| &self.endpoints[(first + i) % n])
-            .find(|e| e.healthy.load(Ordering::Relaxed))
-            .cloned()
-    }
-
-    /// Power of two choices on in-flight requests, as Envoy's LEAST_REQUEST does by default.
-    fn pick_least_request(&self) -> Option<Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let a = &self.endpoints[fastrand::usize(0..n)];
-        let b = &self.endpoints[fastrand::usize(0..n)];
-        let ok = |e: &Arc<Endpoint>| e.healthy.load(Ordering::Relaxed);
-        match (ok(a), ok(b)) {
-            (true, true) => {
-                let la = a.active_requests.load(Ordering::Relaxed);
-                let lb = b.active_requests.load(Ordering::Relaxed);
-                Some(Arc::clone(if lb < la { b } else { a }))
-            }
-            (true, false) => Some(Arc::clone(a)),
-            (false, true) => Some(Arc::clone(b)),
-            (false, false) => self.pick_round_robin(),
-        }
+        .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(cluster = %self.name, host = %ep.addr, ?reason, ?time, "outlier detection: host ejected");
     }
 }
 
-/// nginx's smooth weighted round robin, unrolled into a schedule of at most 4096 slots (weights
-/// are divided by their gcd first, and scaled down when the sum is larger).
-fn smooth_weighted_schedule(weights: &[u32]) -> Vec<u32> {
-    if weights.is_empty() {
-        return Vec::new();
-    }
-    let g = weights
+fn build_set(
+    specs: &[EndpointSpec],
+    previous: Option<&EndpointSet>,
+    lb: &LbSettings,
+    pool: PoolOptions,
+    breakers: &Arc<Breakers>,
+) -> EndpointSet {
+    let endpoints: Vec<Arc<Endpoint>> = specs
         .iter()
-        .fold(0u64, |g, w| gcd(g, u64::from(*w)))
-        .max(1);
-    let mut w: Vec<u64> = weights.iter().map(|x| u64::from(*x) / g).collect();
-    let sum: u64 = w.iter().sum();
-    const MAX: u64 = 4096;
-    if sum > MAX {
-        for x in &mut w {
-            *x = (*x * MAX / sum).max(1);
-        }
-    }
-    let sum: i64 = w.iter().map(|x| *x as i64).sum();
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(sum as usize);
-    for _ in 0..sum {
-        let mut best = 0;
-        for i in 0..w.len() {
-            current[i] += w[i] as i64;
-            if current[i] > current[best] {
-                best = i;
+        .map(|s| {
+            let weight = s.weight.max(1);
+            if let Some(old) = previous.and_then(|p| {
+                p.endpoints.iter().find(|e| {
+                    e.addr == s.addr
+                        && e.weight == weight
+                        && e.priority == s.priority
+                        && e.locality == s.locality
+                        && e.locality_weight == s.locality_weight
+                })
+            }) {
+                old.healthy.store(s.healthy, Ordering::Relaxed);
+                return Arc::clone(old);
             }
-        }
-        current[best] -= sum;
-        out.push(best as u32);
-    }
-    out
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+            Arc::new(Endpoint {
+                addr: s.addr,
+                weight,
+                priority: s.priority,
+                locality: s.locality,
+                locality_weight: s.locality_weight,
+                healthy: AtomicBool::new(s.healthy),
+                outlier: OutlierState::default(),
+                active_requests: AtomicU64::new(0),
+                total_requests: AtomicU64::new(0),
+                pool: Pool::new(s.addr, pool, Arc::clone(breakers)),
+            })
+        })
+        .collect();
+    EndpointSet::new(endpoints, lb)
 }
 
 /// Reads the endpoints of a `load_assignment`.
@@ -333,6 +323,12 @@ pub fn endpoint_specs(
                 addr,
                 weight: lbe.load_balancing_weight.as_ref().map_or(1, |w| w.value),
                 healthy,
+                priority: locality.priority,
+                locality: li as u32,
+                locality_weight: locality
+                    .load_balancing_weight
+                    .as_ref()
+                    .map_or(0, |w| w.value),
             });
         }
     }
@@ -413,26 +409,76 @@ pub fn compile_cluster(
             what: format!("cluster_type {}", ct.name),
         }),
     }
-    let lb = match c.lb_policy {
-        0 => LbPolicy::RoundRobin,
-        1 => LbPolicy::LeastRequest,
-        3 => LbPolicy::Random,
-        other => {
-            warnings.push(Unsupported {
-                resource: resource.clone(),
-                what: format!(
-                    "lb_policy {} (round robin is used)",
-                    cl::cluster::LbPolicy::try_from(other).map_or("?", |p| p.as_str_name())
-                ),
-            });
-            LbPolicy::RoundRobin
-        }
+    let mut lb = LbSettings {
+        policy: match c.lb_policy {
+            0 => LbPolicy::RoundRobin,
+            1 => LbPolicy::LeastRequest,
+            2 => LbPolicy::RingHash,
+            3 => LbPolicy::Random,
+            5 => LbPolicy::Maglev,
+            other => {
+                warnings.push(Unsupported {
+                    resource: resource.clone(),
+                    what: format!(
+                        "lb_policy {} (round robin is used)",
+                        cl::cluster::LbPolicy::try_from(other).map_or("?", |p| p.as_str_name())
+                    ),
+                });
+                LbPolicy::RoundRobin
+            }
+        },
+        ..LbSettings::default()
     };
+    match &c.lb_config {
+        Some(cl::cluster::LbConfig::LeastRequestLbConfig(l)) => {
+            if let Some(n) = &l.choice_count {
+                lb.choice_count = n.value.max(2);
+            }
+        }
+        Some(cl::cluster::LbConfig::RingHashLbConfig(r)) => {
+            if let Some(n) = &r.minimum_ring_size {
+                lb.min_ring_size = n.value.max(1);
+            }
+            if let Some(n) = &r.maximum_ring_size {
+                lb.max_ring_size = n.value.max(1);
+            }
+            lb.min_ring_size = lb.min_ring_size.min(lb.max_ring_size);
+        }
+        Some(cl::cluster::LbConfig::MaglevLbConfig(m)) => {
+            if let Some(n) = &m.table_size {
+                lb.maglev_table_size = n.value.max(2);
+            }
+        }
+        Some(_) | None => {}
+    }
+    if let Some(common) = &c.common_lb_config {
+        use cl::cluster::common_lb_config::LocalityConfigSpecifier as L;
+        match &common.locality_config_specifier {
+            Some(L::LocalityWeightedLbConfig(_)) => lb.locality_weighted = true,
+            Some(L::ZoneAwareLbConfig(_)) => warnings.push(Unsupported {
+                resource: resource.clone(),
+                what: "common_lb_config.zone_aware_lb_config".into(),
+            }),
+            None => {}
+        }
+    }
+    if let Some(f) = c
+        .load_assignment
+        .as_ref()
+        .and_then(|a| a.policy.as_ref())
+        .and_then(|p| p.overprovisioning_factor.as_ref())
+    {
+        lb.overprovisioning = f.value.max(1);
+    }
     #[allow(deprecated)]
     let mut protocol = if c.http2_protocol_options.is_some() {
         UpstreamProtocol::Http2
     } else {
         UpstreamProtocol::Http1
+    };
+    let mut pool = PoolOptions {
+        max_idle: max_idle_per_endpoint,
+        ..PoolOptions::default()
     };
     for (key, any) in &c.typed_extension_protocol_options {
         if key != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -474,6 +520,14 @@ pub fn compile_cluster(
             }),
             None => {}
         }
+        if let Some(common) = &opts.common_http_protocol_options {
+            if let Some(t) = &common.idle_timeout {
+                pool.idle_timeout = Some(duration(t)).filter(|d| !d.is_zero());
+            }
+            if let Some(m) = &common.max_requests_per_connection {
+                pool.max_requests_per_connection = Some(m.value).filter(|m| *m > 0);
+            }
+        }
         crate::config::supported::check(
             &opts,
             &resource,
@@ -481,19 +535,28 @@ pub fn compile_cluster(
             warnings,
         );
     }
-    let mut max_requests = 1024u64;
+    let mut breakers = Breakers::default();
     if let Some(cb) = &c.circuit_breakers {
-        for t in cb.thresholds.iter().filter(|t| t.priority == 0) {
-            if let Some(m) = &t.max_requests {
-                max_requests = u64::from(m.value);
-            }
+        for t in &cb.thresholds {
+            let level = &mut breakers.levels[if t.priority == 1 { 1 } else { 0 }];
+            let set = |v: &Option<weft_xds::google::protobuf::UInt32Value>, slot: &mut u64| {
+                if let Some(v) = v {
+                    *slot = u64::from(v.value);
+                }
+            };
+            set(&t.max_connections, &mut level.max_connections);
+            set(&t.max_pending_requests, &mut level.max_pending_requests);
+            set(&t.max_requests, &mut level.max_requests);
+            set(&t.max_retries, &mut level.max_retries);
         }
     }
+    let breakers = Arc::new(breakers);
+    let outlier = c.outlier_detection.as_ref().map(OutlierConfig::compile);
     let specs = match &c.load_assignment {
         Some(cla) => endpoint_specs(cla, &resource)?,
         None => Vec::new(),
     };
-    let set = EndpointSet::build(&specs, None, max_idle_per_endpoint);
+    let set = build_set(&specs, None, &lb, pool, &breakers);
     Ok(Cluster {
         name: c.name.clone(),
         connect_timeout: c
@@ -503,23 +566,9 @@ pub fn compile_cluster(
         lb,
         protocol,
         endpoints: ArcSwap::from_pointee(set),
-        max_requests,
-        active_requests: AtomicU64::new(0),
-        max_idle_per_endpoint,
+        breakers,
+        outlier,
+        pool,
         stats,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn smooth_schedule_interleaves_by_weight() {
-        let s = smooth_weighted_schedule(&[5, 1, 1]);
-        assert_eq!(s.len(), 7);
-        assert_eq!(s.iter().filter(|i| **i == 0).count(), 5);
-        assert_eq!(s, vec![0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(smooth_weighted_schedule(&[10, 10]), vec![0, 1]);
-    }
 }

@@ -2,6 +2,7 @@
 //! reuse), and one shared multiplexed HTTP/2 connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use super::breaker::{Breakers, Priority, Slot};
+use super::outlier::now_ms;
 use crate::http::body::Body;
+use crate::stats::ClusterStats;
 
 /// Why a connection to an endpoint could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,9 @@ pub enum ConnectError {
         /// The socket error.
         source: std::io::Error,
     },
+    /// The cluster's `max_connections` and `max_pending_requests` are exhausted.
+    #[error("circuit breaker open: max_connections and max_pending_requests reached")]
+    Overflow,
     /// The HTTP/1.1 or HTTP/2 handshake failed.
     #[error("HTTP handshake with {addr} failed: {source}")]
     Handshake {
@@ -42,15 +49,56 @@ pub enum ConnectError {
     },
 }
 
+/// Connection-pool settings of a cluster (`HttpProtocolOptions.common_http_protocol_options`).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    /// Idle HTTP/1.1 connections kept per endpoint.
+    pub max_idle: usize,
+    /// `max_requests_per_connection`: a connection is closed after this many requests.
+    pub max_requests_per_connection: Option<u32>,
+    /// `idle_timeout` (Envoy's default is one hour): an idle connection is closed after it.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_idle: 64,
+            max_requests_per_connection: None,
+            idle_timeout: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// What a connection's task and its pool entry share: when the connection went idle.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// [`now_ms`] when the connection went back to the idle queue; 0 while it carries a request.
+    idle_since: AtomicU64,
+}
+
+/// An HTTP/1.1 connection taken from (or made for) a pool, to give back with [`Pool::put`].
+#[derive(Debug)]
+pub struct Pooled {
+    /// The request sender.
+    pub sender: http1::SendRequest<Body>,
+    /// Requests this connection completed before this one.
+    uses: u32,
+    state: Arc<ConnState>,
+}
+
 /// The connections of one endpoint.
 #[derive(Debug)]
 pub struct Pool {
     addr: SocketAddr,
     /// Idle HTTP/1.1 connections, ready for a request; pushed back when a response body ends.
-    idle: SegQueue<http1::SendRequest<Body>>,
+    idle: SegQueue<Pooled>,
     /// Approximate length of `idle`, to respect `max_idle`.
     idle_count: AtomicUsize,
-    max_idle: usize,
+    opts: PoolOptions,
+    /// The cluster's circuit breakers: connections take a `max_connections` slot for their
+    /// whole life, and requests wait here as pending when none is left.
+    breakers: Arc<Breakers>,
     /// The shared HTTP/2 connection, replaced when it closes.
     h2: ArcSwapOption<http2::SendRequest<Body>>,
     /// Connections opened to this endpoint (all versions).
@@ -58,13 +106,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An empty pool for `addr` that keeps at most `max_idle` idle HTTP/1.1 connections.
-    pub fn new(addr: SocketAddr, max_idle: usize) -> Self {
+    /// An empty pool for `addr`.
+    pub fn new(addr: SocketAddr, opts: PoolOptions, breakers: Arc<Breakers>) -> Self {
         Pool {
             addr,
             idle: SegQueue::new(),
             idle_count: AtomicUsize::new(0),
-            max_idle,
+            opts,
+            breakers,
             h2: ArcSwapOption::empty(),
             connections_opened: AtomicU64::new(0),
         }
@@ -75,31 +124,71 @@ impl Pool {
         self.idle_count.load(Ordering::Relaxed)
     }
 
+    fn pop_idle(&self) -> Option<Pooled> {
+        let p = self.idle.pop()?;
+        self.idle_count.fetch_sub(1, Ordering::Relaxed);
+        Some(p)
+    }
+
     /// An HTTP/1.1 connection ready for one request: an idle one if any is still open, else a
-    /// new one. The flag tells whether it was reused.
+    /// new one when `max_connections` allows, else the request waits as pending (refused when
+    /// `max_pending_requests` are already waiting). The flag tells whether it was reused.
     pub async fn checkout_http1(
         &self,
         connect_timeout: Duration,
-    ) -> Result<(http1::SendRequest<Body>, bool), ConnectError> {
-        while let Some(mut sender) = self.idle.pop() {
-            self.idle_count.fetch_sub(1, Ordering::Relaxed);
-            if sender.is_closed() {
-                continue;
+        priority: Priority,
+        stats: &ClusterStats,
+    ) -> Result<(Pooled, bool), ConnectError> {
+        loop {
+            while let Some(mut c) = self.pop_idle() {
+                if c.sender.is_closed() {
+                    continue;
+                }
+                // Idle connections have finished their last response; `ready` only waits for
+                // hyper to notice. An error means the peer closed it meanwhile.
+                if c.sender.ready().await.is_ok() {
+                    c.state.idle_since.store(0, Ordering::Relaxed);
+                    return Ok((c, true));
+                }
             }
-            // Idle connections have finished their last response; `ready` only waits for
-            // hyper to notice. An error means the peer closed it meanwhile.
-            if sender.ready().await.is_ok() {
-                return Ok((sender, true));
+            if let Some(slot) = self.breakers.connection(priority) {
+                return Ok((self.connect_http1_slot(connect_timeout, slot).await?, false));
+            }
+            stats.upstream_cx_overflow.fetch_add(1, Ordering::Relaxed);
+            let Some(_pending) = self.breakers.pending(priority) else {
+                return Err(ConnectError::Overflow);
+            };
+            stats
+                .upstream_rq_pending_total
+                .fetch_add(1, Ordering::Relaxed);
+            let notified = self.breakers.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let t = &self.breakers.levels[priority as usize];
+            if self.idle() == 0 && t.connections.load(Ordering::Relaxed) >= t.max_connections {
+                notified.await;
             }
         }
-        Ok((self.connect_http1(connect_timeout).await?, false))
     }
 
     /// A fresh HTTP/1.1 connection (also used for upgrades, which never go back to the pool).
     pub async fn connect_http1(
         &self,
         connect_timeout: Duration,
-    ) -> Result<http1::SendRequest<Body>, ConnectError> {
+        priority: Priority,
+    ) -> Result<Pooled, ConnectError> {
+        let slot = self
+            .breakers
+            .connection(priority)
+            .ok_or(ConnectError::Overflow)?;
+        self.connect_http1_slot(connect_timeout, slot).await
+    }
+
+    async fn connect_http1_slot(
+        &self,
+        connect_timeout: Duration,
+        slot: Slot,
+    ) -> Result<Pooled, ConnectError> {
         let io = self.connect_tcp(connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -108,30 +197,77 @@ impl Pool {
                 addr: self.addr,
                 source,
             })?;
+        let state = Arc::new(ConnState::default());
+        let task_state = Arc::clone(&state);
+        let idle_timeout = self.opts.idle_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!("upstream HTTP/1.1 connection ended: {e}");
+            // The connection holds its `max_connections` slot until it closes.
+            let _slot = slot;
+            let conn = conn.with_upgrades();
+            tokio::pin!(conn);
+            let Some(timeout) = idle_timeout else {
+                if let Err(e) = conn.await {
+                    tracing::debug!("upstream HTTP/1.1 connection ended: {e}");
+                }
+                return;
+            };
+            let limit = timeout.as_millis() as u64;
+            loop {
+                let since = task_state.idle_since.load(Ordering::Relaxed);
+                let wait = if since == 0 {
+                    limit
+                } else {
+                    let idle = now_ms().saturating_sub(since);
+                    if idle >= limit {
+                        tracing::debug!("upstream HTTP/1.1 connection idle for {idle} ms: closed");
+                        return;
+                    }
+                    limit - idle
+                };
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::debug!("upstream HTTP/1.1 connection ended: {e}");
+                        }
+                        return;
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                }
             }
         });
-        Ok(sender)
+        Ok(Pooled {
+            sender,
+            uses: 0,
+            state,
+        })
     }
 
-    /// Gives an HTTP/1.1 connection back after its response completed.
-    pub fn put(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    /// Gives an HTTP/1.1 connection back after its response completed. It is closed instead
+    /// when it reached `max_requests_per_connection` or the idle queue is full.
+    pub fn put(&self, mut conn: Pooled) {
+        conn.uses += 1;
+        if conn.sender.is_closed()
+            || self
+                .opts
+                .max_requests_per_connection
+                .is_some_and(|m| conn.uses >= m)
+        {
             return;
         }
-        if self.idle_count.fetch_add(1, Ordering::Relaxed) >= self.max_idle {
+        if self.idle_count.fetch_add(1, Ordering::Relaxed) >= self.opts.max_idle {
             self.idle_count.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        self.idle.push(sender);
+        conn.state.idle_since.store(now_ms(), Ordering::Relaxed);
+        self.idle.push(conn);
+        self.breakers.wake_pending();
     }
 
     /// The shared HTTP/2 connection, opened (again) when needed.
     pub async fn http2(
         &self,
         connect_timeout: Duration,
+        priority: Priority,
     ) -> Result<http2::SendRequest<Body>, ConnectError> {
         if let Some(s) = self.h2.load().as_ref()
             && !s.is_closed()
@@ -141,6 +277,10 @@ impl Pool {
                 return Ok(s);
             }
         }
+        let slot = self
+            .breakers
+            .connection(priority)
+            .ok_or(ConnectError::Overflow)?;
         let io = self.connect_tcp(connect_timeout).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
@@ -150,11 +290,12 @@ impl Pool {
                 source,
             })?;
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = conn.await {
                 tracing::debug!("upstream HTTP/2 connection ended: {e}");
             }
         });
-        self.h2.store(Some(std::sync::Arc::new(sender.clone())));
+        self.h2.store(Some(Arc::new(sender.clone())));
         Ok(sender)
     }
 

@@ -5,6 +5,8 @@
 //! finishes on it, even if a new one is stored meanwhile. Every field or extension the compiler
 //! does not implement is reported as an [`Unsupported`] finding, by name.
 
+pub mod filters;
+pub mod policy;
 pub mod route;
 pub mod supported;
 
@@ -108,6 +110,10 @@ pub struct Listener {
     pub inspect_http: bool,
     /// `listener.<addr>.*` counters.
     pub stats: Arc<ListenerStats>,
+    /// Most downstream connections open at once (the runtime key
+    /// `envoy.resource_limits.listener.<name>.connection_limit`); extra ones are closed at
+    /// once.
+    pub connection_limit: Option<u64>,
 }
 
 /// One filter chain: when it applies and the network filter that handles the connection.
@@ -223,6 +229,23 @@ pub struct HttpManager {
     pub websocket: bool,
     /// `http.<stat_prefix>.*` counters.
     pub stats: Arc<HttpStats>,
+    /// The HTTP filters before the router, in configuration order (empty costs nothing).
+    pub filters: Vec<filters::HttpFilter>,
+    /// `stream_idle_timeout` (default 5 minutes): a stream with no activity for this long is
+    /// ended.
+    pub stream_idle_timeout: Option<Duration>,
+    /// `common_http_protocol_options.idle_timeout` (default 1 hour): a connection with no
+    /// request in flight for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// `request_headers_timeout`: the request headers must arrive within it (slowloris);
+    /// bounded to 10 s when unset.
+    pub request_headers_timeout: Duration,
+    /// `common_http_protocol_options.max_requests_per_connection`.
+    pub max_requests_per_connection: Option<u32>,
+    /// `max_request_headers_kb` (default 60): larger request headers get 431.
+    pub max_request_headers_kb: u32,
+    /// `common_http_protocol_options.max_headers_count` (default 100).
+    pub max_headers_count: u32,
 }
 
 /// A compiled `tcp_proxy`.
@@ -281,8 +304,56 @@ const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
 
-fn type_name(type_url: &str) -> &str {
+pub(crate) fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+/// The numeric keys of the bootstrap's static runtime layers (`layered_runtime`), flattened
+/// to dotted names; later layers win.
+fn static_runtime(bootstrap: &Bootstrap) -> HashMap<String, u64> {
+    use weft_xds::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+    use weft_xds::google::protobuf::value::Kind;
+    fn flatten(
+        prefix: &str,
+        v: &weft_xds::google::protobuf::Value,
+        out: &mut HashMap<String, u64>,
+    ) {
+        match &v.kind {
+            Some(Kind::NumberValue(n)) if *n >= 0.0 => {
+                out.insert(prefix.to_owned(), *n as u64);
+            }
+            Some(Kind::StringValue(s)) => {
+                if let Ok(n) = s.parse() {
+                    out.insert(prefix.to_owned(), n);
+                }
+            }
+            Some(Kind::StructValue(st)) => {
+                for (k, v) in &st.fields {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = HashMap::new();
+    for layer in bootstrap
+        .layered_runtime
+        .as_ref()
+        .map(|r| r.layers.as_slice())
+        .unwrap_or_default()
+    {
+        if let Some(LayerSpecifier::StaticLayer(st)) = &layer.layer_specifier {
+            for (k, v) in &st.fields {
+                flatten(k, v, &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// Compiles a bootstrap's static resources.
@@ -300,6 +371,7 @@ pub fn compile(
     });
     let empty = Default::default();
     let sr = bootstrap.static_resources.as_ref().unwrap_or(&empty);
+    let runtime = static_runtime(bootstrap);
 
     let mut clusters = HashMap::new();
     for c in &sr.clusters {
@@ -333,13 +405,14 @@ pub fn compile(
     for l in &sr.listeners {
         let resource = format!("listener {:?}", l.name);
         supported::check(l, &resource, "", &mut warnings);
-        listeners.push(Arc::new(compile_listener(
-            l,
-            &resource,
-            stats,
-            &mut routes,
-            &mut warnings,
-        )?));
+        let mut compiled = compile_listener(l, &resource, stats, &mut routes, &mut warnings)?;
+        compiled.connection_limit = runtime
+            .get(&format!(
+                "envoy.resource_limits.listener.{}.connection_limit",
+                l.name
+            ))
+            .copied();
+        listeners.push(Arc::new(compiled));
     }
     let mut names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
     names.sort_unstable();
@@ -453,6 +526,7 @@ fn compile_listener(
         inspect_tls,
         inspect_http,
         stats: stats.listener(&stat_name),
+        connection_limit: None,
     })
 }
 
@@ -655,21 +729,36 @@ fn compile_hcm(
         }
     };
     let mut has_router = false;
+    let mut http_filters = Vec::new();
     for (i, f) in m.http_filters.iter().enumerate() {
-        let type_url = match &f.config_type {
-            Some(hcm::http_filter::ConfigType::TypedConfig(a)) => type_name(&a.type_url),
-            _ => "",
+        let any = match &f.config_type {
+            Some(hcm::http_filter::ConfigType::TypedConfig(a)) => Some(a),
+            _ => None,
         };
+        let type_url = any.map_or("", |a| type_name(&a.type_url));
         if type_url == ROUTER || (type_url.is_empty() && f.name == "envoy.filters.http.router") {
             has_router = true;
-        } else if !f.disabled {
-            warnings.push(Unsupported {
+            continue;
+        }
+        if f.disabled {
+            continue;
+        }
+        let field = format!("{path}.typed_config.http_filters[{i}]");
+        let compiled = match any {
+            Some(a) => filters::compile_http_filter(type_url, a, resource, &field, warnings)?,
+            None if f.name == "envoy.filters.http.cors" => Some(filters::HttpFilter::Cors),
+            None => None,
+        };
+        match compiled {
+            Some(c) if !has_router => http_filters.push(c),
+            Some(_) => {}
+            None => warnings.push(Unsupported {
                 resource: resource.to_owned(),
                 what: format!(
-                    "{path}.typed_config.http_filters[{i}] {}",
+                    "{field} {}",
                     if f.name.is_empty() { type_url } else { &f.name }
                 ),
-            });
+            }),
         }
     }
     if !has_router {
@@ -706,7 +795,35 @@ fn compile_hcm(
         _ => Codec::Auto,
     };
     let stat_prefix = m.stat_prefix.clone();
+    let common = m.common_http_protocol_options.as_ref();
+    let opt_duration = |d: Option<&weft_xds::google::protobuf::Duration>,
+                        default: Option<Duration>| match d {
+        Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+        None => default,
+    };
     Ok(HttpManager {
+        filters: http_filters,
+        stream_idle_timeout: opt_duration(
+            m.stream_idle_timeout.as_ref(),
+            Some(Duration::from_secs(300)),
+        ),
+        idle_timeout: opt_duration(
+            common.and_then(|c| c.idle_timeout.as_ref()),
+            Some(Duration::from_secs(3600)),
+        ),
+        request_headers_timeout: opt_duration(m.request_headers_timeout.as_ref(), None)
+            .unwrap_or(Duration::from_secs(10)),
+        max_requests_per_connection: common
+            .and_then(|c| c.max_requests_per_connection.as_ref())
+            .map(|v| v.value)
+            .filter(|v| *v > 0),
+        max_request_headers_kb: m
+            .max_request_headers_kb
+            .as_ref()
+            .map_or(60, |v| v.value.clamp(1, 8192)),
+        max_headers_count: common
+            .and_then(|c| c.max_headers_count.as_ref())
+            .map_or(100, |v| v.value.max(1)),
         stats: stats.http(&stat_prefix),
         stat_prefix,
         route_config,

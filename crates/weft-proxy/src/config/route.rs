@@ -2,6 +2,7 @@
 //! precompiled matchers, and the action each route takes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +12,10 @@ use weft_xds::envoy::config::core::v3::{HeaderValueOption, data_source};
 use weft_xds::envoy::config::route::v3 as rt;
 use weft_xds::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher, string_matcher};
 
+use super::filters::{CorsPolicy, PerFilter, per_filter};
+use super::policy::{HashPolicy, Mirror, RetryPolicy, compile_retry};
 use super::{CompileError, Unsupported, duration};
+use crate::cluster::Priority;
 
 /// An HTTP route configuration (`RouteConfiguration`), ready for lookups on the request path.
 #[derive(Debug)]
@@ -27,6 +31,8 @@ pub struct RouteTable {
     any: Option<usize>,
     /// Route-configuration-level header changes, applied after the more specific ones.
     pub headers: HeaderRules,
+    /// Route-configuration-level `typed_per_filter_config`.
+    pub per_filter: Option<Box<PerFilter>>,
 }
 
 /// One virtual host: the routes for a set of domains.
@@ -38,6 +44,16 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     /// Virtual-host-level header changes.
     pub headers: HeaderRules,
+    /// Virtual-host-level retry policy (a route's own policy replaces it).
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub attempt_count_in_request: bool,
+    /// `include_attempt_count_in_response`: return `x-envoy-attempt-count` downstream.
+    pub attempt_count_in_response: bool,
+    /// `per_request_buffer_limit_bytes` for bodies replayed by retries and mirrors.
+    pub buffer_limit: Option<u32>,
+    /// Virtual-host-level filter settings (`typed_per_filter_config`, legacy `cors`).
+    pub per_filter: Option<Box<PerFilter>>,
 }
 
 /// One route: a matcher and what to do with requests it matches.
@@ -50,6 +66,10 @@ pub struct Route {
     pub action: Action,
     /// Route-level header changes.
     pub headers: HeaderRules,
+    /// Route-level filter settings (`typed_per_filter_config`, legacy `cors`).
+    pub per_filter: Option<Box<PerFilter>>,
+    /// `per_request_buffer_limit_bytes`.
+    pub buffer_limit: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -122,8 +142,9 @@ enum HeaderMatchKind {
     Value(StringMatch),
 }
 
+/// A compiled `HeaderMatcher` (routes, retriable headers, fault filter).
 #[derive(Debug)]
-struct HeaderMatcher {
+pub struct HeaderMatcher {
     name: HeaderName,
     kind: HeaderMatchKind,
     invert: bool,
@@ -162,6 +183,17 @@ pub struct Forward {
     pub timeout: Option<Duration>,
     /// Status when the named cluster does not exist.
     pub cluster_not_found: StatusCode,
+    /// `retry_policy` (replaces the virtual host's).
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// `hash_policy`, for ring hash and Maglev clusters.
+    pub hash_policy: Vec<HashPolicy>,
+    /// `request_mirror_policies`.
+    pub mirrors: Vec<Mirror>,
+    /// `priority`: which circuit-breaker thresholds apply.
+    pub priority: Priority,
+    /// `idle_timeout`: the stream idle timeout for this route (replaces the connection
+    /// manager's `stream_idle_timeout`; zero disables).
+    pub idle_timeout: Option<Option<Duration>>,
 }
 
 /// Where a `route` action sends requests.
@@ -441,7 +473,8 @@ impl RouteMatcher {
 }
 
 impl HeaderMatcher {
-    fn matches(&self, headers: &HeaderMap) -> bool {
+    /// Whether `headers` match.
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter();
         let first = values.next();
         let result = match (&self.kind, first) {
@@ -504,6 +537,7 @@ pub fn compile_route_config(
             "",
             warnings,
         )?,
+        per_filter: per_filter(&rc.typed_per_filter_config, resource, "", warnings)?,
     };
     for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
         let vpath = format!("virtual_hosts[{vi}]");
@@ -537,6 +571,18 @@ pub fn compile_route_config(
                 warnings,
             )?);
         }
+        let mut vh_filters = per_filter(&vh.typed_per_filter_config, resource, &vpath, warnings)?;
+        #[allow(deprecated)]
+        if let Some(c) = &vh.cors {
+            let f = vh_filters.get_or_insert_with(Default::default);
+            if f.cors.is_none() {
+                f.cors = Some(Arc::new(CorsPolicy::compile_legacy(
+                    c,
+                    resource,
+                    &format!("{vpath}.cors"),
+                )?));
+            }
+        }
         table.vhosts.push(VirtualHost {
             name: vh.name.clone(),
             routes,
@@ -549,6 +595,20 @@ pub fn compile_route_config(
                 &vpath,
                 warnings,
             )?,
+            retry: match &vh.retry_policy {
+                Some(r) => Some(Arc::new(compile_retry(
+                    r,
+                    resource,
+                    &format!("{vpath}.retry_policy"),
+                    warnings,
+                )?)),
+                None => None,
+            },
+            attempt_count_in_request: vh.include_request_attempt_count,
+            attempt_count_in_response: vh.include_attempt_count_in_response,
+            #[allow(deprecated)]
+            buffer_limit: vh.per_request_buffer_limit_bytes.as_ref().map(|v| v.value),
+            per_filter: vh_filters,
         });
     }
     table.suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
@@ -598,40 +658,11 @@ fn compile_route(
     };
     let mut headers = Vec::with_capacity(m.headers.len());
     for (i, h) in m.headers.iter().enumerate() {
-        let hp = format!("{path}.match.headers[{i}]");
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|e| invalid(&format!("match.headers[{i}].name"), e.to_string()))?;
-        use rt::header_matcher::HeaderMatchSpecifier as S;
-        #[allow(deprecated)]
-        let kind = match &h.header_match_specifier {
-            None => HeaderMatchKind::Present(true),
-            Some(S::PresentMatch(b)) => HeaderMatchKind::Present(*b),
-            Some(S::ExactMatch(s)) => HeaderMatchKind::Value(StringMatch::Exact(s.clone(), false)),
-            Some(S::PrefixMatch(s)) => {
-                HeaderMatchKind::Value(StringMatch::Prefix(s.clone(), false))
-            }
-            Some(S::SuffixMatch(s)) => {
-                HeaderMatchKind::Value(StringMatch::Suffix(s.clone(), false))
-            }
-            Some(S::ContainsMatch(s)) => {
-                HeaderMatchKind::Value(StringMatch::Contains(s.clone(), false))
-            }
-            Some(S::SafeRegexMatch(re)) => HeaderMatchKind::Value(StringMatch::Regex(full_regex(
-                re,
-                resource,
-                &format!("{hp}.safe_regex_match"),
-            )?)),
-            Some(S::StringMatch(sm)) => {
-                HeaderMatchKind::Value(string_match(sm, resource, &format!("{hp}.string_match"))?)
-            }
-            Some(S::RangeMatch(_)) => HeaderMatchKind::Value(StringMatch::Never),
-        };
-        headers.push(HeaderMatcher {
-            name,
-            kind,
-            invert: h.invert_match,
-            missing_as_empty: h.treat_missing_header_as_empty,
-        });
+        headers.push(header_matcher(
+            h,
+            resource,
+            &format!("{path}.match.headers[{i}]"),
+        )?);
     }
     let mut query = Vec::with_capacity(m.query_parameters.len());
     for (i, q) in m.query_parameters.iter().enumerate() {
@@ -698,10 +729,27 @@ fn compile_route(
             ));
         }
     };
+    let mut route_filters = per_filter(&r.typed_per_filter_config, resource, path, warnings)?;
+    #[allow(deprecated)]
+    if let Some(rt::route::Action::Route(ra)) = &r.action
+        && let Some(c) = &ra.cors
+    {
+        let f = route_filters.get_or_insert_with(Default::default);
+        if f.cors.is_none() {
+            f.cors = Some(Arc::new(CorsPolicy::compile_legacy(
+                c,
+                resource,
+                &format!("{path}.route.cors"),
+            )?));
+        }
+    }
     Ok(Route {
         name: r.name.clone(),
         matcher,
         action,
+        per_filter: route_filters,
+        #[allow(deprecated)]
+        buffer_limit: r.per_request_buffer_limit_bytes.as_ref().map(|v| v.value),
         headers: header_rules(
             &r.request_headers_to_add,
             &r.request_headers_to_remove,
@@ -822,6 +870,15 @@ fn compile_forward(
         2 => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
+    let retry = match &ra.retry_policy {
+        Some(r) => Some(Arc::new(compile_retry(
+            r,
+            resource,
+            &format!("{path}.route.retry_policy"),
+            warnings,
+        )?)),
+        None => None,
+    };
     Ok(Forward {
         clusters,
         prefix_rewrite,
@@ -829,6 +886,28 @@ fn compile_forward(
         host_rewrite,
         timeout,
         cluster_not_found,
+        retry,
+        hash_policy: super::policy::compile_hash_policies(
+            &ra.hash_policy,
+            resource,
+            &format!("{path}.route"),
+            warnings,
+        )?,
+        mirrors: super::policy::compile_mirrors(
+            &ra.request_mirror_policies,
+            resource,
+            &format!("{path}.route"),
+            warnings,
+        ),
+        priority: if ra.priority == 1 {
+            Priority::High
+        } else {
+            Priority::Default
+        },
+        idle_timeout: ra
+            .idle_timeout
+            .as_ref()
+            .map(|d| Some(duration(d)).filter(|d| !d.is_zero())),
     })
 }
 
@@ -876,6 +955,46 @@ fn compile_redirect(
         path: new_path,
         status,
         strip_query: rd.strip_query,
+    })
+}
+
+/// Compiles a `HeaderMatcher`.
+pub(crate) fn header_matcher(
+    h: &rt::HeaderMatcher,
+    resource: &str,
+    hp: &str,
+) -> Result<HeaderMatcher, CompileError> {
+    let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|e| CompileError::Invalid {
+        resource: resource.to_owned(),
+        field: format!("{hp}.name"),
+        reason: e.to_string(),
+    })?;
+    use rt::header_matcher::HeaderMatchSpecifier as S;
+    #[allow(deprecated)]
+    let kind = match &h.header_match_specifier {
+        None => HeaderMatchKind::Present(true),
+        Some(S::PresentMatch(b)) => HeaderMatchKind::Present(*b),
+        Some(S::ExactMatch(s)) => HeaderMatchKind::Value(StringMatch::Exact(s.clone(), false)),
+        Some(S::PrefixMatch(s)) => HeaderMatchKind::Value(StringMatch::Prefix(s.clone(), false)),
+        Some(S::SuffixMatch(s)) => HeaderMatchKind::Value(StringMatch::Suffix(s.clone(), false)),
+        Some(S::ContainsMatch(s)) => {
+            HeaderMatchKind::Value(StringMatch::Contains(s.clone(), false))
+        }
+        Some(S::SafeRegexMatch(re)) => HeaderMatchKind::Value(StringMatch::Regex(full_regex(
+            re,
+            resource,
+            &format!("{hp}.safe_regex_match"),
+        )?)),
+        Some(S::StringMatch(sm)) => {
+            HeaderMatchKind::Value(string_match(sm, resource, &format!("{hp}.string_match"))?)
+        }
+        Some(S::RangeMatch(_)) => HeaderMatchKind::Value(StringMatch::Never),
+    };
+    Ok(HeaderMatcher {
+        name,
+        kind,
+        invert: h.invert_match,
+        missing_as_empty: h.treat_missing_header_as_empty,
     })
 }
 
@@ -949,7 +1068,7 @@ fn header_value(v: &str, resource: &str, field: &str) -> Result<HeaderValue, Com
     })
 }
 
-fn header_adds(
+pub(crate) fn header_adds(
     opts: &[HeaderValueOption],
     resource: &str,
     field: &str,

@@ -37,7 +37,7 @@ impl std::fmt::Display for Unsupported {
 pub const SUPPORTED: &[(&str, &[&str])] = &[
     (
         "envoy.config.bootstrap.v3.Bootstrap",
-        &["node", "static_resources", "admin"],
+        &["node", "static_resources", "admin", "layered_runtime"],
     ),
     (
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
@@ -94,11 +94,15 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "preserve_external_request_id",
             "always_set_request_id_in_response",
             "upgrade_configs",
+            "stream_idle_timeout",
+            "request_headers_timeout",
+            "common_http_protocol_options",
+            "max_request_headers_kb",
         ],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
-        &["name", "typed_config", "is_optional"],
+        &["name", "typed_config", "is_optional", "disabled"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig",
@@ -129,6 +133,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "validate_clusters",
             "max_direct_response_body_size_bytes",
             "ignore_port_in_host_matching",
+            "typed_per_filter_config",
         ],
     ),
     (
@@ -141,6 +146,12 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "request_headers_to_remove",
             "response_headers_to_add",
             "response_headers_to_remove",
+            "retry_policy",
+            "include_request_attempt_count",
+            "include_attempt_count_in_response",
+            "typed_per_filter_config",
+            "cors",
+            "per_request_buffer_limit_bytes",
         ],
     ),
     (
@@ -156,6 +167,8 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "request_headers_to_remove",
             "response_headers_to_add",
             "response_headers_to_remove",
+            "typed_per_filter_config",
+            "per_request_buffer_limit_bytes",
         ],
     ),
     (
@@ -214,6 +227,12 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "host_rewrite_literal",
             "timeout",
             "cluster_not_found_response_code",
+            "retry_policy",
+            "hash_policy",
+            "request_mirror_policies",
+            "priority",
+            "idle_timeout",
+            "cors",
         ],
     ),
     (
@@ -272,20 +291,37 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "http2_protocol_options",
             "typed_extension_protocol_options",
             "metadata",
+            "outlier_detection",
+            "least_request_lb_config",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
+            "common_lb_config",
         ],
     ),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),
     (
         "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
-        &["priority", "max_requests", "track_remaining"],
+        &[
+            "priority",
+            "max_requests",
+            "track_remaining",
+            "max_connections",
+            "max_pending_requests",
+            "max_retries",
+        ],
     ),
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        &["cluster_name", "endpoints"],
+        &["cluster_name", "endpoints", "policy"],
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        &["locality", "lb_endpoints"],
+        &[
+            "locality",
+            "lb_endpoints",
+            "priority",
+            "load_balancing_weight",
+        ],
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
@@ -305,6 +341,190 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         &["address", "port_value", "protocol"],
     ),
     ("envoy.config.core.v3.Address", &["socket_address"]),
+    ("envoy.config.bootstrap.v3.LayeredRuntime", &["layers"]),
+    (
+        "envoy.config.bootstrap.v3.RuntimeLayer",
+        &["name", "static_layer"],
+    ),
+    (
+        "envoy.config.core.v3.HttpProtocolOptions",
+        &[
+            "idle_timeout",
+            "max_requests_per_connection",
+            "max_headers_count",
+        ],
+    ),
+    (
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        &[
+            "explicit_http_config",
+            "use_downstream_protocol_config",
+            "auto_config",
+            "common_http_protocol_options",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy",
+        &[
+            "retry_on",
+            "num_retries",
+            "per_try_timeout",
+            "retry_back_off",
+            "retry_host_predicate",
+            "host_selection_retry_max_attempts",
+            "retriable_status_codes",
+            "retriable_headers",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        &["base_interval", "max_interval"],
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy",
+        &[
+            "header",
+            "cookie",
+            "connection_properties",
+            "query_parameter",
+            "terminal",
+        ],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.Header",
+        &["header_name"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.Cookie",
+        &["name", "ttl", "path"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties",
+        &["source_ip"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter",
+        &["name"],
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        &[
+            "cluster",
+            "runtime_fraction",
+            "disable_shadow_host_suffix_append",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.RuntimeFractionalPercent",
+        &["default_value"],
+    ),
+    (
+        "envoy.config.route.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        &[
+            "allow_origin_string_match",
+            "allow_methods",
+            "allow_headers",
+            "expose_headers",
+            "max_age",
+            "allow_credentials",
+            "filter_enabled",
+            "allow_private_network_access",
+            "forward_not_matching_preflights",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &["delay", "abort", "headers", "max_active_faults"],
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort",
+        &[
+            "http_status",
+            "grpc_status",
+            "header_abort",
+            "percentage",
+            "response_body",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultDelay",
+        &["fixed_delay", "header_delay", "percentage"],
+    ),
+    (
+        "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        &[
+            "stat_prefix",
+            "status",
+            "token_bucket",
+            "filter_enabled",
+            "filter_enforced",
+            "request_headers_to_add_when_not_enforced",
+            "response_headers_to_add",
+            "enable_x_ratelimit_headers",
+        ],
+    ),
+    (
+        "envoy.type.v3.TokenBucket",
+        &["max_tokens", "tokens_per_fill", "fill_interval"],
+    ),
+    (
+        "envoy.config.route.v3.FilterConfig",
+        &["config", "is_optional", "disabled"],
+    ),
+    (
+        "envoy.config.cluster.v3.OutlierDetection",
+        &[
+            "consecutive_5xx",
+            "interval",
+            "base_ejection_time",
+            "max_ejection_percent",
+            "enforcing_consecutive_5xx",
+            "consecutive_gateway_failure",
+            "enforcing_consecutive_gateway_failure",
+            "split_external_local_origin_errors",
+            "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure",
+            "max_ejection_time",
+        ],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
+        &["choice_count"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RingHashLbConfig",
+        &["minimum_ring_size", "maximum_ring_size", "hash_function"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.MaglevLbConfig",
+        &["table_size"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        &["locality_weighted_lb_config"],
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        &["overprovisioning_factor"],
+    ),
 ];
 
 fn supported_fields(message: &str) -> Option<&'static [&'static str]> {

@@ -3,13 +3,27 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
+use tokio::time::{Instant, Sleep};
 
-use crate::cluster::{Endpoint, EndpointLease, RequestPermit};
+use crate::cluster::pool::Pooled;
+use crate::cluster::{Endpoint, EndpointLease, Slot};
+
+/// Why a body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The peer's stream failed (reset, protocol error, connection closed).
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    /// The route timeout or the stream idle timeout expired while the body was streaming.
+    #[error("{0} timeout expired while the body was streaming")]
+    Timeout(&'static str),
+}
 
 /// A request or response body passing through the proxy.
 #[derive(Debug)]
@@ -18,10 +32,24 @@ pub enum Body {
     Empty,
     /// A body the proxy made (local replies, direct responses); taken on first poll.
     Full(Option<Bytes>),
+    /// A body held in memory with its trailers, replayable by cloning (retries, mirrors).
+    Buffered(Buffered),
+    /// The first bytes of a body read into memory, then the rest still streaming (a request
+    /// too large to be buffered for retries).
+    Prefixed(Option<Bytes>, Incoming),
     /// A body streaming from a peer.
     Incoming(Incoming),
     /// An upstream response body that gives its connection back to the pool when it ends.
     Upstream(UpstreamBody),
+}
+
+/// A whole body in memory.
+#[derive(Clone, Debug, Default)]
+pub struct Buffered {
+    /// The data, not yet sent.
+    pub data: Option<Bytes>,
+    /// The trailers, sent after the data.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Body {
@@ -36,41 +64,138 @@ impl Body {
     }
 }
 
+/// How much of an incoming body [`buffer`] read.
+#[derive(Debug)]
+pub enum Read {
+    /// All of it.
+    Whole(Buffered),
+    /// More than the limit: what was read, and the rest.
+    Partial(Bytes, Incoming),
+}
+
+/// Reads `body` into memory up to `limit` bytes (retries and mirrors need to replay it).
+pub async fn buffer(mut body: Incoming, limit: usize) -> Result<Read, hyper::Error> {
+    use http_body_util::BodyExt;
+    let mut data = bytes::BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(d) => {
+                if first.is_none() && data.is_empty() {
+                    first = Some(d);
+                } else {
+                    if let Some(f) = first.take() {
+                        data.extend_from_slice(&f);
+                    }
+                    data.extend_from_slice(&d);
+                }
+                let len = first.as_ref().map_or(data.len(), Bytes::len);
+                if len > limit {
+                    let head = first.take().unwrap_or_else(|| data.split().freeze());
+                    return Ok(Read::Partial(head, body));
+                }
+            }
+            Err(f) => {
+                if let Ok(t) = f.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    let data = first.or_else(|| (!data.is_empty()).then(|| data.freeze()));
+    Ok(Read::Whole(Buffered { data, trailers }))
+}
+
+/// The timer of a response body: the route timeout's deadline and the stream idle timeout,
+/// reset by every frame.
+#[derive(Debug)]
+pub struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    route: Option<Instant>,
+    idle: Option<Duration>,
+}
+
+impl Deadline {
+    /// A timer for a body that must end by `route` and may not stall for longer than `idle`;
+    /// `None` when neither is set.
+    pub fn new(route: Option<Instant>, idle: Option<Duration>) -> Option<Self> {
+        let at = Self::next(route, idle)?;
+        Some(Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            route,
+            idle,
+        })
+    }
+
+    fn next(route: Option<Instant>, idle: Option<Duration>) -> Option<Instant> {
+        let idle_at = idle.map(|d| Instant::now() + d);
+        match (route, idle_at) {
+            (Some(r), Some(i)) => Some(r.min(i)),
+            (r, i) => r.or(i),
+        }
+    }
+
+    fn activity(&mut self) {
+        if self.idle.is_some()
+            && let Some(at) = Self::next(self.route, self.idle)
+        {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Some(if self.route.is_some_and(|r| Instant::now() >= r) {
+                "route"
+            } else {
+                "stream idle"
+            });
+        }
+        None
+    }
+}
+
 /// What an upstream response body holds on to until it ends: the connection to return, the
-/// circuit-breaker slot and the endpoint's in-flight count.
+/// circuit-breaker slot, the endpoint's in-flight count and the timeouts that still run.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Incoming,
     /// The HTTP/1.1 connection that carried the response; back to the endpoint's idle queue
     /// once the body is complete, closed if the body is abandoned half-way.
-    conn: Option<(http1::SendRequest<Body>, Arc<Endpoint>)>,
-    _permit: Option<RequestPermit>,
+    conn: Option<(Pooled, Arc<Endpoint>)>,
+    _permit: Option<Slot>,
     _lease: Option<EndpointLease>,
+    deadline: Option<Deadline>,
 }
 
 impl UpstreamBody {
     /// Wraps an upstream body with the resources it releases at its end.
     pub fn new(
         inner: Incoming,
-        conn: Option<(http1::SendRequest<Body>, Arc<Endpoint>)>,
-        permit: Option<RequestPermit>,
+        conn: Option<(Pooled, Arc<Endpoint>)>,
+        permit: Option<Slot>,
         lease: Option<EndpointLease>,
+        deadline: Option<Deadline>,
     ) -> Self {
         let mut b = UpstreamBody {
             inner,
             conn,
             _permit: permit,
             _lease: lease,
+            deadline,
         };
         if b.inner.is_end_stream() {
             b.release();
+            b.deadline = None;
         }
         b
     }
 
     fn release(&mut self) {
-        if let Some((sender, endpoint)) = self.conn.take() {
-            endpoint.pool.put(sender);
+        if let Some((conn, endpoint)) = self.conn.take() {
+            endpoint.pool.put(conn);
         }
     }
 }
@@ -85,26 +210,54 @@ impl Drop for UpstreamBody {
 
 impl HttpBody for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Incoming(i) => Pin::new(i).poll_frame(cx),
+            Body::Buffered(b) => Poll::Ready(match b.data.take() {
+                Some(d) => Some(Ok(Frame::data(d))),
+                None => b.trailers.take().map(|t| Ok(Frame::trailers(t))),
+            }),
+            Body::Prefixed(head, rest) => match head.take() {
+                Some(d) => Poll::Ready(Some(Ok(Frame::data(d)))),
+                None => Pin::new(rest)
+                    .poll_frame(cx)
+                    .map(|r| r.map(|f| f.map_err(BodyError::from))),
+            },
+            Body::Incoming(i) => Pin::new(i)
+                .poll_frame(cx)
+                .map(|r| r.map(|f| f.map_err(BodyError::from))),
             Body::Upstream(u) => {
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
-                if let Poll::Ready(None) = r {
-                    u.release();
-                } else if let Poll::Ready(Some(Ok(_))) = &r
-                    && u.inner.is_end_stream()
-                {
-                    u.release();
+                match &r {
+                    Poll::Ready(None) => {
+                        u.release();
+                        u.deadline = None;
+                    }
+                    Poll::Ready(Some(Ok(_))) => {
+                        if u.inner.is_end_stream() {
+                            u.release();
+                            u.deadline = None;
+                        } else if let Some(d) = &mut u.deadline {
+                            d.activity();
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => u.deadline = None,
+                    Poll::Pending => {
+                        if let Some(which) = u.deadline.as_mut().and_then(|d| d.poll_expired(cx)) {
+                            u.deadline = None;
+                            // Dropping the connection (not returned) resets the upstream.
+                            u.conn = None;
+                            return Poll::Ready(Some(Err(BodyError::Timeout(which))));
+                        }
+                    }
                 }
-                r
+                r.map(|o| o.map(|f| f.map_err(BodyError::from)))
             }
         }
     }
@@ -113,6 +266,8 @@ impl HttpBody for Body {
         match self {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
+            Body::Buffered(b) => b.data.is_none() && b.trailers.is_none(),
+            Body::Prefixed(h, rest) => h.is_none() && rest.is_end_stream(),
             Body::Incoming(i) => i.is_end_stream(),
             Body::Upstream(u) => u.inner.is_end_stream(),
         }
@@ -122,6 +277,19 @@ impl HttpBody for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Buffered(b) => {
+                SizeHint::with_exact(b.data.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::Prefixed(h, rest) => {
+                let n = h.as_ref().map_or(0, |b| b.len() as u64);
+                let r = rest.size_hint();
+                let mut s = SizeHint::new();
+                s.set_lower(r.lower() + n);
+                if let Some(u) = r.upper() {
+                    s.set_upper(u + n);
+                }
+                s
+            }
             Body::Incoming(i) => i.size_hint(),
             Body::Upstream(u) => u.inner.size_hint(),
         }

@@ -1,44 +1,77 @@
 //! The HTTP connection manager: serves HTTP/1.1 (keep-alive, chunked, upgrades) and h2c on a
-//! downstream connection, routes each request with the current snapshot and proxies it.
+//! downstream connection, runs the HTTP filters, routes each request with the current snapshot
+//! and proxies it, with retries, timeouts, circuit breaking and mirroring.
 
 pub mod body;
+mod filters;
+pub mod flags;
 mod headers;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, LOCATION};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION, TRANSFER_ENCODING};
 use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::Shared;
-use crate::cluster::UpstreamProtocol;
-use crate::cluster::pool::ConnectError;
+use crate::cluster::outlier::now_ms;
+use crate::cluster::pool::{ConnectError, Pooled};
+use crate::cluster::{Cluster, Endpoint, Outcome, PickCtx, Priority, UpstreamProtocol};
+use crate::config::filters::sample;
+use crate::config::policy::{Failure, RetryPolicy, grpc_status, request_hash, shadow_host};
 use crate::config::route::{
     Action, Forward, HeaderRules, Redirect, RedirectPath, Route, RouteTable, VirtualHost,
 };
 use crate::config::{Codec, HttpManager};
-use body::{Body, UpstreamBody};
+use body::{Body, Buffered, Deadline, Read, UpstreamBody};
+use flags::ResponseFlags;
+use http_body::Body as _;
+
+const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+const X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
 /// What one downstream connection's requests share.
 struct ConnCtx {
     shared: Arc<Shared>,
     hcm: Arc<HttpManager>,
     peer: SocketAddr,
+    /// Requests in progress on this connection (the idle timeout only runs at zero).
+    active: AtomicU32,
+    /// Requests served, against `max_requests_per_connection`.
+    served: AtomicU32,
+    /// [`now_ms`] when the last request ended.
+    last_active: AtomicU64,
+    /// Signalled to close the connection gracefully (`max_requests_per_connection`).
+    close: Notify,
+}
+
+/// The per-request context: what happened to the request, for logs and stats.
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    /// Envoy's response flags.
+    pub flags: ResponseFlags,
+    /// Upstream attempts made (1 + retries).
+    pub attempts: u32,
 }
 
 /// Serves one downstream connection until it closes, or until `drain` turns true, at which point
 /// the connection is closed gracefully (in-flight requests finish, keep-alive stops, h2 GOAWAY).
+/// The connection is also closed gracefully when it has been idle (no request in flight) for
+/// the connection manager's `idle_timeout`, or served `max_requests_per_connection`.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -46,33 +79,77 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
 ) {
-    let ctx = Arc::new(ConnCtx { shared, hcm, peer });
-    let codec = ctx.hcm.codec;
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        hcm,
+        peer,
+        active: AtomicU32::new(0),
+        served: AtomicU32::new(0),
+        last_active: AtomicU64::new(now_ms()),
+        close: Notify::new(),
+    });
+    let hcm = Arc::clone(&ctx.hcm);
+    let svc_ctx = Arc::clone(&ctx);
     let svc = service_fn(move |req| {
-        let ctx = Arc::clone(&ctx);
+        let ctx = Arc::clone(&svc_ctx);
         async move { Ok::<_, Infallible>(handle(&ctx, req).await) }
     });
+    let header_bytes = (hcm.max_request_headers_kb as usize) * 1024;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    let builder = match codec {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(hcm.request_headers_timeout)
+        .max_buf_size(header_bytes.max(8192))
+        .max_headers(hcm.max_headers_count as usize);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(header_bytes as u32);
+    let builder = match hcm.codec {
         Codec::Http1 => builder.http1_only(),
         Codec::Http2 => builder.http2_only(),
         Codec::Auto => builder,
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, "downstream connection ended: {e}");
+    let idle_limit = hcm.idle_timeout.map(|d| d.as_millis() as u64);
+    let mut closing = false;
+    loop {
+        let wait = match idle_limit {
+            Some(limit) if !closing => {
+                let idle = now_ms().saturating_sub(ctx.last_active.load(Ordering::Relaxed));
+                if ctx.active.load(Ordering::Relaxed) == 0 && idle >= limit {
+                    tracing::debug!(%peer, "downstream connection idle for {idle} ms: closing");
+                    hcm.stats
+                        .downstream_cx_idle_timeout
+                        .fetch_add(1, Ordering::Relaxed);
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                    Duration::from_secs(3600)
+                } else {
+                    Duration::from_millis(limit.saturating_sub(idle).max(1))
+                }
             }
-        }
-        _ = async { let _ = drain.wait_for(|d| *d).await; } => {
-            conn.as_mut().graceful_shutdown();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "downstream connection ended while draining: {e}");
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "downstream connection ended: {e}");
+                }
+                return;
             }
+            _ = async { let _ = drain.wait_for(|d| *d).await; }, if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = ctx.close.notified(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -87,57 +164,196 @@ enum Local {
     ConnectFailure,
     UpstreamReset,
     Timeout,
+    StreamIdle,
     UpgradeRefused,
+    BadRequest,
 }
 
 impl Local {
-    fn reply(self) -> Response<Body> {
-        let (status, body, flag): (StatusCode, &'static str, &'static str) = match self {
-            Local::NoRoute => (StatusCode::NOT_FOUND, "", "NR"),
-            Local::NoCluster(s) => (s, "", "NC"),
-            Local::NoHealthyUpstream => {
-                (StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream", "UH")
-            }
+    fn reply(self, rq: &mut RequestCtx) -> Response<Body> {
+        let (status, body, flag): (StatusCode, &'static str, ResponseFlags) = match self {
+            Local::NoRoute => (StatusCode::NOT_FOUND, "", ResponseFlags::NO_ROUTE_FOUND),
+            Local::NoCluster(s) => (s, "", ResponseFlags::NO_CLUSTER_FOUND),
+            Local::NoHealthyUpstream => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream",
+                ResponseFlags::NO_HEALTHY_UPSTREAM,
+            ),
             Local::Overflow => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-                "UO",
+                ResponseFlags::UPSTREAM_OVERFLOW,
             ),
             Local::ConnectFailure => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-                "UF",
+                ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
             ),
             Local::UpstreamReset => (
                 StatusCode::BAD_GATEWAY,
                 "upstream connect error or disconnect/reset before headers. reset reason: protocol error",
-                "UPE",
+                ResponseFlags::UPSTREAM_REMOTE_RESET,
             ),
             Local::Timeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream request timeout",
-                "UT",
+                ResponseFlags::UPSTREAM_REQUEST_TIMEOUT,
             ),
-            Local::UpgradeRefused => (StatusCode::FORBIDDEN, "upgrade not allowed", "UPE"),
+            Local::StreamIdle => (
+                StatusCode::REQUEST_TIMEOUT,
+                "stream timeout",
+                ResponseFlags::STREAM_IDLE_TIMEOUT,
+            ),
+            Local::UpgradeRefused => (
+                StatusCode::FORBIDDEN,
+                "upgrade not allowed",
+                ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+            ),
+            Local::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                "Bad Request",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ),
         };
-        tracing::debug!(status = status.as_u16(), flag, "local reply");
+        rq.flags.set(flag);
+        tracing::debug!(status = status.as_u16(), flags = %rq.flags, "local reply");
         let mut resp = Response::new(Body::full(Bytes::from_static(body.as_bytes())));
         *resp.status_mut() = status;
         if !body.is_empty() {
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         }
+        if matches!(self, Local::Overflow) {
+            resp.headers_mut()
+                .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
+        }
+        if matches!(self, Local::BadRequest) {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
+}
+
+/// HTTP/1 framing that a proxy must refuse, because two hops could read it differently
+/// (request smuggling): both `Content-Length` and `Transfer-Encoding`, several
+/// `Content-Length` values, or a `Transfer-Encoding` other than a plain `chunked`.
+fn smuggling<B>(req: &Request<B>) -> bool {
+    if req.version() >= Version::HTTP_2 {
+        return false;
+    }
+    let h = req.headers();
+    let te: Vec<&HeaderValue> = h.get_all(TRANSFER_ENCODING).iter().collect();
+    let cl = h.get_all(CONTENT_LENGTH).iter().count();
+    if cl > 1 || (cl > 0 && !te.is_empty()) {
+        return true;
+    }
+    te.len() > 1
+        || te
+            .first()
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
 }
 
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Body> {
     let stats = &ctx.hcm.stats;
     stats.downstream_rq_total.fetch_add(1, Ordering::Relaxed);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
-    let resp = route(ctx, req).await;
+    ctx.active.fetch_add(1, Ordering::Relaxed);
+    let mut rq = RequestCtx::default();
+    let h1 = req.version() < Version::HTTP_2;
+    let mut resp = if smuggling(&req) {
+        stats.downstream_rq_rejected.fetch_add(1, Ordering::Relaxed);
+        Local::BadRequest.reply(&mut rq)
+    } else {
+        route(ctx, req, &mut rq).await
+    };
+    let served = ctx.served.fetch_add(1, Ordering::Relaxed) + 1;
+    if ctx
+        .hcm
+        .max_requests_per_connection
+        .is_some_and(|max| served >= max)
+    {
+        if served == ctx.hcm.max_requests_per_connection.unwrap_or(0) {
+            stats
+                .downstream_cx_max_requests_reached
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if h1 {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        ctx.close.notify_one();
+    }
+    ctx.last_active.store(now_ms(), Ordering::Relaxed);
+    ctx.active.fetch_sub(1, Ordering::Relaxed);
     stats.downstream_rq_active.fetch_sub(1, Ordering::Relaxed);
     stats.response(resp.status().as_u16());
+    if !rq.flags.is_empty() {
+        tracing::debug!(status = resp.status().as_u16(), flags = %rq.flags, attempts = rq.attempts, "request done");
+    }
+    resp
+}
+
+async fn route(ctx: &ConnCtx, mut req: Request<Incoming>, rq: &mut RequestCtx) -> Response<Body> {
+    let snapshot = ctx.shared.snapshot.load_full();
+    let Some(table) = snapshot.routes.get(&ctx.hcm.route_config) else {
+        ctx.hcm.stats.no_route.fetch_add(1, Ordering::Relaxed);
+        return Local::NoRoute.reply(rq);
+    };
+    let found = table.find_vhost(authority(&req)).and_then(|vh| {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        vh.find_route(pq, req.headers()).map(|r| (vh, r))
+    });
+    let Some((vhost, route)) = found else {
+        ctx.hcm.stats.no_route.fetch_add(1, Ordering::Relaxed);
+        return Local::NoRoute.reply(rq);
+    };
+    let request_id = headers::request_id(ctx.hcm.as_ref(), req.headers_mut());
+    let levels = Levels {
+        table,
+        vhost,
+        route,
+    };
+    let mut fstate = filters::FilterState::default();
+    let filtered = if ctx.hcm.filters.is_empty() {
+        Ok(())
+    } else {
+        filters::decode(&ctx.hcm, &levels, &mut req, &mut rq.flags, &mut fstate).await
+    };
+    let mut resp = match filtered {
+        Err(resp) => resp,
+        Ok(()) => match &route.action {
+            Action::Direct(d) => {
+                ctx.hcm
+                    .stats
+                    .rq_direct_response
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut resp = Response::new(Body::full(d.body.clone()));
+                *resp.status_mut() = d.status;
+                if !d.body.is_empty() {
+                    resp.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                }
+                levels.response(None, resp.headers_mut());
+                resp
+            }
+            Action::Redirect(r) => {
+                ctx.hcm.stats.rq_redirect.fetch_add(1, Ordering::Relaxed);
+                let mut resp = redirect(r, route, &req);
+                levels.response(None, resp.headers_mut());
+                resp
+            }
+            Action::Forward(f) => forward(ctx, &snapshot, &levels, f, req, rq).await,
+        },
+    };
+    if !ctx.hcm.filters.is_empty() {
+        filters::encode(&fstate, resp.headers_mut());
+    }
+    if ctx.hcm.always_set_request_id_in_response
+        && let Some(id) = request_id
+    {
+        resp.headers_mut().insert(headers::X_REQUEST_ID, id);
+    }
     resp
 }
 
@@ -151,57 +367,6 @@ fn authority<B>(req: &Request<B>) -> &str {
             .and_then(|h| h.to_str().ok())
             .unwrap_or(""),
     }
-}
-
-async fn route(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<Body> {
-    let snapshot = ctx.shared.snapshot.load_full();
-    let Some(table) = snapshot.routes.get(&ctx.hcm.route_config) else {
-        ctx.hcm.stats.no_route.fetch_add(1, Ordering::Relaxed);
-        return Local::NoRoute.reply();
-    };
-    let found = table.find_vhost(authority(&req)).and_then(|vh| {
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        vh.find_route(pq, req.headers()).map(|r| (vh, r))
-    });
-    let Some((vhost, route)) = found else {
-        ctx.hcm.stats.no_route.fetch_add(1, Ordering::Relaxed);
-        return Local::NoRoute.reply();
-    };
-    let request_id = headers::request_id(ctx.hcm.as_ref(), req.headers_mut());
-    let levels = Levels {
-        table,
-        vhost,
-        route,
-    };
-    let mut resp = match &route.action {
-        Action::Direct(d) => {
-            ctx.hcm
-                .stats
-                .rq_direct_response
-                .fetch_add(1, Ordering::Relaxed);
-            let mut resp = Response::new(Body::full(d.body.clone()));
-            *resp.status_mut() = d.status;
-            if !d.body.is_empty() {
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            }
-            levels.response(None, resp.headers_mut());
-            resp
-        }
-        Action::Redirect(r) => {
-            ctx.hcm.stats.rq_redirect.fetch_add(1, Ordering::Relaxed);
-            let mut resp = redirect(r, route, &req);
-            levels.response(None, resp.headers_mut());
-            resp
-        }
-        Action::Forward(f) => forward(ctx, &snapshot, &levels, f, req).await,
-    };
-    if ctx.hcm.always_set_request_id_in_response
-        && let Some(id) = request_id
-    {
-        resp.headers_mut().insert(headers::X_REQUEST_ID, id);
-    }
-    resp
 }
 
 /// The route, its virtual host and its table: header rules apply from the most specific level
@@ -307,34 +472,134 @@ enum SendError {
     Http(hyper::Error),
 }
 
+/// The upstream request head, prepared once and rebuilt for each attempt and mirror.
+struct Head {
+    method: Method,
+    uri: Uri,
+    pq: PathAndQuery,
+    host: HeaderValue,
+    headers: HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Head {
+    /// The request for `protocol`; `clone` keeps the head for another attempt.
+    fn request(
+        &mut self,
+        protocol: UpstreamProtocol,
+        body: Body,
+        keep: bool,
+    ) -> Option<Request<Body>> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.headers_mut() = if keep {
+            self.headers.clone()
+        } else {
+            std::mem::take(&mut self.headers)
+        };
+        if !keep {
+            *req.extensions_mut() = std::mem::take(&mut self.extensions);
+        }
+        match protocol {
+            UpstreamProtocol::Http1 => {
+                *req.version_mut() = Version::HTTP_11;
+                *req.uri_mut() =
+                    if self.uri.scheme().is_none() && self.uri.path_and_query() == Some(&self.pq) {
+                        if keep {
+                            self.uri.clone()
+                        } else {
+                            std::mem::take(&mut self.uri)
+                        }
+                    } else {
+                        Uri::from(self.pq.clone())
+                    };
+                req.headers_mut().insert(HOST, self.host.clone());
+            }
+            UpstreamProtocol::Http2 => {
+                *req.version_mut() = Version::HTTP_2;
+                let mut up = http::uri::Parts::default();
+                up.scheme = Some(Scheme::HTTP);
+                up.authority = http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(
+                    self.host.as_bytes(),
+                ))
+                .ok();
+                up.path_and_query = Some(self.pq.clone());
+                *req.uri_mut() = Uri::from_parts(up).ok()?;
+                req.headers_mut().remove(HOST);
+            }
+        }
+        Some(req)
+    }
+}
+
+/// The request body: replayable (buffered or empty) or streamed once.
+enum ReqBody {
+    Replay(Buffered),
+    Once(Option<Body>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Body {
+        match self {
+            ReqBody::Replay(b) if b.data.is_none() && b.trailers.is_none() => Body::Empty,
+            ReqBody::Replay(b) => Body::Buffered(b.clone()),
+            ReqBody::Once(b) => b.take().unwrap_or(Body::Empty),
+        }
+    }
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Response(Response<Incoming>, Option<Pooled>),
+    /// A response read whole (a gRPC response whose trailers were checked).
+    Buffered(Response<Buffered>),
+    Failed(Failure, Local),
+    Overflow,
+    RouteTimeout,
+    StreamIdle,
+}
+
+/// Whether an HTTP/2 error is `REFUSED_STREAM` (safe to retry: the server did not process it).
+fn refused_stream(e: &hyper::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = src {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            return h2e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        src = err.source();
+    }
+    false
+}
+
 async fn forward(
     ctx: &ConnCtx,
     snapshot: &crate::config::Snapshot,
     levels: &Levels<'_>,
     f: &Forward,
     mut req: Request<Incoming>,
+    rq: &mut RequestCtx,
 ) -> Response<Body> {
     let (cluster_name, target) = f.clusters.pick();
     let Some(cluster) = snapshot.clusters.get(cluster_name) else {
         ctx.hcm.stats.no_cluster.fetch_add(1, Ordering::Relaxed);
-        return Local::NoCluster(f.cluster_not_found).reply();
+        return Local::NoCluster(f.cluster_not_found).reply(rq);
     };
     let cs = &cluster.stats;
     let upgrade = headers::is_upgrade(&req);
     if upgrade && (!ctx.hcm.websocket || !headers::is_websocket(&req)) {
-        return Local::UpgradeRefused.reply();
+        return Local::UpgradeRefused.reply(rq);
     }
-    let Some(permit) = cluster.try_acquire() else {
+    let Some(permit) = cluster.try_acquire(f.priority) else {
         cs.upstream_rq_pending_overflow
             .fetch_add(1, Ordering::Relaxed);
-        return Local::Overflow.reply();
+        return Local::Overflow.reply(rq);
     };
-    let Some(lease) = cluster.pick() else {
-        cs.upstream_cx_none_healthy.fetch_add(1, Ordering::Relaxed);
-        return Local::NoHealthyUpstream.reply();
-    };
-    cs.upstream_rq_total.fetch_add(1, Ordering::Relaxed);
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let retry: Option<&RetryPolicy> = if upgrade {
+        None
+    } else {
+        f.retry.as_deref().or(levels.vhost.retry.as_deref())
+    };
 
     // Path rewrites.
     let new_pq: Option<String> = {
@@ -365,6 +630,18 @@ async fn forward(
                 .unwrap_or_else(|| HeaderValue::from_static("")),
         },
     };
+    let mut new_cookie = None;
+    let hash = if f.hash_policy.is_empty() {
+        None
+    } else {
+        request_hash(
+            &f.hash_policy,
+            req.headers(),
+            req.uri().query(),
+            ctx.peer.ip(),
+            &mut new_cookie,
+        )
+    };
 
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -375,110 +652,425 @@ async fn forward(
         None => parts.uri.path_and_query().cloned(),
     }
     .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    match cluster.protocol {
-        UpstreamProtocol::Http1 => {
-            parts.version = Version::HTTP_11;
-            if parts.uri.scheme().is_some() || parts.uri.path_and_query() != Some(&pq) {
-                parts.uri = Uri::from(pq);
-            }
-            parts.headers.insert(HOST, host);
-        }
-        UpstreamProtocol::Http2 => {
-            parts.version = Version::HTTP_2;
-            let mut up = http::uri::Parts::default();
-            up.scheme = Some(Scheme::HTTP);
-            up.authority =
-                http::uri::Authority::from_maybe_shared(Bytes::copy_from_slice(host.as_bytes()))
-                    .ok();
-            up.path_and_query = Some(pq);
-            match Uri::from_parts(up) {
-                Ok(u) => parts.uri = u,
-                Err(_) => return Local::UpstreamReset.reply(),
-            }
-            parts.headers.remove(HOST);
-        }
-    }
-    let up_req = Request::from_parts(parts, Body::Incoming(body));
-
-    let endpoint = Arc::clone(&lease.endpoint);
-    let start = Instant::now();
-    let send = send(cluster, &endpoint, up_req, upgrade);
-    let result = match f.timeout {
-        Some(t) => match tokio::time::timeout(t, send).await {
-            Ok(r) => r,
-            Err(_) => {
-                cs.upstream_rq_timeout.fetch_add(1, Ordering::Relaxed);
-                cs.response(504);
-                return Local::Timeout.reply();
-            }
-        },
-        None => send.await,
+    let mut head = Head {
+        method: parts.method,
+        uri: parts.uri,
+        pq,
+        host,
+        headers: parts.headers,
+        extensions: parts.extensions,
     };
-    let (mut resp, sender) = match result {
-        Ok(r) => r,
-        Err(SendError::Connect(e)) => {
-            tracing::debug!(cluster = %cluster.name, "{e}");
-            cs.upstream_cx_connect_fail.fetch_add(1, Ordering::Relaxed);
-            cs.response(503);
-            return Local::ConnectFailure.reply();
-        }
-        Err(SendError::Http(e)) => {
-            tracing::debug!(cluster = %cluster.name, "upstream request failed: {e}");
-            cs.response(502);
-            return Local::UpstreamReset.reply();
-        }
-    };
-    cs.response(resp.status().as_u16());
 
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(down) = downstream_upgrade
+    let deadline = f.timeout.map(|t| Instant::now() + t);
+    let idle = match f.idle_timeout {
+        Some(route_idle) => route_idle,
+        None => ctx.hcm.stream_idle_timeout,
+    };
+
+    // Bodies that may be sent more than once (retries, mirrors) are read first, up to the
+    // buffer limit; a larger body streams and disables retries.
+    let replay = retry.is_some_and(|r| r.num_retries > 0) || !f.mirrors.is_empty();
+    let mut retry = retry;
+    let mut req_body = if body.is_end_stream() && !upgrade {
+        ReqBody::Replay(Buffered::default())
+    } else if replay {
+        let limit = levels
+            .route
+            .buffer_limit
+            .or(levels.vhost.buffer_limit)
+            .unwrap_or(1 << 20) as usize;
+        match body::buffer(body, limit).await {
+            Ok(Read::Whole(b)) => ReqBody::Replay(b),
+            Ok(Read::Partial(head_bytes, rest)) => {
+                retry = None;
+                ReqBody::Once(Some(Body::Prefixed(Some(head_bytes), rest)))
+            }
+            Err(e) => {
+                tracing::debug!("downstream request body failed: {e}");
+                return Local::BadRequest.reply(rq);
+            }
+        }
+    } else {
+        ReqBody::Once(Some(Body::Incoming(body)))
+    };
+
+    if !f.mirrors.is_empty()
+        && let ReqBody::Replay(b) = &req_body
     {
-        ctx.hcm
-            .stats
-            .downstream_cx_upgrades_total
-            .fetch_add(1, Ordering::Relaxed);
-        let up = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            let _lease = lease;
-            let _permit = permit;
-            match tokio::join!(up, down) {
-                (Ok(up), Ok(down)) => {
-                    let mut up = TokioIo::new(up);
-                    let mut down = TokioIo::new(down);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                        tracing::debug!("upgraded connection ended: {e}");
-                    }
-                }
-                (Err(e), _) | (_, Err(e)) => tracing::debug!("upgrade failed: {e}"),
+        for m in &f.mirrors {
+            if !sample(m.ppm) {
+                continue;
             }
-        });
-        let (parts, _) = resp.into_parts();
-        return Response::from_parts(parts, Body::Empty);
+            let Some(mc) = snapshot.clusters.get(&m.cluster) else {
+                continue;
+            };
+            let mut mhead = Head {
+                method: head.method.clone(),
+                uri: head.uri.clone(),
+                pq: head.pq.clone(),
+                host: if m.keep_host {
+                    head.host.clone()
+                } else {
+                    HeaderValue::from_str(&shadow_host(head.host.to_str().unwrap_or("")))
+                        .unwrap_or_else(|_| head.host.clone())
+                },
+                headers: head.headers.clone(),
+                extensions: http::Extensions::new(),
+            };
+            let body = if b.data.is_none() && b.trailers.is_none() {
+                Body::Empty
+            } else {
+                Body::Buffered(b.clone())
+            };
+            if let Some(mreq) = mhead.request(mc.protocol, body, false) {
+                tokio::spawn(mirror(Arc::clone(mc), mreq));
+            }
+        }
     }
 
-    headers::strip_hop_by_hop(resp.headers_mut(), false);
-    levels.response(target.map(|t| &t.headers), resp.headers_mut());
-    let ms = start.elapsed().as_millis() as u64;
-    resp.headers_mut()
-        .insert("x-envoy-upstream-service-time", HeaderValue::from(ms));
-    let (parts, incoming) = resp.into_parts();
-    let conn = sender.map(|s| (s, endpoint));
-    Response::from_parts(
-        parts,
-        Body::Upstream(UpstreamBody::new(incoming, conn, Some(permit), Some(lease))),
-    )
+    let max_attempts = retry.map_or(1, |r| r.num_retries + 1);
+    let previous_hosts = retry.is_some_and(|r| r.previous_hosts);
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut _retry_slot = None;
+    let start = Instant::now();
+    loop {
+        rq.attempts += 1;
+        let attempt = rq.attempts;
+        let last = attempt >= max_attempts;
+        let pick = PickCtx {
+            hash,
+            exclude: &tried,
+            max_attempts: retry.map_or(1, |r| r.host_selection_max_attempts),
+        };
+        let Some(lease) = cluster.pick_with(&pick) else {
+            cs.upstream_cx_none_healthy.fetch_add(1, Ordering::Relaxed);
+            return Local::NoHealthyUpstream.reply(rq);
+        };
+        if previous_hosts {
+            tried.push(lease.endpoint.addr);
+        }
+        cs.upstream_rq_total.fetch_add(1, Ordering::Relaxed);
+        let Some(mut up_req) = head.request(cluster.protocol, req_body.take(), !last) else {
+            return Local::UpstreamReset.reply(rq);
+        };
+        if levels.vhost.attempt_count_in_request {
+            up_req
+                .headers_mut()
+                .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+        }
+        let endpoint = Arc::clone(&lease.endpoint);
+        let now = Instant::now();
+        let per_try = retry.and_then(|r| r.per_try_timeout).map(|t| now + t);
+        let idle_at = idle.map(|d| now + d);
+        let try_deadline = [deadline, per_try, idle_at].into_iter().flatten().min();
+        let sent = send(cluster, &endpoint, up_req, upgrade, f.priority);
+        let outcome = match try_deadline {
+            Some(at) => match tokio::time::timeout_at(at, sent).await {
+                Ok(r) => Ok(r),
+                Err(_) => Err(()),
+            },
+            None => Ok(sent.await),
+        };
+        let result = match outcome {
+            Err(()) => {
+                cluster.report(&endpoint, Outcome::LocalFailure);
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    Attempt::RouteTimeout
+                } else if per_try.is_some_and(|d| now >= d) {
+                    cs.upstream_rq_per_try_timeout
+                        .fetch_add(1, Ordering::Relaxed);
+                    Attempt::Failed(Failure::PerTryTimeout, Local::Timeout)
+                } else {
+                    Attempt::StreamIdle
+                }
+            }
+            Ok(Err(SendError::Connect(ConnectError::Overflow))) => Attempt::Overflow,
+            Ok(Err(SendError::Connect(e))) => {
+                tracing::debug!(cluster = %cluster.name, "{e}");
+                cs.upstream_cx_connect_fail.fetch_add(1, Ordering::Relaxed);
+                cluster.report(&endpoint, Outcome::LocalFailure);
+                Attempt::Failed(Failure::ConnectFailure, Local::ConnectFailure)
+            }
+            Ok(Err(SendError::Http(e))) => {
+                tracing::debug!(cluster = %cluster.name, "upstream request failed: {e}");
+                cs.upstream_rq_tx_reset.fetch_add(1, Ordering::Relaxed);
+                cluster.report(&endpoint, Outcome::LocalFailure);
+                if refused_stream(&e) {
+                    Attempt::Failed(Failure::RefusedStream, Local::UpstreamReset)
+                } else {
+                    Attempt::Failed(Failure::Reset, Local::UpstreamReset)
+                }
+            }
+            Ok(Ok((resp, sender))) => {
+                if cluster.outlier.is_some() {
+                    cluster.report(&endpoint, Outcome::LocalSuccess);
+                    cluster.report(&endpoint, Outcome::Status(resp.status().as_u16()));
+                }
+                Attempt::Response(resp, sender)
+            }
+        };
+        // Decide whether to retry.
+        let (retriable, result) = match (retry, result) {
+            (Some(r), Attempt::Response(resp, sender)) => {
+                let mut yes = r.retry_response(resp.status(), resp.headers());
+                let mut result = Attempt::Response(resp, sender);
+                // gRPC status in trailers: a unary response is read to its trailers.
+                if !yes
+                    && !last
+                    && r.on.has(crate::config::policy::RetryOn::GRPC)
+                    && let Attempt::Response(resp, sender) = result
+                {
+                    let (checked, again) = grpc_trailers(r, resp, sender).await;
+                    yes = again;
+                    result = checked;
+                }
+                (yes, result)
+            }
+            (Some(r), Attempt::Failed(fail, local)) => {
+                (r.retry_failure(fail), Attempt::Failed(fail, local))
+            }
+            (_, other) => (false, other),
+        };
+        if retriable && !last {
+            match cluster.breakers.retry(f.priority) {
+                Some(slot) => {
+                    _retry_slot = Some(slot);
+                    cs.upstream_rq_retry.fetch_add(1, Ordering::Relaxed);
+                    let backoff = retry.map_or(Duration::ZERO, |r| r.backoff(attempt));
+                    if deadline.is_some_and(|d| Instant::now() + backoff >= d) {
+                        if let Some(d) = deadline {
+                            tokio::time::sleep_until(d).await;
+                        }
+                        cs.upstream_rq_timeout.fetch_add(1, Ordering::Relaxed);
+                        ctx.hcm
+                            .stats
+                            .downstream_rq_timeout
+                            .fetch_add(1, Ordering::Relaxed);
+                        cs.response(504);
+                        return Local::Timeout.reply(rq);
+                    }
+                    drop(result);
+                    drop(lease);
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                None => {
+                    cs.upstream_rq_retry_overflow
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        } else if retriable {
+            cs.upstream_rq_retry_limit_exceeded
+                .fetch_add(1, Ordering::Relaxed);
+            rq.flags.set(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+        } else if attempt > 1 {
+            cs.upstream_rq_retry_success.fetch_add(1, Ordering::Relaxed);
+        }
+        let (mut resp, sender) = match result {
+            Attempt::Response(resp, sender) => (resp, sender),
+            Attempt::Buffered(resp) => {
+                cs.response(resp.status().as_u16());
+                let (mut parts, b) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, false);
+                levels.response(target.map(|t| &t.headers), &mut parts.headers);
+                finish_headers(
+                    levels,
+                    &mut parts.headers,
+                    start,
+                    attempt,
+                    new_cookie.take(),
+                );
+                return Response::from_parts(parts, Body::Buffered(b));
+            }
+            Attempt::Failed(_, local) => {
+                cs.response(local.status());
+                return Local::reply(local, rq);
+            }
+            Attempt::Overflow => {
+                cs.upstream_rq_pending_overflow
+                    .fetch_add(1, Ordering::Relaxed);
+                return Local::Overflow.reply(rq);
+            }
+            Attempt::RouteTimeout => {
+                cs.upstream_rq_timeout.fetch_add(1, Ordering::Relaxed);
+                ctx.hcm
+                    .stats
+                    .downstream_rq_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                cs.response(504);
+                return Local::Timeout.reply(rq);
+            }
+            Attempt::StreamIdle => {
+                ctx.hcm
+                    .stats
+                    .downstream_rq_idle_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                return Local::StreamIdle.reply(rq);
+            }
+        };
+        cs.response(resp.status().as_u16());
+
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(down) = downstream_upgrade
+        {
+            ctx.hcm
+                .stats
+                .downstream_cx_upgrades_total
+                .fetch_add(1, Ordering::Relaxed);
+            let up = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                let _lease = lease;
+                let _permit = permit;
+                match tokio::join!(up, down) {
+                    (Ok(up), Ok(down)) => {
+                        let mut up = TokioIo::new(up);
+                        let mut down = TokioIo::new(down);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
+                            tracing::debug!("upgraded connection ended: {e}");
+                        }
+                    }
+                    (Err(e), _) | (_, Err(e)) => tracing::debug!("upgrade failed: {e}"),
+                }
+            });
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, Body::Empty);
+        }
+
+        headers::strip_hop_by_hop(resp.headers_mut(), false);
+        levels.response(target.map(|t| &t.headers), resp.headers_mut());
+        finish_headers(
+            levels,
+            resp.headers_mut(),
+            start,
+            attempt,
+            new_cookie.take(),
+        );
+        let (parts, incoming) = resp.into_parts();
+        let conn = sender.map(|s| (s, endpoint));
+        let timer = Deadline::new(deadline, idle);
+        return Response::from_parts(
+            parts,
+            Body::Upstream(UpstreamBody::new(
+                incoming,
+                conn,
+                Some(permit),
+                Some(lease),
+                timer,
+            )),
+        );
+    }
 }
 
-type Sent = (
-    Response<Incoming>,
-    Option<hyper::client::conn::http1::SendRequest<Body>>,
-);
+/// Headers the router adds to every upstream response.
+fn finish_headers(
+    levels: &Levels<'_>,
+    h: &mut HeaderMap,
+    start: Instant,
+    attempt: u32,
+    new_cookie: Option<crate::config::policy::NewCookie>,
+) {
+    let ms = start.elapsed().as_millis() as u64;
+    h.insert("x-envoy-upstream-service-time", HeaderValue::from(ms));
+    if levels.vhost.attempt_count_in_response {
+        h.insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+    }
+    if let Some(c) = new_cookie
+        && let Ok(v) = HeaderValue::from_str(&c.set_cookie)
+    {
+        h.append(http::header::SET_COOKIE, v);
+    }
+}
+
+impl Local {
+    fn status(self) -> u16 {
+        match self {
+            Local::ConnectFailure | Local::NoHealthyUpstream | Local::Overflow => 503,
+            Local::UpstreamReset => 502,
+            Local::Timeout => 504,
+            _ => 500,
+        }
+    }
+}
+
+/// Reads a gRPC response without `grpc-status` in its headers to its trailers (up to 1 MiB),
+/// so that the retry policy can judge the status there. Returns the response (rebuilt from
+/// what was read) and whether to retry.
+async fn grpc_trailers(
+    r: &RetryPolicy,
+    resp: Response<Incoming>,
+    sender: Option<Pooled>,
+) -> (Attempt, bool) {
+    let is_grpc = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if !is_grpc || grpc_status(resp.headers()).is_some() {
+        return (Attempt::Response(resp, sender), false);
+    }
+    // Build a response whose body is what we read; the connection is not reused.
+    let (parts, body) = resp.into_parts();
+    match body::buffer(body, 1 << 20).await {
+        Ok(Read::Whole(b)) => {
+            let again = b
+                .trailers
+                .as_ref()
+                .and_then(grpc_status)
+                .is_some_and(|g| r.retry_grpc(g));
+            drop(sender);
+            (Attempt::Buffered(Response::from_parts(parts, b)), again)
+        }
+        Ok(Read::Partial(..)) | Err(_) => {
+            (Attempt::Failed(Failure::Reset, Local::UpstreamReset), false)
+        }
+    }
+}
+
+/// Sends a copy of a request to a mirror cluster and throws the response away.
+async fn mirror(cluster: Arc<Cluster>, req: Request<Body>) {
+    let Some(_permit) = cluster.try_acquire(Priority::Default) else {
+        cluster
+            .stats
+            .upstream_rq_pending_overflow
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let Some(lease) = cluster.pick() else {
+        cluster
+            .stats
+            .upstream_cx_none_healthy
+            .fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    cluster
+        .stats
+        .upstream_rq_total
+        .fetch_add(1, Ordering::Relaxed);
+    let endpoint = Arc::clone(&lease.endpoint);
+    let sent = tokio::time::timeout(
+        Duration::from_secs(15),
+        send(&cluster, &endpoint, req, false, Priority::Default),
+    )
+    .await;
+    if let Ok(Ok((resp, sender))) = sent {
+        cluster.stats.response(resp.status().as_u16());
+        use http_body_util::BodyExt;
+        if resp.into_body().collect().await.is_ok()
+            && let Some(s) = sender
+        {
+            endpoint.pool.put(s);
+        }
+    }
+}
+
+type Sent = (Response<Incoming>, Option<Pooled>);
 
 async fn send(
-    cluster: &crate::cluster::Cluster,
-    endpoint: &crate::cluster::Endpoint,
+    cluster: &Cluster,
+    endpoint: &Endpoint,
     req: Request<Body>,
     upgrade: bool,
+    priority: Priority,
 ) -> Result<Sent, SendError> {
     let cs = &cluster.stats;
     let pool = &endpoint.pool;
@@ -486,7 +1078,7 @@ async fn send(
         UpstreamProtocol::Http2 => {
             let opened = pool.connections_opened.load(Ordering::Relaxed);
             let mut sender = pool
-                .http2(cluster.connect_timeout)
+                .http2(cluster.connect_timeout, priority)
                 .await
                 .map_err(SendError::Connect)?;
             if pool.connections_opened.load(Ordering::Relaxed) != opened {
@@ -496,36 +1088,45 @@ async fn send(
             Ok((resp, None))
         }
         UpstreamProtocol::Http1 if upgrade => {
-            let mut sender = pool
-                .connect_http1(cluster.connect_timeout)
+            let mut conn = pool
+                .connect_http1(cluster.connect_timeout, priority)
                 .await
                 .map_err(SendError::Connect)?;
             cs.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
-            let resp = sender.send_request(req).await.map_err(SendError::Http)?;
+            let resp = conn
+                .sender
+                .send_request(req)
+                .await
+                .map_err(SendError::Http)?;
             Ok((resp, None))
         }
         UpstreamProtocol::Http1 => {
-            let (mut sender, reused) = pool
-                .checkout_http1(cluster.connect_timeout)
+            let (mut conn, reused) = pool
+                .checkout_http1(cluster.connect_timeout, priority, cs)
                 .await
                 .map_err(SendError::Connect)?;
             if !reused {
                 cs.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
             }
-            match sender.try_send_request(req).await {
-                Ok(resp) => Ok((resp, Some(sender))),
+            match conn.sender.try_send_request(req).await {
+                Ok(resp) => Ok((resp, Some(conn))),
                 Err(mut e) => {
                     // A reused connection the server closed just as the request went out: the
                     // request was never written, so it is safe to send it on a new connection.
                     match e.take_message() {
                         Some(req) if reused => {
-                            let mut sender = pool
-                                .connect_http1(cluster.connect_timeout)
+                            drop(conn);
+                            let mut conn = pool
+                                .connect_http1(cluster.connect_timeout, priority)
                                 .await
                                 .map_err(SendError::Connect)?;
                             cs.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
-                            let resp = sender.send_request(req).await.map_err(SendError::Http)?;
-                            Ok((resp, Some(sender)))
+                            let resp = conn
+                                .sender
+                                .send_request(req)
+                                .await
+                                .map_err(SendError::Http)?;
+                            Ok((resp, Some(conn)))
                         }
                         _ => Err(SendError::Http(e.into_error())),
                     }
