@@ -492,3 +492,267 @@ impl weft_proxy::LogControl for RecordingLog {
         Ok(())
     }
 }
+
+/// A request as a scripted backend saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What a scripted backend answers.
+pub enum Reply {
+    /// A status with headers and a body.
+    Status(u16, Vec<(&'static str, String)>, Bytes),
+    /// Close the connection without answering (the proxy sees a reset).
+    Reset,
+    /// Wait, then answer.
+    After(Duration, Box<Reply>),
+    /// A gRPC response whose status is in the trailers (needs h2 to carry trailers).
+    GrpcTrailers(u32),
+    /// Headers, some body, then a reset mid-body.
+    ResetMidBody,
+    /// Headers, then a body that stalls for the duration before it ends.
+    StallBody(Duration),
+}
+
+pub fn ok() -> Reply {
+    Reply::Status(200, vec![], Bytes::from_static(b"ok"))
+}
+
+pub fn status(code: u16) -> Reply {
+    Reply::Status(code, vec![], Bytes::new())
+}
+
+pub type Script = Arc<dyn Fn(usize, &Seen) -> Reply + Send + Sync>;
+
+/// A backend that answers request number n (0-based, counted across connections) with
+/// `script(n, request)`, and records every request it saw.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+    /// Connections that have ended.
+    pub closed: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Frames(std::collections::VecDeque<(Duration, Result<Frame<Bytes>, std::io::Error>)>, Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        loop {
+            if let Some(s) = self.1.as_mut() {
+                if s.as_mut().poll(cx).is_pending() {
+                    return std::task::Poll::Pending;
+                }
+                self.1 = None;
+                let Some((_, f)) = self.0.pop_front() else {
+                    return std::task::Poll::Ready(None);
+                };
+                return std::task::Poll::Ready(Some(f));
+            }
+            let Some((d, _)) = self.0.front() else {
+                return std::task::Poll::Ready(None);
+            };
+            let d = *d;
+            self.1 = Some(Box::pin(tokio::time::sleep(d)));
+        }
+    }
+}
+
+type ScriptBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<ScriptBody>, std::io::Error>> + Send>> {
+    Box::pin(async move {
+        match r {
+            Reply::Status(code, headers, body) => {
+                let mut b = Response::builder().status(code);
+                for (k, v) in headers {
+                    b = b.header(k, v);
+                }
+                Ok(b.body(Full::new(body).map_err(|e| match e {}).boxed()).unwrap())
+            }
+            Reply::Reset => Err(std::io::Error::other("scripted reset")),
+            Reply::After(d, r) => {
+                tokio::time::sleep(d).await;
+                reply_to(*r).await
+            }
+            Reply::GrpcTrailers(code) => {
+                let mut t = http::HeaderMap::new();
+                t.insert("grpc-status", code.into());
+                let frames = Frames(
+                    vec![
+                        (Duration::ZERO, Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0")))),
+                        (Duration::ZERO, Ok(Frame::trailers(t))),
+                    ]
+                    .into(),
+                    None,
+                );
+                Ok(Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(frames.boxed())
+                    .unwrap())
+            }
+            Reply::ResetMidBody => {
+                let frames = Frames(
+                    vec![
+                        (Duration::ZERO, Ok(Frame::data(Bytes::from(vec![b'a'; 1000])))),
+                        (Duration::from_millis(50), Err(std::io::Error::other("mid-body reset"))),
+                    ]
+                    .into(),
+                    None,
+                );
+                Ok(Response::builder()
+                    .header("content-length", "100000")
+                    .body(frames.boxed())
+                    .unwrap())
+            }
+            Reply::StallBody(d) => {
+                let frames = Frames(
+                    vec![
+                        (Duration::ZERO, Ok(Frame::data(Bytes::from_static(b"first")))),
+                        (d, Ok(Frame::data(Bytes::from_static(b"late")))),
+                    ]
+                    .into(),
+                    None,
+                );
+                Ok(Response::builder().body(frames.boxed()).unwrap())
+            }
+        }
+    })
+}
+
+impl Scripted {
+    pub async fn start(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Scripted {
+        let script: Script = Arc::new(script);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::new(AtomicUsize::new(0));
+        let (s2, c2, cl2) = (Arc::clone(&seen), Arc::clone(&connections), Arc::clone(&closed));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c2.fetch_add(1, Ordering::SeqCst);
+                let (script, seen, counter, closed) = (
+                    Arc::clone(&script),
+                    Arc::clone(&s2),
+                    Arc::clone(&counter),
+                    Arc::clone(&cl2),
+                );
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (script, seen, counter) =
+                            (Arc::clone(&script), Arc::clone(&seen), Arc::clone(&counter));
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let s = Seen {
+                                method: parts.method.to_string(),
+                                path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                                headers: parts.headers,
+                                body,
+                            };
+                            let n = counter.fetch_add(1, Ordering::SeqCst);
+                            let reply = script(n, &s);
+                            seen.lock().unwrap().push(s);
+                            reply_to(reply).await
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Scripted {
+            addr,
+            seen,
+            connections,
+            closed,
+            task,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A port nobody listens on.
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A bootstrap with one HTTP listener whose connection manager has `hcm_extra` settings and
+/// `filters` (YAML list items, indented for http_filters) before the router.
+pub fn http_bootstrap_with(
+    hcm_extra: &str,
+    filters: &str,
+    virtual_hosts: &str,
+    clusters: &str,
+) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+{hcm_extra}          route_config:
+            name: local
+            virtual_hosts:
+{virtual_hosts}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+"#
+    )
+}
+
+/// A stat's value from `/stats`, 0 when absent.
+pub async fn stat(h: &weft_proxy::ProxyHandle, name: &str) -> u64 {
+    let text = admin_get(h, "/stats").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
