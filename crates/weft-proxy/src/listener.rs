@@ -67,11 +67,24 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         .stats
         .downstream_cx_total
         .fetch_add(1, Ordering::Relaxed);
-    listener
+    let active = listener
         .stats
         .downstream_cx_active
-        .fetch_add(1, Ordering::Relaxed);
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
     let _active = ActiveGuard(Arc::clone(&listener.stats));
+    if listener
+        .connection_limit
+        .is_some_and(|limit| active > limit)
+    {
+        // Over the listener's connection limit: closed at once, before any byte is read.
+        listener
+            .stats
+            .downstream_cx_overflow
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(listener = %listener.name, %peer, "connection limit reached: closed");
+        return;
+    }
     let facts = if listener.inspect_tls || listener.inspect_http {
         inspect(&stream).await
     } else {

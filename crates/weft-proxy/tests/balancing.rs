@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::*;
 
 fn vhost(routes: &[&str]) -> String {
-    let mut s = String::from("            - name: vh\n              domains: ['*']\n              routes:\n");
+    let mut s = String::from(
+        "            - name: vh\n              domains: ['*']\n              routes:\n",
+    );
     for r in routes {
         s.push_str(&format!("              - {r}\n"));
     }
@@ -27,7 +29,9 @@ fn cluster_with(name: &str, extra: &str, eps: &[(SocketAddr, u32, u32, u32, u32,
         "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n{extra}    load_assignment:\n      cluster_name: {name}\n      endpoints:\n"
     );
     for (loc, prio, lw) in localities {
-        out.push_str(&format!("      - priority: {prio}\n        locality: {{zone: z{loc}}}\n"));
+        out.push_str(&format!(
+            "      - priority: {prio}\n        locality: {{zone: z{loc}}}\n"
+        ));
         if lw > 0 {
             out.push_str(&format!("        load_balancing_weight: {lw}\n"));
         }
@@ -69,12 +73,18 @@ async fn least_request_sends_to_the_least_busy_host() {
         &addrs,
         "    lb_policy: LEAST_REQUEST\n    least_request_lb_config: {choice_count: 16}\n",
     );
-    let proxy = start(&http_bootstrap("", &vhost(&["{match: {prefix: /}, route: {cluster: lr}}"]), &clusters));
+    let proxy = start(&http_bootstrap(
+        "",
+        &vhost(&["{match: {prefix: /}, route: {cluster: lr}}"]),
+        &clusters,
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     // Hold six slow requests open, one after the other: each goes to the host with fewer.
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        tasks.push(tokio::spawn(async move { get(addr, "x", "/?delay_ms=800").await.echo().backend }));
+        tasks.push(tokio::spawn(async move {
+            get(addr, "x", "/?delay_ms=800").await.echo().backend
+        }));
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     let mut names = Vec::new();
@@ -82,7 +92,11 @@ async fn least_request_sends_to_the_least_busy_host() {
         names.push(t.await.unwrap());
     }
     let t = tally(&names);
-    assert_eq!((t.get("b0"), t.get("b1")), (Some(&3), Some(&3)), "{names:?}");
+    assert_eq!(
+        (t.get("b0"), t.get("b1")),
+        (Some(&3), Some(&3)),
+        "{names:?}"
+    );
 }
 
 async fn hash_cluster_test(policy: &str) {
@@ -103,9 +117,17 @@ async fn hash_cluster_test(policy: &str) {
     let mut per_user = Vec::new();
     for u in 0..40 {
         let user = format!("user-{u}");
-        let first = c.send(req("GET", "x", "/hdr", &[("x-user", &user)])).await.echo().backend;
+        let first = c
+            .send(req("GET", "x", "/hdr", &[("x-user", &user)]))
+            .await
+            .echo()
+            .backend;
         for _ in 0..3 {
-            let again = c.send(req("GET", "x", "/hdr", &[("x-user", &user)])).await.echo().backend;
+            let again = c
+                .send(req("GET", "x", "/hdr", &[("x-user", &user)]))
+                .await
+                .echo()
+                .backend;
             assert_eq!(again, first, "{policy}: {user} moved");
         }
         per_user.push(first);
@@ -117,12 +139,22 @@ async fn hash_cluster_test(policy: &str) {
     let g = c.get("x", "/cookie").await;
     let set_cookie = g.header("set-cookie").expect("generated cookie").to_owned();
     assert!(set_cookie.starts_with("sticky=\""), "{set_cookie}");
-    assert!(set_cookie.contains("Max-Age=3600") && set_cookie.contains("Path=/") && set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Max-Age=3600")
+            && set_cookie.contains("Path=/")
+            && set_cookie.contains("HttpOnly"),
+        "{set_cookie}"
+    );
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let first = g.echo().backend;
     for _ in 0..5 {
-        let g = c.send(req("GET", "x", "/cookie", &[("cookie", &cookie)])).await;
-        assert!(g.header("set-cookie").is_none(), "cookie present: none generated");
+        let g = c
+            .send(req("GET", "x", "/cookie", &[("cookie", &cookie)]))
+            .await;
+        assert!(
+            g.header("set-cookie").is_none(),
+            "cookie present: none generated"
+        );
         assert_eq!(g.echo().backend, first, "{policy}: the cookie sticks");
     }
 
@@ -155,12 +187,19 @@ async fn hash_cluster_test(policy: &str) {
     let mut moved = 0;
     for (u, before) in per_user.iter().enumerate() {
         let user = format!("user-{u}");
-        let now = c.send(req("GET", "x", "/hdr", &[("x-user", &user)])).await.echo().backend;
+        let now = c
+            .send(req("GET", "x", "/hdr", &[("x-user", &user)]))
+            .await
+            .echo()
+            .backend;
         if before != "b0" && &now != before {
             moved += 1;
         }
     }
-    assert!(moved <= 4, "{policy}: {moved} keys moved that were not on the removed host");
+    assert!(
+        moved <= 4,
+        "{policy}: {moved} keys moved that were not on the removed host"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,15 +220,24 @@ async fn ring_hash_respects_endpoint_weights() {
         (bs[1].addr, 0, 0, 0, 3, true),
     ];
     let clusters = cluster_with("h", "    lb_policy: RING_HASH\n", &eps);
-    let routes = ["{match: {prefix: /}, route: {cluster: h, hash_policy: [{header: {header_name: x-k}}]}}"];
+    let routes =
+        ["{match: {prefix: /}, route: {cluster: h, hash_policy: [{header: {header_name: x-k}}]}}"];
     let proxy = start(&http_bootstrap("", &vhost(&routes), &clusters));
     let mut c = H1::connect(proxy.listener_addr("http").unwrap()).await;
     let mut names = Vec::new();
     for k in 0..400 {
-        names.push(c.send(req("GET", "x", "/", &[("x-k", &k.to_string())])).await.echo().backend);
+        names.push(
+            c.send(req("GET", "x", "/", &[("x-k", &k.to_string())]))
+                .await
+                .echo()
+                .backend,
+        );
     }
     let heavy = tally(&names).get("b1").copied().unwrap_or(0);
-    assert!((240..=360).contains(&heavy), "weight 3 of 4 takes ~300 of 400 keys: {heavy}");
+    assert!(
+        (240..=360).contains(&heavy),
+        "weight 3 of 4 takes ~300 of 400 keys: {heavy}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,10 +272,17 @@ async fn priorities_fail_over_by_health_with_overprovisioning() {
     assert!(!t.contains_key("b1"), "unhealthy host: {t:?}");
     assert!((230..=330).contains(&p0), "~70% stays on priority 0: {t:?}");
     for _ in 0..20 {
-        assert_eq!(c.get("x", "/down").await.echo().backend, "b2", "all of priority 0 is down");
+        assert_eq!(
+            c.get("x", "/down").await.echo().backend,
+            "b2",
+            "all of priority 0 is down"
+        );
     }
     let text = admin_get(&proxy, "/clusters").await.text();
-    assert!(text.contains(&format!("p::{}::priority::1", bs[2].addr)), "{text}");
+    assert!(
+        text.contains(&format!("p::{}::priority::1", bs[2].addr)),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,7 +299,11 @@ async fn locality_weighted_load_balancing() {
         "    common_lb_config: {locality_weighted_lb_config: {}}\n",
         &eps,
     );
-    let proxy = start(&http_bootstrap("", &vhost(&["{match: {prefix: /}, route: {cluster: l}}"]), &clusters));
+    let proxy = start(&http_bootstrap(
+        "",
+        &vhost(&["{match: {prefix: /}, route: {cluster: l}}"]),
+        &clusters,
+    ));
     let mut c = H1::connect(proxy.listener_addr("http").unwrap()).await;
     let mut names = Vec::new();
     for _ in 0..400 {
@@ -253,6 +312,12 @@ async fn locality_weighted_load_balancing() {
     let t = tally(&names);
     let l0 = t.get("b0").copied().unwrap_or(0);
     assert!((60..=140).contains(&l0), "locality weight 1 of 4: {t:?}");
-    let (b1, b2) = (t.get("b1").copied().unwrap_or(0), t.get("b2").copied().unwrap_or(0));
-    assert!(b1.abs_diff(b2) <= 2, "round robin inside the locality: {t:?}");
+    let (b1, b2) = (
+        t.get("b1").copied().unwrap_or(0),
+        t.get("b2").copied().unwrap_or(0),
+    );
+    assert!(
+        b1.abs_diff(b2) <= 2,
+        "round robin inside the locality: {t:?}"
+    );
 }

@@ -25,46 +25,91 @@ async fn fault_filter_aborts_and_delays() {
         "          - name: envoy.filters.http.fault\n            typed_config:\n              '@type': {FAULT}\n              abort: {{header_abort: {{}}, percentage: {{numerator: 100}}}}\n              delay: {{header_delay: {{}}, percentage: {{numerator: 100}}}}\n              max_active_faults: 1\n"
     );
     let routes = [
-        format!("{{match: {{prefix: /abort}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{http_status: 503, percentage: {{numerator: 100}}}}}}}}}}"),
-        format!("{{match: {{prefix: /grpc}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{grpc_status: 14, percentage: {{numerator: 100}}}}}}}}}}"),
-        format!("{{match: {{prefix: /delay}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, delay: {{fixed_delay: 0.3s, percentage: {{numerator: 100}}}}}}}}}}"),
-        format!("{{match: {{prefix: /never}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{http_status: 500, percentage: {{numerator: 0}}}}}}}}}}"),
+        format!(
+            "{{match: {{prefix: /abort}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{http_status: 503, percentage: {{numerator: 100}}}}}}}}}}"
+        ),
+        format!(
+            "{{match: {{prefix: /grpc}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{grpc_status: 14, percentage: {{numerator: 100}}}}}}}}}}"
+        ),
+        format!(
+            "{{match: {{prefix: /delay}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, delay: {{fixed_delay: 0.3s, percentage: {{numerator: 100}}}}}}}}}}"
+        ),
+        format!(
+            "{{match: {{prefix: /never}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': {FAULT}, abort: {{http_status: 500, percentage: {{numerator: 0}}}}}}}}}}"
+        ),
         "{match: {prefix: /}, route: {cluster: a}}".to_owned(),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
-    let proxy = start(&http_bootstrap_with("", &filters, &vhost("", &routes), &cluster("a", &[b.addr], "")));
+    let proxy = start(&http_bootstrap_with(
+        "",
+        &filters,
+        &vhost("", &routes),
+        &cluster("a", &[b.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
 
     let g = get(addr, "x", "/abort").await;
     assert_eq!(g.status, 503);
     assert_eq!(g.text(), "fault filter abort");
     let g = get(addr, "x", "/grpc").await;
-    assert_eq!((g.status.as_u16(), g.header("grpc-status")), (200, Some("14")));
+    assert_eq!(
+        (g.status.as_u16(), g.header("grpc-status")),
+        (200, Some("14"))
+    );
     assert_eq!(b.count(), 0, "aborted requests never reach the upstream");
     assert_eq!(get(addr, "x", "/never").await.status, 200);
 
     let t = Instant::now();
     assert_eq!(get(addr, "x", "/delay").await.status, 200);
-    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
 
     // Header-controlled faults on the listener-level config.
-    let g = send(addr, req("GET", "x", "/", &[("x-envoy-fault-abort-request", "429")])).await;
+    let g = send(
+        addr,
+        req("GET", "x", "/", &[("x-envoy-fault-abort-request", "429")]),
+    )
+    .await;
     assert_eq!(g.status, 429);
-    let g = send(addr, req("GET", "x", "/", &[("x-envoy-fault-abort-grpc-request", "8")])).await;
+    let g = send(
+        addr,
+        req(
+            "GET",
+            "x",
+            "/",
+            &[("x-envoy-fault-abort-grpc-request", "8")],
+        ),
+    )
+    .await;
     assert_eq!(g.header("grpc-status"), Some("8"));
     assert_eq!(get(addr, "x", "/").await.status, 200, "no header, no fault");
 
     // max_active_faults 1: while one request is delayed, another is not faulted.
     let slow = tokio::spawn(async move {
         let t = Instant::now();
-        let g = send(addr, req("GET", "x", "/", &[("x-envoy-fault-delay-request", "600")])).await;
+        let g = send(
+            addr,
+            req("GET", "x", "/", &[("x-envoy-fault-delay-request", "600")]),
+        )
+        .await;
         (g.status, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let t = Instant::now();
-    let g = send(addr, req("GET", "x", "/", &[("x-envoy-fault-delay-request", "600")])).await;
+    let g = send(
+        addr,
+        req("GET", "x", "/", &[("x-envoy-fault-delay-request", "600")]),
+    )
+    .await;
     assert_eq!(g.status, 200);
-    assert!(t.elapsed() < Duration::from_millis(450), "second fault skipped: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(450),
+        "second fault skipped: {:?}",
+        t.elapsed()
+    );
     let (s, took) = slow.await.unwrap();
     assert_eq!(s, 200);
     assert!(took >= Duration::from_millis(600));
@@ -84,13 +129,33 @@ async fn cors_preflight_and_actual_requests() {
     );
     let legacy = "            - name: legacy\n              domains: ['legacy']\n              cors: {allow_origin_string_match: [{exact: 'https://old.example'}], allow_methods: POST}\n              routes:\n              - {match: {prefix: /}, route: {cluster: a}}\n";
     let vhosts = vhost(&vh_policy, &["{match: {prefix: /}, route: {cluster: a}}"]) + legacy;
-    let proxy = start(&http_bootstrap_with("", filters, &vhosts, &cluster("a", &[b.addr], "")));
+    let proxy = start(&http_bootstrap_with(
+        "",
+        filters,
+        &vhosts,
+        &cluster("a", &[b.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
 
     // Preflight: answered by the proxy.
-    let g = send(addr, req("OPTIONS", "x", "/r", &[("origin", "https://app.example"), ("access-control-request-method", "PUT")])).await;
+    let g = send(
+        addr,
+        req(
+            "OPTIONS",
+            "x",
+            "/r",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(g.status, 200);
-    assert_eq!(g.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(
+        g.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
     assert_eq!(g.header("access-control-allow-methods"), Some("GET, PUT"));
     assert_eq!(g.header("access-control-allow-headers"), Some("x-custom"));
     assert_eq!(g.header("access-control-max-age"), Some("600"));
@@ -98,27 +163,66 @@ async fn cors_preflight_and_actual_requests() {
     assert_eq!(b.count(), 0, "preflight never goes upstream");
 
     // Actual request from an allowed origin: forwarded, CORS headers added.
-    let g = send(addr, req("GET", "x", "/r", &[("origin", "https://a.trusted.example")])).await;
+    let g = send(
+        addr,
+        req("GET", "x", "/r", &[("origin", "https://a.trusted.example")]),
+    )
+    .await;
     assert_eq!(g.status, 200);
-    assert_eq!(g.header("access-control-allow-origin"), Some("https://a.trusted.example"));
+    assert_eq!(
+        g.header("access-control-allow-origin"),
+        Some("https://a.trusted.example")
+    );
     assert_eq!(g.header("access-control-expose-headers"), Some("x-exposed"));
     assert_eq!(b.count(), 1);
-    assert_eq!(b.seen()[0].header("origin"), Some("https://a.trusted.example"));
+    assert_eq!(
+        b.seen()[0].header("origin"),
+        Some("https://a.trusted.example")
+    );
 
     // Not allowed: no CORS headers; a preflight from it is forwarded.
-    let g = send(addr, req("GET", "x", "/r", &[("origin", "https://evil.example")])).await;
+    let g = send(
+        addr,
+        req("GET", "x", "/r", &[("origin", "https://evil.example")]),
+    )
+    .await;
     assert!(g.header("access-control-allow-origin").is_none());
-    let g = send(addr, req("OPTIONS", "x", "/r", &[("origin", "https://evil.example"), ("access-control-request-method", "PUT")])).await;
+    let g = send(
+        addr,
+        req(
+            "OPTIONS",
+            "x",
+            "/r",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        ),
+    )
+    .await;
     assert!(g.header("access-control-allow-origin").is_none());
     assert_eq!(b.count(), 3);
 
     // The legacy virtual host `cors` field.
-    let g = send(addr, req("OPTIONS", "legacy", "/", &[("origin", "https://old.example"), ("access-control-request-method", "POST")])).await;
+    let g = send(
+        addr,
+        req(
+            "OPTIONS",
+            "legacy",
+            "/",
+            &[
+                ("origin", "https://old.example"),
+                ("access-control-request-method", "POST"),
+            ],
+        ),
+    )
+    .await;
     assert_eq!(g.header("access-control-allow-methods"), Some("POST"));
     assert_eq!(b.count(), 3);
 }
 
-const LRL: &str = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+const LRL: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_rate_limit_per_route_with_x_ratelimit_headers() {
@@ -133,15 +237,27 @@ async fn local_rate_limit_per_route_with_x_ratelimit_headers() {
     let shadow = format!(
         "{{match: {{prefix: /shadow}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.local_ratelimit: {{'@type': {LRL}, stat_prefix: rl, token_bucket: {{max_tokens: 1, fill_interval: 60s}}, filter_enabled: {{default_value: {{numerator: 100}}}}, request_headers_to_add_when_not_enforced: [{{header: {{key: x-would-limit, value: '1'}}}}]}}}}}}"
     );
-    let routes = [limited.as_str(), shadow.as_str(), "{match: {prefix: /}, route: {cluster: a}}"];
-    let proxy = start(&http_bootstrap_with("", &filters, &vhost("", &routes), &cluster("a", &[b.addr], "")));
+    let routes = [
+        limited.as_str(),
+        shadow.as_str(),
+        "{match: {prefix: /}, route: {cluster: a}}",
+    ];
+    let proxy = start(&http_bootstrap_with(
+        "",
+        &filters,
+        &vhost("", &routes),
+        &cluster("a", &[b.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     let mut c = H1::connect(addr).await;
     let g = c.get("x", "/limited").await;
     assert_eq!(g.status, 200);
     assert_eq!(g.header("x-ratelimit-limit"), Some("2"));
     assert_eq!(g.header("x-ratelimit-remaining"), Some("1"));
-    assert_eq!(c.get("x", "/limited").await.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(
+        c.get("x", "/limited").await.header("x-ratelimit-remaining"),
+        Some("0")
+    );
     let g = c.get("x", "/limited").await;
     assert_eq!(g.status, 429);
     assert_eq!(g.text(), "local_rate_limited");
@@ -151,7 +267,11 @@ async fn local_rate_limit_per_route_with_x_ratelimit_headers() {
     assert!((1..=60).contains(&reset), "{reset}");
     assert_eq!(b.count(), 2);
     for _ in 0..5 {
-        assert_eq!(c.get("x", "/other").await.status, 200, "other routes are not limited");
+        assert_eq!(
+            c.get("x", "/other").await.status,
+            200,
+            "other routes are not limited"
+        );
     }
     // Enabled but not enforced: passes, marked.
     assert_eq!(c.get("x", "/shadow").await.status, 200);
@@ -159,8 +279,14 @@ async fn local_rate_limit_per_route_with_x_ratelimit_headers() {
     let seen = b.seen();
     assert!(seen[seen.len() - 2].header("x-would-limit").is_none());
     assert_eq!(seen[seen.len() - 1].header("x-would-limit"), Some("1"));
-    assert_eq!(stat(&proxy, "http.ingress.local_rate_limit.enforced").await, 1);
-    assert_eq!(stat(&proxy, "http.ingress.local_rate_limit.rate_limited").await, 2);
+    assert_eq!(
+        stat(&proxy, "http.ingress.local_rate_limit.enforced").await,
+        1
+    );
+    assert_eq!(
+        stat(&proxy, "http.ingress.local_rate_limit.rate_limited").await,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +295,12 @@ async fn listener_level_rate_limit_applies_to_every_route() {
     let filters = format!(
         "          - name: envoy.filters.http.local_ratelimit\n            typed_config: {{'@type': {LRL}, stat_prefix: rl, token_bucket: {{max_tokens: 1, fill_interval: 0.3s}}, filter_enabled: {{default_value: {{numerator: 100}}}}, filter_enforced: {{default_value: {{numerator: 100}}}}}}\n"
     );
-    let proxy = start(&http_bootstrap_with("", &filters, &vhost("", &["{match: {prefix: /}, route: {cluster: a}}"]), &cluster("a", &[b.addr], "")));
+    let proxy = start(&http_bootstrap_with(
+        "",
+        &filters,
+        &vhost("", &["{match: {prefix: /}, route: {cluster: a}}"]),
+        &cluster("a", &[b.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
     assert_eq!(get(addr, "x", "/a").await.status, 200);
     assert_eq!(get(addr, "x", "/b").await.status, 429);
@@ -180,7 +311,8 @@ async fn listener_level_rate_limit_applies_to_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_requests_go_to_the_shadow_cluster_without_delaying_the_response() {
     let main = Scripted::start(|_, _| ok()).await;
-    let shadow = Scripted::start(|_, _| Reply::After(Duration::from_secs(2), Box::new(status(500)))).await;
+    let shadow =
+        Scripted::start(|_, _| Reply::After(Duration::from_secs(2), Box::new(status(500)))).await;
     let routes = [
         "{match: {prefix: /half}, route: {cluster: main, request_mirror_policies: [{cluster: shadow, runtime_fraction: {default_value: {numerator: 0}}}]}}",
         "{match: {prefix: /}, route: {cluster: main, request_mirror_policies: [{cluster: shadow}]}}",
@@ -193,12 +325,18 @@ async fn mirrored_requests_go_to_the_shadow_cluster_without_delaying_the_respons
         addr,
         http::Request::post("/m?q=1")
             .header("host", "api.example:8080")
-            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"payload")))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"payload",
+            )))
             .unwrap(),
     )
     .await;
     assert_eq!((g.status.as_u16(), g.text().as_str()), (200, "ok"));
-    assert!(t.elapsed() < Duration::from_millis(1500), "mirror must not delay: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "mirror must not delay: {:?}",
+        t.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(3);
     while shadow.count() == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -36,7 +36,9 @@ async fn flaky_backend_is_retried_until_it_succeeds_with_the_body_replayed() {
     let b = Scripted::start(|n, _| if n < 2 { status(503) } else { ok() }).await;
     let vh = vhost(
         "              include_request_attempt_count: true\n              include_attempt_count_in_response: true\n",
-        &["{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.01s}}}}"],
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: 5xx, num_retries: 3, retry_back_off: {base_interval: 0.01s}}}}",
+        ],
     );
     let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[b.addr], "")));
     let addr = proxy.listener_addr("http").unwrap();
@@ -48,7 +50,10 @@ async fn flaky_backend_is_retried_until_it_succeeds_with_the_body_replayed() {
     assert_eq!(seen.len(), 3);
     for (i, s) in seen.iter().enumerate() {
         assert_eq!(s.body, Bytes::from_static(b"hello"), "attempt {i} body");
-        assert_eq!(s.header("x-envoy-attempt-count"), Some(&*(i + 1).to_string()));
+        assert_eq!(
+            s.header("x-envoy-attempt-count"),
+            Some(&*(i + 1).to_string())
+        );
     }
     assert_eq!(stat(&proxy, "cluster.a.upstream_rq_retry").await, 2);
     assert_eq!(stat(&proxy, "cluster.a.upstream_rq_retry_success").await, 1);
@@ -56,10 +61,13 @@ async fn flaky_backend_is_retried_until_it_succeeds_with_the_body_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_return_the_last_response() {
-    let b = Scripted::start(|n, _| Reply::Status(503, vec![("x-n", n.to_string())], Bytes::new())).await;
+    let b = Scripted::start(|n, _| Reply::Status(503, vec![("x-n", n.to_string())], Bytes::new()))
+        .await;
     let vh = vhost(
         "",
-        &["{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: gateway-error, num_retries: 2, retry_back_off: {base_interval: 0.001s}}}}"],
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: gateway-error, num_retries: 2, retry_back_off: {base_interval: 0.001s}}}}",
+        ],
     );
     let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[b.addr], "")));
     let g = get(proxy.listener_addr("http").unwrap(), "x", "/").await;
@@ -82,50 +90,125 @@ async fn retry_on_conditions_are_honoured_one_by_one() {
         let (i, fail) = match s.path.as_str() {
             "/409" => (0, status(409)),
             "/418" => (1, status(418)),
-            "/hdr" => (2, Reply::Status(200, vec![("x-upstream-retry", "yes".into())], Bytes::new())),
+            "/hdr" => (
+                2,
+                Reply::Status(200, vec![("x-upstream-retry", "yes".into())], Bytes::new()),
+            ),
             "/500-gw" => (3, status(500)),
             "/reset" => (4, Reply::Reset),
-            "/grpc" => (5, Reply::Status(200, vec![("content-type", "application/grpc".into()), ("grpc-status", "14".into())], Bytes::new())),
-            "/grpc-internal" => (6, Reply::Status(200, vec![("content-type", "application/grpc".into()), ("grpc-status", "13".into())], Bytes::new())),
+            "/grpc" => (
+                5,
+                Reply::Status(
+                    200,
+                    vec![
+                        ("content-type", "application/grpc".into()),
+                        ("grpc-status", "14".into()),
+                    ],
+                    Bytes::new(),
+                ),
+            ),
+            "/grpc-internal" => (
+                6,
+                Reply::Status(
+                    200,
+                    vec![
+                        ("content-type", "application/grpc".into()),
+                        ("grpc-status", "13".into()),
+                    ],
+                    Bytes::new(),
+                ),
+            ),
             _ => (7, status(500)),
         };
-        if c[i].fetch_add(1, Ordering::SeqCst) == 0 { fail } else { ok() }
+        if c[i].fetch_add(1, Ordering::SeqCst) == 0 {
+            fail
+        } else {
+            ok()
+        }
     })
     .await;
     let r = |path: &str, retry: &str| {
-        format!("{{match: {{path: {path}}}, route: {{cluster: a, retry_policy: {{num_retries: 1, retry_back_off: {{base_interval: 0.001s}}, {retry}}}}}}}")
+        format!(
+            "{{match: {{path: {path}}}, route: {{cluster: a, retry_policy: {{num_retries: 1, retry_back_off: {{base_interval: 0.001s}}, {retry}}}}}}}"
+        )
     };
     let routes = [
         r("/409", "retry_on: retriable-4xx"),
-        r("/418", "retry_on: retriable-status-codes, retriable_status_codes: [418]"),
-        r("/hdr", "retry_on: retriable-headers, retriable_headers: [{name: x-upstream-retry, string_match: {exact: 'yes'}}]"),
+        r(
+            "/418",
+            "retry_on: retriable-status-codes, retriable_status_codes: [418]",
+        ),
+        r(
+            "/hdr",
+            "retry_on: retriable-headers, retriable_headers: [{name: x-upstream-retry, string_match: {exact: 'yes'}}]",
+        ),
         r("/500-gw", "retry_on: gateway-error"),
         r("/reset", "retry_on: reset"),
         r("/grpc", "retry_on: unavailable"),
-        r("/grpc-internal", "retry_on: 'cancelled,deadline-exceeded,resource-exhausted,unavailable'"),
+        r(
+            "/grpc-internal",
+            "retry_on: 'cancelled,deadline-exceeded,resource-exhausted,unavailable'",
+        ),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
-    let proxy = start(&http_bootstrap("", &vhost("", &routes), &cluster("a", &[b.addr], "")));
+    let proxy = start(&http_bootstrap(
+        "",
+        &vhost("", &routes),
+        &cluster("a", &[b.addr], ""),
+    ));
     let addr = proxy.listener_addr("http").unwrap();
-    assert_eq!(get(addr, "x", "/409").await.status, 200, "retriable-4xx retries 409");
-    assert_eq!(get(addr, "x", "/418").await.status, 200, "retriable-status-codes");
+    assert_eq!(
+        get(addr, "x", "/409").await.status,
+        200,
+        "retriable-4xx retries 409"
+    );
+    assert_eq!(
+        get(addr, "x", "/418").await.status,
+        200,
+        "retriable-status-codes"
+    );
     let g = get(addr, "x", "/hdr").await;
-    assert_eq!((g.status, g.text().as_str()), (http::StatusCode::OK, "ok"), "retriable-headers");
-    assert_eq!(get(addr, "x", "/500-gw").await.status, 500, "gateway-error does not cover 500");
+    assert_eq!(
+        (g.status, g.text().as_str()),
+        (http::StatusCode::OK, "ok"),
+        "retriable-headers"
+    );
+    assert_eq!(
+        get(addr, "x", "/500-gw").await.status,
+        500,
+        "gateway-error does not cover 500"
+    );
     assert_eq!(get(addr, "x", "/reset").await.status, 200, "reset");
-    assert_eq!(get(addr, "x", "/grpc").await.text(), "ok", "grpc unavailable");
+    assert_eq!(
+        get(addr, "x", "/grpc").await.text(),
+        "ok",
+        "grpc unavailable"
+    );
     let g = get(addr, "x", "/grpc-internal").await;
-    assert_eq!(g.header("grpc-status"), Some("13"), "internal is not in retry_on");
+    assert_eq!(
+        g.header("grpc-status"),
+        Some("13"),
+        "internal is not in retry_on"
+    );
     let n: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
     assert_eq!(n[..7], [2, 2, 2, 1, 2, 2, 1], "attempts per condition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_status_in_trailers_is_retried_over_h2() {
-    let b = Scripted::start(|n, _| if n == 0 { Reply::GrpcTrailers(14) } else { Reply::GrpcTrailers(0) }).await;
+    let b = Scripted::start(|n, _| {
+        if n == 0 {
+            Reply::GrpcTrailers(14)
+        } else {
+            Reply::GrpcTrailers(0)
+        }
+    })
+    .await;
     let vh = vhost(
         "",
-        &["{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: unavailable, num_retries: 2, retry_back_off: {base_interval: 0.001s}}}}"],
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: unavailable, num_retries: 2, retry_back_off: {base_interval: 0.001s}}}}",
+        ],
     );
     let proxy = start(&http_bootstrap(
         "",
@@ -145,7 +228,9 @@ async fn connect_failure_goes_to_another_host_with_previous_hosts() {
     let dead = dead_port();
     let vh = vhost(
         "",
-        &["{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: connect-failure, num_retries: 1, retry_back_off: {base_interval: 0.001s}, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}], host_selection_retry_max_attempts: 5}}}"],
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: connect-failure, num_retries: 1, retry_back_off: {base_interval: 0.001s}, retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts, typed_config: {'@type': type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}], host_selection_retry_max_attempts: 5}}}",
+        ],
     );
     let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[dead, b.addr], "")));
     let addr = proxy.listener_addr("http").unwrap();
@@ -168,19 +253,31 @@ async fn per_try_timeout_retries_a_slow_attempt() {
     .await;
     let vh = vhost(
         "",
-        &["{match: {prefix: /}, route: {cluster: a, timeout: 5s, retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s, retry_back_off: {base_interval: 0.001s}}}}"],
+        &[
+            "{match: {prefix: /}, route: {cluster: a, timeout: 5s, retry_policy: {retry_on: 5xx, num_retries: 1, per_try_timeout: 0.2s, retry_back_off: {base_interval: 0.001s}}}}",
+        ],
     );
     let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[b.addr], "")));
     let t = Instant::now();
     let g = get(proxy.listener_addr("http").unwrap(), "x", "/").await;
     assert_eq!(g.status, 200);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert_eq!(stat(&proxy, "cluster.a.upstream_rq_per_try_timeout").await, 1);
+    assert_eq!(
+        stat(&proxy, "cluster.a.upstream_rq_per_try_timeout").await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_host_retry_policy_and_the_max_retries_breaker() {
-    let b = Scripted::start(|_, s| if s.path.ends_with("/always") { status(503) } else { ok() }).await;
+    let b = Scripted::start(|_, s| {
+        if s.path.ends_with("/always") {
+            status(503)
+        } else {
+            ok()
+        }
+    })
+    .await;
     let fail_then_ok = Scripted::start(|n, _| if n % 2 == 0 { status(503) } else { ok() }).await;
     let vh = vhost(
         "              retry_policy: {retry_on: 5xx, num_retries: 1, retry_back_off: {base_interval: 0.001s}}\n",
@@ -197,11 +294,18 @@ async fn virtual_host_retry_policy_and_the_max_retries_breaker() {
         );
     let proxy = start(&http_bootstrap("", &vh, &clusters));
     let addr = proxy.listener_addr("http").unwrap();
-    assert_eq!(get(addr, "x", "/").await.status, 200, "virtual host policy retried");
+    assert_eq!(
+        get(addr, "x", "/").await.status,
+        200,
+        "virtual host policy retried"
+    );
     assert_eq!(fail_then_ok.count(), 2);
     assert_eq!(get(addr, "x", "/nobudget/always").await.status, 503);
     assert_eq!(b.count(), 1, "max_retries 0: no retry");
-    assert_eq!(stat(&proxy, "cluster.nobudget.upstream_rq_retry_overflow").await, 1);
+    assert_eq!(
+        stat(&proxy, "cluster.nobudget.upstream_rq_retry_overflow").await,
+        1
+    );
 }
 
 fn outlier_cluster(name: &str, addrs: &[std::net::SocketAddr], od: &str) -> String {
@@ -234,16 +338,33 @@ async fn a_failing_endpoint_is_ejected_then_returns() {
     assert_eq!(bad.count(), 3);
     let clusters_text = admin_get(&proxy, "/clusters").await.text();
     assert!(
-        clusters_text.contains(&format!("a::{}::health_flags::/failed_outlier_check", bad.addr)),
+        clusters_text.contains(&format!(
+            "a::{}::health_flags::/failed_outlier_check",
+            bad.addr
+        )),
         "{clusters_text}"
     );
     for _ in 0..20 {
-        assert_eq!(c.get("x", "/").await.status, 200, "ejected host gets nothing");
+        assert_eq!(
+            c.get("x", "/").await.status,
+            200,
+            "ejected host gets nothing"
+        );
     }
     assert_eq!(bad.count(), 3);
     assert_eq!(good1.count() + good2.count(), 26);
-    assert_eq!(stat(&proxy, "cluster.a.outlier_detection.ejections_enforced_consecutive_5xx").await, 1);
-    assert_eq!(stat(&proxy, "cluster.a.outlier_detection.ejections_active").await, 1);
+    assert_eq!(
+        stat(
+            &proxy,
+            "cluster.a.outlier_detection.ejections_enforced_consecutive_5xx"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        stat(&proxy, "cluster.a.outlier_detection.ejections_active").await,
+        1
+    );
     // Back after base_ejection_time × 1.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let clusters_text = admin_get(&proxy, "/clusters").await.text();
@@ -275,9 +396,16 @@ async fn local_origin_failures_eject_when_split_and_gateway_failures_are_enforce
             failed += 1;
         }
     }
-    assert_eq!(failed, 2, "two connect failures, then the dead host is ejected");
     assert_eq!(
-        stat(&proxy, "cluster.a.outlier_detection.ejections_enforced_consecutive_local_origin_failure").await,
+        failed, 2,
+        "two connect failures, then the dead host is ejected"
+    );
+    assert_eq!(
+        stat(
+            &proxy,
+            "cluster.a.outlier_detection.ejections_enforced_consecutive_local_origin_failure"
+        )
+        .await,
         1
     );
 
@@ -296,14 +424,19 @@ async fn local_origin_failures_eject_when_split_and_gateway_failures_are_enforce
     }
     assert_eq!(gw.count(), 2);
     assert_eq!(
-        stat(&proxy, "cluster.a.outlier_detection.ejections_enforced_consecutive_gateway_failure").await,
+        stat(
+            &proxy,
+            "cluster.a.outlier_detection.ejections_enforced_consecutive_gateway_failure"
+        )
+        .await,
         1
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn circuit_breakers_overflow_with_uo_and_x_envoy_overloaded() {
-    let slow = Scripted::start(|_, _| Reply::After(Duration::from_millis(600), Box::new(ok()))).await;
+    let slow =
+        Scripted::start(|_, _| Reply::After(Duration::from_millis(600), Box::new(ok()))).await;
     let vh = vhost(
         "",
         &[
@@ -341,13 +474,18 @@ async fn circuit_breakers_overflow_with_uo_and_x_envoy_overloaded() {
     assert_eq!(codes, vec![200, 200, 503], "{codes:?}");
     assert_eq!(statuses[2].header("x-envoy-overloaded"), Some("true"));
     assert!(statuses[2].text().contains("overflow"));
-    assert_eq!(stat(&proxy, "cluster.cx.upstream_rq_pending_overflow").await, 1);
+    assert_eq!(
+        stat(&proxy, "cluster.cx.upstream_rq_pending_overflow").await,
+        1
+    );
     assert!(stat(&proxy, "cluster.cx.upstream_cx_overflow").await >= 2);
 
     // HIGH priority has its own thresholds.
     let mut tasks = Vec::new();
     for _ in 0..3 {
-        tasks.push(tokio::spawn(async move { get(addr, "x", "/high").await.status }));
+        tasks.push(tokio::spawn(
+            async move { get(addr, "x", "/high").await.status },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
@@ -361,6 +499,12 @@ async fn circuit_breakers_overflow_with_uo_and_x_envoy_overloaded() {
     assert_eq!(g.header("x-envoy-overloaded"), Some("true"));
     assert_eq!(first.await.unwrap(), 200);
     let clusters_text = admin_get(&proxy, "/clusters").await.text();
-    assert!(clusters_text.contains("cx::default_priority::max_connections::1"), "{clusters_text}");
-    assert!(clusters_text.contains("cx::high_priority::max_connections::5"), "{clusters_text}");
+    assert!(
+        clusters_text.contains("cx::default_priority::max_connections::1"),
+        "{clusters_text}"
+    );
+    assert!(
+        clusters_text.contains("cx::high_priority::max_connections::5"),
+        "{clusters_text}"
+    );
 }

@@ -368,10 +368,10 @@ impl CorsPolicy {
             expose_headers: c.expose_headers.clone(),
             max_age: c.max_age.clone(),
             allow_credentials: c.allow_credentials,
-            filter_enabled: match &c.enabled_specifier {
-                Some(rt::cors_policy::EnabledSpecifier::FilterEnabled(f)) => Some(f.clone()),
-                None => None,
-            },
+            filter_enabled: c
+                .enabled_specifier
+                .as_ref()
+                .map(|rt::cors_policy::EnabledSpecifier::FilterEnabled(f)| f.clone()),
             shadow_enabled: c.shadow_enabled.clone(),
             allow_private_network_access: c.allow_private_network_access,
             forward_not_matching_preflights: c.forward_not_matching_preflights,

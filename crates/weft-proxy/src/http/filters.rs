@@ -52,33 +52,39 @@ fn most_specific<'a, T>(
     .find_map(get)
 }
 
-/// Runs the decoding side of every filter. `Err` carries a local reply that ends the request.
+/// Runs the decoding side of every filter. `Some` carries a local reply that ends the request.
 pub(crate) async fn decode<B>(
     hcm: &HttpManager,
     levels: &Levels<'_>,
     req: &mut Request<B>,
     flags: &mut ResponseFlags,
     state: &mut FilterState,
-) -> Result<(), Response<Body>> {
+) -> Option<Response<Body>> {
     for f in &hcm.filters {
         match f {
             HttpFilter::Fault(listener) => {
                 let cfg = most_specific(levels, |p| p.fault.as_ref()).unwrap_or(listener);
-                fault(hcm, cfg, req.headers(), flags).await?;
+                if let Some(r) = fault(hcm, cfg, req.headers(), flags).await {
+                    return Some(r);
+                }
             }
             HttpFilter::Cors => {
                 let Some(policy) = most_specific(levels, |p| p.cors.as_ref()) else {
                     continue;
                 };
-                cors(policy, req, state)?;
+                if let Some(r) = cors(policy, req, state) {
+                    return Some(r);
+                }
             }
             HttpFilter::LocalRateLimit(listener) => {
                 let cfg = most_specific(levels, |p| p.ratelimit.as_ref()).unwrap_or(listener);
-                ratelimit(hcm, cfg, req.headers_mut(), flags, state)?;
+                if let Some(r) = ratelimit(hcm, cfg, req.headers_mut(), flags, state) {
+                    return Some(r);
+                }
             }
         }
     }
-    Ok(())
+    None
 }
 
 /// Adds the filters' response headers (in reverse filter order).
@@ -123,9 +129,9 @@ async fn fault(
     cfg: &Fault,
     headers: &HeaderMap,
     flags: &mut ResponseFlags,
-) -> Result<(), Response<Body>> {
+) -> Option<Response<Body>> {
     if !cfg.headers.iter().all(|m| m.matches(headers)) {
-        return Ok(());
+        return None;
     }
     let delay = match &cfg.delay {
         Some((DelayKind::Fixed(d), ppm)) if sample(*ppm) => Some(*d),
@@ -149,7 +155,7 @@ async fn fault(
         _ => None,
     };
     if delay.is_none() && abort.is_none() {
-        return Ok(());
+        return None;
     }
     if let Some(max) = cfg.max_active
         && cfg.active.load(Ordering::Relaxed) >= max
@@ -157,7 +163,7 @@ async fn fault(
         hcm.stats
             .fault_faults_overflow
             .fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+        return None;
     }
     cfg.active.fetch_add(1, Ordering::Relaxed);
     let _active = ActiveFault(cfg);
@@ -168,9 +174,8 @@ async fn fault(
             .fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(d).await;
     }
-    let Some((http, grpc)) = abort else {
-        return Ok(());
-    };
+    // No abort: the (possibly delayed) request continues.
+    let (http, grpc) = abort?;
     flags.set(ResponseFlags::FAULT_INJECTED);
     hcm.stats
         .fault_aborts_injected
@@ -193,22 +198,21 @@ async fn fault(
                 .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
         }
-        (None, None) => return Ok(()),
+        (None, None) => return None,
     };
-    Err(resp)
+    Some(resp)
 }
 
 fn cors<B>(
     policy: &Arc<CorsPolicy>,
     req: &Request<B>,
     state: &mut FilterState,
-) -> Result<(), Response<Body>> {
+) -> Option<Response<Body>> {
     if !sample(policy.enabled_ppm) {
-        return Ok(());
+        return None;
     }
-    let Some(origin) = req.headers().get(ORIGIN) else {
-        return Ok(());
-    };
+    // Not a CORS request: continue.
+    let origin = req.headers().get(ORIGIN)?;
     let preflight = req.method() == Method::OPTIONS
         && req
             .headers()
@@ -217,13 +221,13 @@ fn cors<B>(
     let allowed = origin.to_str().is_ok_and(|o| policy.allows(o));
     if !allowed {
         if preflight && !policy.forward_not_matching_preflights {
-            return Err(Response::new(Body::Empty));
+            return Some(Response::new(Body::Empty));
         }
-        return Ok(());
+        return None;
     }
     if !preflight {
         state.cors = Some((Arc::clone(policy), origin.clone()));
-        return Ok(());
+        return None;
     }
     let mut resp = Response::new(Body::Empty);
     let h = resp.headers_mut();
@@ -254,7 +258,7 @@ fn cors<B>(
             HeaderValue::from_static("true"),
         );
     }
-    Err(resp)
+    Some(resp)
 }
 
 fn add_headers(adds: &[HeaderAdd], h: &mut HeaderMap) {
@@ -278,12 +282,11 @@ fn ratelimit(
     headers: &mut HeaderMap,
     flags: &mut ResponseFlags,
     state: &mut FilterState,
-) -> Result<(), Response<Body>> {
-    let Some(bucket) = &cfg.bucket else {
-        return Ok(());
-    };
+) -> Option<Response<Body>> {
+    // No bucket at this level: continue.
+    let bucket = cfg.bucket.as_ref()?;
     if !sample(cfg.enabled_ppm) {
-        return Ok(());
+        return None;
     }
     let stats = &hcm.stats;
     stats.ratelimit_enabled.fetch_add(1, Ordering::Relaxed);
@@ -293,12 +296,12 @@ fn ratelimit(
     }
     if ok {
         stats.ratelimit_ok.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
+        return None;
     }
     stats.ratelimit_rate_limited.fetch_add(1, Ordering::Relaxed);
     if !sample(cfg.enforced_ppm) {
         add_headers(&cfg.request_headers_when_not_enforced, headers);
-        return Ok(());
+        return None;
     }
     stats.ratelimit_enforced.fetch_add(1, Ordering::Relaxed);
     flags.set(ResponseFlags::RATE_LIMITED);
@@ -307,5 +310,5 @@ fn ratelimit(
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     add_headers(&cfg.response_headers_to_add, resp.headers_mut());
-    Err(resp)
+    Some(resp)
 }

@@ -5,6 +5,7 @@
 pub mod body;
 mod filters;
 pub mod flags;
+mod framing;
 mod headers;
 
 use std::convert::Infallible;
@@ -57,6 +58,10 @@ struct ConnCtx {
     last_active: AtomicU64,
     /// Signalled to close the connection gracefully (`max_requests_per_connection`).
     close: Notify,
+    /// Requests started, in order (matches the framing watch's request index on HTTP/1).
+    started: AtomicU32,
+    /// What the framing watch found in the raw bytes.
+    findings: Arc<framing::Findings>,
 }
 
 /// The per-request context: what happened to the request, for logs and stats.
@@ -87,6 +92,8 @@ pub(crate) async fn serve(
         served: AtomicU32::new(0),
         last_active: AtomicU64::new(now_ms()),
         close: Notify::new(),
+        started: AtomicU32::new(0),
+        findings: Arc::new(framing::Findings::default()),
     });
     let hcm = Arc::clone(&ctx.hcm);
     let svc_ctx = Arc::clone(&ctx);
@@ -112,7 +119,8 @@ pub(crate) async fn serve(
         Codec::Http2 => builder.http2_only(),
         Codec::Auto => builder,
     };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    let io = framing::Watched::new(stream, Arc::clone(&ctx.findings));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let idle_limit = hcm.idle_timeout.map(|d| d.as_millis() as u64);
     let mut closing = false;
@@ -167,6 +175,7 @@ enum Local {
     StreamIdle,
     UpgradeRefused,
     BadRequest,
+    HeadersTooLarge,
 }
 
 impl Local {
@@ -214,6 +223,11 @@ impl Local {
                 "Bad Request",
                 ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
             ),
+            Local::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ),
         };
         rq.flags.set(flag);
         tracing::debug!(status = status.as_u16(), flags = %rq.flags, "local reply");
@@ -227,7 +241,7 @@ impl Local {
             resp.headers_mut()
                 .insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
         }
-        if matches!(self, Local::BadRequest) {
+        if matches!(self, Local::BadRequest | Local::HeadersTooLarge) {
             resp.headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -254,6 +268,21 @@ fn smuggling<B>(req: &Request<B>) -> bool {
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
 }
 
+/// Whether the request's headers are larger than `max_request_headers_kb` (names, values and
+/// the request line, as Envoy counts them). hyper's read buffer bounds them roughly; this makes
+/// the limit exact.
+fn headers_too_large<B>(req: &Request<B>, kb: u32) -> bool {
+    let limit = kb as usize * 1024;
+    let mut total = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    for (k, v) in req.headers() {
+        total += k.as_str().len() + v.len();
+        if total > limit {
+            return true;
+        }
+    }
+    false
+}
+
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Body> {
     let stats = &ctx.hcm.stats;
     stats.downstream_rq_total.fetch_add(1, Ordering::Relaxed);
@@ -261,9 +290,14 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Body> {
     ctx.active.fetch_add(1, Ordering::Relaxed);
     let mut rq = RequestCtx::default();
     let h1 = req.version() < Version::HTTP_2;
-    let mut resp = if smuggling(&req) {
+    let index = ctx.started.fetch_add(1, Ordering::Relaxed);
+    let mut resp = if smuggling(&req)
+        || (h1 && ctx.findings.smuggling_request.load(Ordering::Relaxed) == index + 1)
+    {
         stats.downstream_rq_rejected.fetch_add(1, Ordering::Relaxed);
         Local::BadRequest.reply(&mut rq)
+    } else if headers_too_large(&req, ctx.hcm.max_request_headers_kb) {
+        Local::HeadersTooLarge.reply(&mut rq)
     } else {
         route(ctx, req, &mut rq).await
     };
@@ -316,13 +350,13 @@ async fn route(ctx: &ConnCtx, mut req: Request<Incoming>, rq: &mut RequestCtx) -
     };
     let mut fstate = filters::FilterState::default();
     let filtered = if ctx.hcm.filters.is_empty() {
-        Ok(())
+        None
     } else {
         filters::decode(&ctx.hcm, &levels, &mut req, &mut rq.flags, &mut fstate).await
     };
     let mut resp = match filtered {
-        Err(resp) => resp,
-        Ok(()) => match &route.action {
+        Some(resp) => resp,
+        None => match &route.action {
             Action::Direct(d) => {
                 ctx.hcm
                     .stats

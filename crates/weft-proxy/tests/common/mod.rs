@@ -551,7 +551,10 @@ impl Drop for Scripted {
     }
 }
 
-struct Frames(std::collections::VecDeque<(Duration, Result<Frame<Bytes>, std::io::Error>)>, Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+struct Frames(
+    std::collections::VecDeque<(Duration, Result<Frame<Bytes>, std::io::Error>)>,
+    Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+);
 
 impl http_body::Body for Frames {
     type Data = Bytes;
@@ -582,7 +585,11 @@ impl http_body::Body for Frames {
 
 type ScriptBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<ScriptBody>, std::io::Error>> + Send>> {
+fn reply_to(
+    r: Reply,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<ScriptBody>, std::io::Error>> + Send>,
+> {
     Box::pin(async move {
         match r {
             Reply::Status(code, headers, body) => {
@@ -590,7 +597,8 @@ fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Resu
                 for (k, v) in headers {
                     b = b.header(k, v);
                 }
-                Ok(b.body(Full::new(body).map_err(|e| match e {}).boxed()).unwrap())
+                Ok(b.body(Full::new(body).map_err(|e| match e {}).boxed())
+                    .unwrap())
             }
             Reply::Reset => Err(std::io::Error::other("scripted reset")),
             Reply::After(d, r) => {
@@ -602,7 +610,10 @@ fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Resu
                 t.insert("grpc-status", code.into());
                 let frames = Frames(
                     vec![
-                        (Duration::ZERO, Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0")))),
+                        (
+                            Duration::ZERO,
+                            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+                        ),
                         (Duration::ZERO, Ok(Frame::trailers(t))),
                     ]
                     .into(),
@@ -616,8 +627,14 @@ fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Resu
             Reply::ResetMidBody => {
                 let frames = Frames(
                     vec![
-                        (Duration::ZERO, Ok(Frame::data(Bytes::from(vec![b'a'; 1000])))),
-                        (Duration::from_millis(50), Err(std::io::Error::other("mid-body reset"))),
+                        (
+                            Duration::ZERO,
+                            Ok(Frame::data(Bytes::from(vec![b'a'; 1000]))),
+                        ),
+                        (
+                            Duration::from_millis(50),
+                            Err(std::io::Error::other("mid-body reset")),
+                        ),
                     ]
                     .into(),
                     None,
@@ -630,7 +647,10 @@ fn reply_to(r: Reply) -> std::pin::Pin<Box<dyn std::future::Future<Output = Resu
             Reply::StallBody(d) => {
                 let frames = Frames(
                     vec![
-                        (Duration::ZERO, Ok(Frame::data(Bytes::from_static(b"first")))),
+                        (
+                            Duration::ZERO,
+                            Ok(Frame::data(Bytes::from_static(b"first"))),
+                        ),
                         (d, Ok(Frame::data(Bytes::from_static(b"late")))),
                     ]
                     .into(),
@@ -651,7 +671,11 @@ impl Scripted {
         let connections = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
         let counter = Arc::new(AtomicUsize::new(0));
-        let (s2, c2, cl2) = (Arc::clone(&seen), Arc::clone(&connections), Arc::clone(&closed));
+        let (s2, c2, cl2) = (
+            Arc::clone(&seen),
+            Arc::clone(&connections),
+            Arc::clone(&closed),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -670,10 +694,18 @@ impl Scripted {
                             (Arc::clone(&script), Arc::clone(&seen), Arc::clone(&counter));
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let s = Seen {
                                 method: parts.method.to_string(),
-                                path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                                path: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
                                 headers: parts.headers,
                                 body,
                             };
