@@ -111,6 +111,9 @@ pub struct HttpStats {
     pub downstream_cx_idle_timeout: AtomicU64,
     /// Connections closed by `max_requests_per_connection`.
     pub downstream_cx_max_requests_reached: AtomicU64,
+    /// Connections closed because request headers did not arrive within
+    /// `request_headers_timeout`.
+    pub downstream_rq_header_timeout: AtomicU64,
     /// Streams ended by the stream idle timeout.
     pub downstream_rq_idle_timeout: AtomicU64,
     /// Requests that hit the route timeout.

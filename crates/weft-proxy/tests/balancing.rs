@@ -185,6 +185,7 @@ async fn hash_cluster_test(policy: &str) {
         .collect();
     h.replace_endpoints(&keep);
     let mut moved = 0;
+    let stayed = per_user.iter().filter(|b| *b != "b0").count();
     for (u, before) in per_user.iter().enumerate() {
         let user = format!("user-{u}");
         let now = c
@@ -197,8 +198,8 @@ async fn hash_cluster_test(policy: &str) {
         }
     }
     assert!(
-        moved <= 4,
-        "{policy}: {moved} keys moved that were not on the removed host"
+        moved * 4 <= stayed,
+        "{policy}: {moved} of {stayed} keys moved that were not on the removed host (modulo hashing would move most)"
     );
 }
 

@@ -318,6 +318,15 @@ async fn slowloris_is_cut_off_after_request_headers_timeout() {
     assert!(cut, "slow headers were cut off");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(b.count(), 1);
+    assert_eq!(
+        stat(&proxy, "http.ingress.downstream_rq_header_timeout").await,
+        1
+    );
+    // The timer runs from a head's first byte: an idle keep-alive connection is not cut.
+    let mut ka = H1::connect(addr).await;
+    assert_eq!(ka.get("x", "/1").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(ka.get("x", "/2").await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

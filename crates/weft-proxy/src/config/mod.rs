@@ -237,8 +237,8 @@ pub struct HttpManager {
     /// `common_http_protocol_options.idle_timeout` (default 1 hour): a connection with no
     /// request in flight for this long is closed.
     pub idle_timeout: Option<Duration>,
-    /// `request_headers_timeout`: the request headers must arrive within it (slowloris);
-    /// bounded to 10 s when unset.
+    /// `request_headers_timeout`: a request head must be complete this long after its first
+    /// byte (slowloris). Envoy leaves it off by default; weft bounds it to 30 s when unset.
     pub request_headers_timeout: Duration,
     /// `common_http_protocol_options.max_requests_per_connection`.
     pub max_requests_per_connection: Option<u32>,
@@ -812,7 +812,7 @@ fn compile_hcm(
             Some(Duration::from_secs(3600)),
         ),
         request_headers_timeout: opt_duration(m.request_headers_timeout.as_ref(), None)
-            .unwrap_or(Duration::from_secs(10)),
+            .unwrap_or(Duration::from_secs(30)),
         max_requests_per_connection: common
             .and_then(|c| c.max_requests_per_connection.as_ref())
             .map(|v| v.value)

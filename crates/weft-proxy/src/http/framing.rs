@@ -11,16 +11,21 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::cluster::outlier::now_ms;
 
 /// What the reader found, shared with the connection's request handler.
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     /// 1 + the index of the first request whose head had both framing headers; 0 for none.
     pub smuggling_request: AtomicU32,
+    /// [`now_ms`] when the first byte of the request head being read arrived; 0 between
+    /// heads. The connection manager's `request_headers_timeout` runs from it, as Envoy's does.
+    pub head_started: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -79,8 +84,17 @@ impl<T> Watched<T> {
     }
 
     fn end_of_head(&mut self) {
-        let h = std::mem::take(&mut self.head);
-        self.head.first_line = true;
+        // Keep the line buffer's allocation for the next head.
+        let line = std::mem::take(&mut self.head.line);
+        let h = std::mem::replace(
+            &mut self.head,
+            Head {
+                line,
+                first_line: true,
+                ..Head::default()
+            },
+        );
+        self.findings.head_started.store(0, Ordering::Relaxed);
         let index = self.requests;
         self.requests += 1;
         if h.content_length.is_some() && h.transfer_encoding {
@@ -114,8 +128,14 @@ impl<T> Watched<T> {
     }
 
     fn head_line(&mut self) {
-        let line = std::mem::take(&mut self.head.line);
-        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        let mut buf = std::mem::take(&mut self.head.line);
+        self.parse_line(&buf);
+        buf.clear();
+        self.head.line = buf;
+    }
+
+    fn parse_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if self.head.first_line {
             self.head.first_line = false;
             if line.starts_with(b"PRI * HTTP/2.0") {
@@ -194,6 +214,16 @@ impl<T> Watched<T> {
                 }
                 State::Trailers | State::Head => {
                     let trailers = matches!(self.state, State::Trailers);
+                    if !trailers
+                        && self.head.first_line
+                        && self.head.line.is_empty()
+                        && !matches!(bytes[0], b'\r' | b'\n')
+                        && self.findings.head_started.load(Ordering::Relaxed) == 0
+                    {
+                        self.findings
+                            .head_started
+                            .store(now_ms(), Ordering::Relaxed);
+                    }
                     let end = bytes.iter().position(|b| *b == b'\n');
                     let (chunk, rest) = match end {
                         Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),

@@ -107,7 +107,9 @@ pub(crate) async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
-        .header_read_timeout(hcm.request_headers_timeout)
+        // hyper's own header timer also runs while a keep-alive connection waits for its next
+        // request; the framing watch below times heads from their first byte instead.
+        .header_read_timeout(None)
         .max_buf_size(header_bytes.max(8192))
         .max_headers(hcm.max_headers_count as usize);
     builder
@@ -123,25 +125,41 @@ pub(crate) async fn serve(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let idle_limit = hcm.idle_timeout.map(|d| d.as_millis() as u64);
+    let header_limit = (hcm.request_headers_timeout.as_millis() as u64).max(1);
     let mut closing = false;
     loop {
-        let wait = match idle_limit {
-            Some(limit) if !closing => {
-                let idle = now_ms().saturating_sub(ctx.last_active.load(Ordering::Relaxed));
-                if ctx.active.load(Ordering::Relaxed) == 0 && idle >= limit {
-                    tracing::debug!(%peer, "downstream connection idle for {idle} ms: closing");
-                    hcm.stats
-                        .downstream_cx_idle_timeout
-                        .fetch_add(1, Ordering::Relaxed);
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    Duration::from_secs(3600)
-                } else {
-                    Duration::from_millis(limit.saturating_sub(idle).max(1))
-                }
+        let now = now_ms();
+        // request_headers_timeout: from the first byte of a head to its end. Checked at least
+        // every `header_limit`, so a head is cut within twice the timeout.
+        let started = ctx.findings.head_started.load(Ordering::Relaxed);
+        let mut wait = header_limit;
+        if started != 0 {
+            let elapsed = now.saturating_sub(started);
+            if elapsed >= header_limit {
+                tracing::debug!(%peer, "request headers not received within {header_limit} ms: closing");
+                hcm.stats
+                    .downstream_rq_header_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
             }
-            _ => Duration::from_secs(3600),
-        };
+            wait = header_limit - elapsed;
+        }
+        if let Some(limit) = idle_limit
+            && !closing
+        {
+            let idle = now.saturating_sub(ctx.last_active.load(Ordering::Relaxed));
+            if ctx.active.load(Ordering::Relaxed) == 0 && started == 0 && idle >= limit {
+                tracing::debug!(%peer, "downstream connection idle for {idle} ms: closing");
+                hcm.stats
+                    .downstream_cx_idle_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            } else {
+                wait = wait.min(limit.saturating_sub(idle).max(1));
+            }
+        }
+        let wait = Duration::from_millis(wait);
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
