@@ -354,6 +354,11 @@ fn http_rows(s: &HttpStats) -> Vec<Row> {
             MetricType::Counter,
         ),
         (
+            "downstream_rq_header_timeout",
+            load(&s.downstream_rq_header_timeout),
+            MetricType::Counter,
+        ),
+        (
             "downstream_rq_idle_timeout",
             load(&s.downstream_rq_idle_timeout),
             MetricType::Counter,
