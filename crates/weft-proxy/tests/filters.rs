@@ -86,6 +86,23 @@ async fn fault_filter_aborts_and_delays() {
     .await;
     assert_eq!(g.header("grpc-status"), Some("8"));
     assert_eq!(get(addr, "x", "/").await.status, 200, "no header, no fault");
+    let g = send(
+        addr,
+        req(
+            "GET",
+            "x",
+            "/",
+            &[
+                ("x-envoy-fault-abort-request", "429"),
+                ("x-envoy-fault-abort-request-percentage", "0"),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(
+        g.status, 200,
+        "a percentage header of 0 turns the abort off"
+    );
 
     // max_active_faults 1: while one request is delayed, another is not faulted.
     let slow = tokio::spawn(async move {
@@ -115,7 +132,7 @@ async fn fault_filter_aborts_and_delays() {
     assert!(took >= Duration::from_millis(600));
     assert_eq!(stat(&proxy, "http.ingress.fault.faults_overflow").await, 1);
     assert!(stat(&proxy, "http.ingress.fault.aborts_injected").await >= 4);
-    assert_eq!(b.count(), 5);
+    assert_eq!(b.count(), 6);
 }
 
 const CORS_POLICY: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";

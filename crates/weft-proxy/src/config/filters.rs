@@ -184,6 +184,40 @@ pub fn compile_http_filter(
     }))
 }
 
+/// The share of requests a fault applies to: parts per million, and the ppm of one unit of
+/// the configured denominator (what `x-envoy-fault-*-request-percentage` headers count in).
+#[derive(Clone, Copy, Debug)]
+pub struct Share {
+    /// Configured share, ppm.
+    pub ppm: u32,
+    /// ppm per unit of the configured denominator (10000 for HUNDRED).
+    pub unit: u32,
+}
+
+impl Share {
+    fn of(p: Option<&FractionalPercent>) -> Self {
+        let unit = match p.map(|p| fractional_percent::DenominatorType::try_from(p.denominator)) {
+            Some(Ok(fractional_percent::DenominatorType::TenThousand)) => 100,
+            Some(Ok(fractional_percent::DenominatorType::Million)) => 1,
+            _ => 10_000,
+        };
+        Share {
+            ppm: ppm(p, 0),
+            unit,
+        }
+    }
+
+    /// The share for one request: a percentage header may lower the configured one.
+    pub fn with_header(self, numerator: Option<u64>) -> u32 {
+        match numerator {
+            Some(n) => (n.min(u64::from(u32::MAX)) as u32)
+                .saturating_mul(self.unit)
+                .min(self.ppm),
+            None => self.ppm,
+        }
+    }
+}
+
 /// How a fault delay is chosen.
 #[derive(Debug)]
 pub enum DelayKind {
@@ -208,10 +242,10 @@ pub enum AbortKind {
 /// A compiled `HTTPFault`.
 #[derive(Debug)]
 pub struct Fault {
-    /// The delay and the share of requests it applies to (ppm).
-    pub delay: Option<(DelayKind, u32)>,
-    /// The abort and its share (ppm).
-    pub abort: Option<(AbortKind, u32)>,
+    /// The delay and the share of requests it applies to.
+    pub delay: Option<(DelayKind, Share)>,
+    /// The abort and its share.
+    pub abort: Option<(AbortKind, Share)>,
     /// Body of an aborted response (`response_body`), `fault filter abort` by default.
     pub abort_body: Bytes,
     /// Only requests matching all of these are faulted.
@@ -232,7 +266,7 @@ impl Fault {
                 Some(cfault::fault_delay::FaultDelaySecifier::HeaderDelay(_)) => DelayKind::Header,
                 None => return None,
             };
-            Some((kind, ppm(d.percentage.as_ref(), 0)))
+            Some((kind, Share::of(d.percentage.as_ref())))
         });
         let abort = match &f.abort {
             Some(a) => {
@@ -258,7 +292,7 @@ impl Fault {
                         });
                     }
                 };
-                Some((kind, ppm(a.percentage.as_ref(), 0)))
+                Some((kind, Share::of(a.percentage.as_ref())))
             }
             None => None,
         };
@@ -503,12 +537,6 @@ impl RateLimit {
             .and_then(|s| StatusCode::from_u16(s.code as u16).ok())
             .filter(|s| s.as_u16() >= 400)
             .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
-        if r.local_rate_limit_per_downstream_connection {
-            warnings.push(Unsupported {
-                resource: resource.to_owned(),
-                what: format!("{path}.local_rate_limit_per_downstream_connection"),
-            });
-        }
         Ok(RateLimit {
             bucket,
             status,

@@ -487,7 +487,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.FilterConfig",
-        &["config", "is_optional", "disabled"],
+        &["config", "is_optional"],
     ),
     (
         "envoy.config.cluster.v3.OutlierDetection",

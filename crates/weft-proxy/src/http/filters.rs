@@ -134,23 +134,32 @@ async fn fault(
         return None;
     }
     let delay = match &cfg.delay {
-        Some((DelayKind::Fixed(d), ppm)) if sample(*ppm) => Some(*d),
-        Some((DelayKind::Header, ppm)) => header_u64(headers, "x-envoy-fault-delay-request")
-            .filter(|_| sample(*ppm))
+        Some((DelayKind::Fixed(d), share)) if sample(share.ppm) => Some(*d),
+        Some((DelayKind::Header, share)) => header_u64(headers, "x-envoy-fault-delay-request")
+            .filter(|_| {
+                sample(share.with_header(header_u64(
+                    headers,
+                    "x-envoy-fault-delay-request-percentage",
+                )))
+            })
             .map(Duration::from_millis),
         _ => None,
     };
     let abort = match &cfg.abort {
-        Some((AbortKind::Http(s), ppm)) if sample(*ppm) => Some((Some(*s), None)),
-        Some((AbortKind::Grpc(g), ppm)) if sample(*ppm) => Some((None, Some(*g))),
-        Some((AbortKind::Header, ppm)) => {
+        Some((AbortKind::Http(s), share)) if sample(share.ppm) => Some((Some(*s), None)),
+        Some((AbortKind::Grpc(g), share)) if sample(share.ppm) => Some((None, Some(*g))),
+        Some((AbortKind::Header, share)) => {
             let http = header_u64(headers, "x-envoy-fault-abort-request")
                 .and_then(|s| StatusCode::from_u16(s as u16).ok())
                 .filter(|s| (200..600).contains(&s.as_u16()));
             let grpc = header_u64(headers, "x-envoy-fault-abort-grpc-request").map(|g| g as u32);
+            let pct = share.with_header(header_u64(
+                headers,
+                "x-envoy-fault-abort-request-percentage",
+            ));
             (http.is_some() || grpc.is_some())
                 .then_some((http, grpc))
-                .filter(|_| sample(*ppm))
+                .filter(|_| sample(pct))
         }
         _ => None,
     };
