@@ -135,6 +135,11 @@ impl ConnCounter {
         ConnGuard(self)
     }
 
+    /// Connections open now.
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
     async fn wait_idle(&self) {
         loop {
             let notified = self.zero.notified();

@@ -73,9 +73,13 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         .fetch_add(1, Ordering::Relaxed)
         + 1;
     let _active = ActiveGuard(Arc::clone(&listener.stats));
-    if listener
-        .connection_limit
-        .is_some_and(|limit| active > limit)
+    let over_global = snapshot
+        .global_connection_limit
+        .is_some_and(|limit| shared.conns.active() as u64 > limit);
+    if over_global
+        || listener
+            .connection_limit
+            .is_some_and(|limit| active > limit)
     {
         // Over the listener's connection limit: closed at once, before any byte is read.
         listener

@@ -392,3 +392,23 @@ async fn connections_beyond_the_listener_limit_are_refused_promptly() {
     let mut c3 = H1::connect(addr).await;
     assert_eq!(c3.get("x", "/").await.status, 200, "a slot freed up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_connection_limit_counts_every_listener() {
+    let b = Scripted::start(|_, _| ok()).await;
+    let yaml = http_bootstrap(
+        "",
+        &vhost(&["{match: {prefix: /}, route: {cluster: a}}"]),
+        &cluster("a", &[b.addr], ""),
+    ) + "layered_runtime:\n  layers:\n  - name: static\n    static_layer:\n      overload: {global_downstream_max_connections: 1}\n";
+    let proxy = start(&yaml);
+    let addr = proxy.listener_addr("http").unwrap();
+    let mut c1 = H1::connect(addr).await;
+    assert_eq!(c1.get("x", "/").await.status, 200);
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(1)).await,
+        "second connection closed"
+    );
+    assert_eq!(c1.get("x", "/").await.status, 200);
+}

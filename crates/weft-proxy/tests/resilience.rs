@@ -508,3 +508,32 @@ async fn circuit_breakers_overflow_with_uo_and_x_envoy_overloaded() {
         "{clusters_text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_with_no_connection_may_open_one_over_max_connections() {
+    // max_connections 1 and two hosts: the idle connection to one host must not starve the
+    // other (Envoy lets a host with no connection open one, counting upstream_cx_overflow).
+    let a = Scripted::start(|_, _| ok()).await;
+    let b = Scripted::start(|_, _| ok()).await;
+    let clusters = cluster(
+        "two",
+        &[a.addr, b.addr],
+        "    circuit_breakers: {thresholds: [{max_connections: 1}]}\n",
+    );
+    let proxy = start(&http_bootstrap(
+        "",
+        &vhost(
+            "",
+            &["{match: {prefix: /}, route: {cluster: two, timeout: 2s}}"],
+        ),
+        &clusters,
+    ));
+    let mut c = H1::connect(proxy.listener_addr("http").unwrap()).await;
+    let t = Instant::now();
+    for _ in 0..6 {
+        assert_eq!(c.get("x", "/").await.status, 200);
+    }
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!((a.count(), b.count()), (3, 3));
+    assert!(stat(&proxy, "cluster.two.upstream_cx_overflow").await >= 1);
+}

@@ -125,6 +125,17 @@ impl Breakers {
         self.slot(p, Kind::Connection)
     }
 
+    /// A connection slot taken even over the limit: a host with no connection at all may
+    /// always open one, so that one busy host cannot starve the others (Envoy's rule).
+    pub fn connection_forced(self: &Arc<Self>, p: Priority) -> Slot {
+        self.level(p).connections.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            breakers: Arc::clone(self),
+            priority: p,
+            kind: Kind::Connection,
+        }
+    }
+
     /// A pending-request slot (`max_pending_requests`), or `None` on overflow.
     pub fn pending(self: &Arc<Self>, p: Priority) -> Option<Slot> {
         self.slot(p, Kind::Pending)

@@ -103,6 +103,8 @@ pub struct Pool {
     h2: ArcSwapOption<http2::SendRequest<Body>>,
     /// Connections opened to this endpoint (all versions).
     pub connections_opened: AtomicU64,
+    /// Connections to this endpoint open now (shared with their tasks).
+    open: Arc<AtomicU64>,
 }
 
 impl Pool {
@@ -116,6 +118,7 @@ impl Pool {
             breakers,
             h2: ArcSwapOption::empty(),
             connections_opened: AtomicU64::new(0),
+            open: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -155,6 +158,12 @@ impl Pool {
                 return Ok((self.connect_http1_slot(connect_timeout, slot).await?, false));
             }
             stats.upstream_cx_overflow.fetch_add(1, Ordering::Relaxed);
+            if self.open.load(Ordering::Relaxed) == 0 {
+                // Over max_connections, but this host has no connection at all: open one
+                // anyway, or idle connections to other hosts would starve it.
+                let slot = self.breakers.connection_forced(priority);
+                return Ok((self.connect_http1_slot(connect_timeout, slot).await?, false));
+            }
             let Some(_pending) = self.breakers.pending(priority) else {
                 return Err(ConnectError::Overflow);
             };
@@ -189,6 +198,8 @@ impl Pool {
         connect_timeout: Duration,
         slot: Slot,
     ) -> Result<Pooled, ConnectError> {
+        // Counted from the connect on, so that concurrent requests see it.
+        let open = OpenGuard::new(&self.open);
         let io = self.connect_tcp(connect_timeout).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(io)
@@ -203,6 +214,7 @@ impl Pool {
         tokio::spawn(async move {
             // The connection holds its `max_connections` slot until it closes.
             let _slot = slot;
+            let _open = open;
             let conn = conn.with_upgrades();
             tokio::pin!(conn);
             let Some(timeout) = idle_timeout else {
@@ -281,6 +293,7 @@ impl Pool {
             .breakers
             .connection(priority)
             .ok_or(ConnectError::Overflow)?;
+        let open = OpenGuard::new(&self.open);
         let io = self.connect_tcp(connect_timeout).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
@@ -291,6 +304,7 @@ impl Pool {
             })?;
         tokio::spawn(async move {
             let _slot = slot;
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!("upstream HTTP/2 connection ended: {e}");
             }
@@ -306,6 +320,22 @@ impl Pool {
     ) -> Result<TokioIo<TcpStream>, ConnectError> {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
         Ok(TokioIo::new(connect(self.addr, connect_timeout).await?))
+    }
+}
+
+/// Counts an open connection of a pool until its task ends.
+struct OpenGuard(Arc<AtomicU64>);
+
+impl OpenGuard {
+    fn new(open: &Arc<AtomicU64>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(Arc::clone(open))
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -89,6 +89,9 @@ pub struct Snapshot {
     pub bootstrap: Arc<Bootstrap>,
     /// When it was compiled (for `/config_dump`'s `last_updated`).
     pub compiled_at: std::time::SystemTime,
+    /// Most downstream connections open at once over all listeners (the runtime key
+    /// `overload.global_downstream_max_connections`).
+    pub global_connection_limit: Option<u64>,
 }
 
 /// A compiled listener.
@@ -433,6 +436,9 @@ pub fn compile(
             routes,
             bootstrap: Arc::new(bootstrap.clone()),
             compiled_at: std::time::SystemTime::now(),
+            global_connection_limit: runtime
+                .get("overload.global_downstream_max_connections")
+                .copied(),
         },
         unsupported: warnings,
     })
