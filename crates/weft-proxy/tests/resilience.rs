@@ -537,3 +537,108 @@ async fn a_host_with_no_connection_may_open_one_over_max_connections() {
     assert_eq!((a.count(), b.count()), (3, 3));
     assert!(stat(&proxy, "cluster.two.upstream_cx_overflow").await >= 1);
 }
+
+/// A request body streamed by the client in `chunks` pieces, `gap` apart.
+fn slow_body(
+    chunks: usize,
+    gap: Duration,
+) -> (
+    http_body_util::StreamBody<ChunkStream>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let producer = tokio::spawn(async move {
+        for i in 0..chunks {
+            tokio::time::sleep(gap).await;
+            let _ = tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from(format!(
+                    "chunk{i};"
+                )))))
+                .await;
+        }
+    });
+    (http_body_util::StreamBody::new(ChunkStream(rx)), producer)
+}
+
+pub struct ChunkStream(
+    tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>>,
+);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<hyper::body::Frame<Bytes>, std::convert::Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_stream_at_once_under_a_retry_policy_and_replay_after_an_early_failure() {
+    // The first attempt is refused before its body is read; the retry gets the whole body.
+    let b = Scripted::start(|n, _| if n == 0 { status(503) } else { ok() }).await;
+    let vh = vhost(
+        "",
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: 5xx, num_retries: 2, retry_back_off: {base_interval: 0.001s}}}}",
+        ],
+    );
+    let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[b.addr], "")));
+    let addr = proxy.listener_addr("http").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (body, producer) = slow_body(4, Duration::from_millis(150));
+    let t0 = Instant::now();
+    let resp = sender
+        .send_request(
+            Request::post("/early/upload")
+                .header("host", "x")
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let g = collect(resp).await;
+    producer.await.unwrap();
+    assert_eq!(g.status, 200, "{}", g.text());
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen[0].arrived - t0 < Duration::from_millis(140),
+        "the first attempt went upstream before the body was complete: {:?}",
+        seen[0].arrived - t0
+    );
+
+    // A body read by the upstream, then a 503: the retry replays every byte.
+    let b2 = Scripted::start(|n, _| if n == 0 { status(503) } else { ok() }).await;
+    let proxy2 = start(&http_bootstrap("", &vh, &cluster("a", &[b2.addr], "")));
+    let addr2 = proxy2.listener_addr("http").unwrap();
+    let stream = tokio::net::TcpStream::connect(addr2).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (body, producer) = slow_body(4, Duration::from_millis(50));
+    let resp = sender
+        .send_request(
+            Request::post("/upload")
+                .header("host", "x")
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(collect(resp).await.status, 200);
+    producer.await.unwrap();
+    let seen = b2.seen();
+    assert_eq!(seen.len(), 2);
+    for s in &seen {
+        assert_eq!(s.body, Bytes::from_static(b"chunk0;chunk1;chunk2;chunk3;"));
+    }
+}

@@ -1,5 +1,6 @@
 //! The one body type of the proxy, in both directions, so that no body is boxed per request.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,6 +24,9 @@ pub enum BodyError {
     /// The route timeout or the stream idle timeout expired while the body was streaming.
     #[error("{0} timeout expired while the body was streaming")]
     Timeout(&'static str),
+    /// The attempt this request body belonged to was abandoned (a retry follows).
+    #[error("request attempt abandoned for a retry")]
+    Abandoned,
 }
 
 /// A request or response body passing through the proxy.
@@ -41,6 +45,8 @@ pub enum Body {
     Incoming(Incoming),
     /// An upstream response body that gives its connection back to the pool when it ends.
     Upstream(UpstreamBody),
+    /// A request body streamed upstream while a copy is kept for retries.
+    Tee(Box<Tee>),
 }
 
 /// A whole body in memory.
@@ -106,6 +112,142 @@ pub async fn buffer(mut body: Incoming, limit: usize) -> Result<Read, hyper::Err
     }
     let data = first.or_else(|| (!data.is_empty()).then(|| data.freeze()));
     Ok(Read::Whole(Buffered { data, trailers }))
+}
+
+/// What a request body streamed for one attempt leaves for the next: what was sent (kept up to
+/// the buffer limit), the trailers, and the part not read from downstream yet.
+#[derive(Debug, Default)]
+pub struct TeeParts {
+    /// Data sent so far, in order (emptied once over the limit).
+    pub kept: Vec<Bytes>,
+    kept_len: usize,
+    /// Trailers received from downstream.
+    pub trailers: Option<HeaderMap>,
+    /// The rest of the downstream body, when it has not ended.
+    pub rest: Option<Incoming>,
+    /// More than the buffer limit went by: the body cannot be replayed.
+    pub overflow: bool,
+}
+
+impl TeeParts {
+    /// Parts for a body not read at all yet.
+    pub fn new(rest: Incoming) -> Self {
+        TeeParts {
+            rest: Some(rest),
+            ..TeeParts::default()
+        }
+    }
+}
+
+/// A request body for one attempt of a request with a retry policy: it replays what earlier
+/// attempts sent, streams the rest from downstream as it arrives (no waiting for the whole
+/// body, so streaming gRPC works), keeps a copy up to the buffer limit, and hands everything
+/// back when the attempt drops it. An attempt abandoned for a retry is stopped through `stop`.
+#[derive(Debug)]
+pub struct Tee {
+    parts: TeeParts,
+    /// Index into `parts.kept` of the next chunk to replay.
+    replay: usize,
+    limit: usize,
+    trailers_sent: bool,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    back: Option<tokio::sync::oneshot::Sender<TeeParts>>,
+}
+
+/// The handles an attempt keeps on its [`Tee`]: dropping `stop` abandons it, `back` brings the
+/// parts back.
+#[derive(Debug)]
+pub struct TeeHandle {
+    /// Dropped to stop the attempt's body.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// Receives the parts when the body is dropped.
+    pub back: tokio::sync::oneshot::Receiver<TeeParts>,
+}
+
+impl Tee {
+    /// A body for the next attempt from `parts`, keeping at most `limit` bytes.
+    pub fn start(parts: TeeParts, limit: usize) -> (Body, TeeHandle) {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let (back_tx, back_rx) = tokio::sync::oneshot::channel();
+        let tee = Tee {
+            parts,
+            replay: 0,
+            limit,
+            trailers_sent: false,
+            stop: stop_rx,
+            back: Some(back_tx),
+        };
+        (
+            Body::Tee(Box::new(tee)),
+            TeeHandle {
+                stop: stop_tx,
+                back: back_rx,
+            },
+        )
+    }
+
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if Pin::new(&mut self.stop).poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(BodyError::Abandoned)));
+        }
+        if let Some(d) = self.parts.kept.get(self.replay) {
+            self.replay += 1;
+            return Poll::Ready(Some(Ok(Frame::data(d.clone()))));
+        }
+        if let Some(rest) = &mut self.parts.rest {
+            return match Pin::new(rest).poll_frame(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
+                    self.parts.rest = None;
+                    self.trailers_sent = true;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        if !self.parts.overflow {
+                            self.parts.kept_len += d.len();
+                            if self.parts.kept_len > self.limit {
+                                self.parts.overflow = true;
+                                self.parts.kept = Vec::new();
+                            } else {
+                                self.parts.kept.push(d.clone());
+                            }
+                        }
+                        self.replay = self.parts.kept.len();
+                    } else if let Some(t) = frame.trailers_ref() {
+                        self.parts.trailers = Some(t.clone());
+                        self.trailers_sent = true;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+            };
+        }
+        if !self.trailers_sent {
+            self.trailers_sent = true;
+            if let Some(t) = &self.parts.trailers {
+                return Poll::Ready(Some(Ok(Frame::trailers(t.clone()))));
+            }
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.replay >= self.parts.kept.len()
+            && self.parts.rest.is_none()
+            && (self.trailers_sent || self.parts.trailers.is_none())
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        if let Some(back) = self.back.take() {
+            let _ = back.send(std::mem::take(&mut self.parts));
+        }
+    }
 }
 
 /// The timer of a response body: the route timeout's deadline and the stream idle timeout,
@@ -232,6 +374,7 @@ impl HttpBody for Body {
             Body::Incoming(i) => Pin::new(i)
                 .poll_frame(cx)
                 .map(|r| r.map(|f| f.map_err(BodyError::from))),
+            Body::Tee(t) => t.poll_frame(cx),
             Body::Upstream(u) => {
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
                 match &r {
@@ -269,6 +412,7 @@ impl HttpBody for Body {
             Body::Buffered(b) => b.data.is_none() && b.trailers.is_none(),
             Body::Prefixed(h, rest) => h.is_none() && rest.is_end_stream(),
             Body::Incoming(i) => i.is_end_stream(),
+            Body::Tee(t) => t.is_end_stream(),
             Body::Upstream(u) => u.inner.is_end_stream(),
         }
     }
@@ -291,6 +435,24 @@ impl HttpBody for Body {
                 s
             }
             Body::Incoming(i) => i.size_hint(),
+            Body::Tee(t) => {
+                let replay: u64 = t.parts.kept[t.replay.min(t.parts.kept.len())..]
+                    .iter()
+                    .map(|b| b.len() as u64)
+                    .sum();
+                match &t.parts.rest {
+                    None => SizeHint::with_exact(replay),
+                    Some(rest) => {
+                        let r = rest.size_hint();
+                        let mut h = SizeHint::new();
+                        h.set_lower(r.lower() + replay);
+                        if let Some(u) = r.upper() {
+                            h.set_upper(u + replay);
+                        }
+                        h
+                    }
+                }
+            }
             Body::Upstream(u) => u.inner.size_hint(),
         }
     }

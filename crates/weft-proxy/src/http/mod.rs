@@ -38,7 +38,7 @@ use crate::config::route::{
     Action, Forward, HeaderRules, Redirect, RedirectPath, Route, RouteTable, VirtualHost,
 };
 use crate::config::{Codec, HttpManager};
-use body::{Body, Buffered, Deadline, Read, UpstreamBody};
+use body::{Body, Buffered, Deadline, Read, Tee, TeeHandle, TeeParts, UpstreamBody};
 use flags::ResponseFlags;
 use http_body::Body as _;
 
@@ -584,10 +584,18 @@ impl Head {
     }
 }
 
-/// The request body: replayable (buffered or empty) or streamed once.
+/// The request body: replayable from memory (empty, or read whole for mirrors), streamed once
+/// (no retries), or streamed with a copy kept for retries.
 enum ReqBody {
     Replay(Buffered),
     Once(Option<Body>),
+    Tee {
+        /// What the next attempt starts from (None while an attempt holds the body).
+        next: Option<TeeParts>,
+        /// The current attempt's handles.
+        current: Option<TeeHandle>,
+        limit: usize,
+    },
 }
 
 impl ReqBody {
@@ -596,6 +604,48 @@ impl ReqBody {
             ReqBody::Replay(b) if b.data.is_none() && b.trailers.is_none() => Body::Empty,
             ReqBody::Replay(b) => Body::Buffered(b.clone()),
             ReqBody::Once(b) => b.take().unwrap_or(Body::Empty),
+            ReqBody::Tee {
+                next,
+                current,
+                limit,
+            } => match next.take() {
+                Some(parts) => {
+                    let (body, handle) = Tee::start(parts, *limit);
+                    *current = Some(handle);
+                    body
+                }
+                None => Body::Empty,
+            },
+        }
+    }
+
+    /// Gets the body back from the attempt that had it, for another attempt; false when it
+    /// cannot be replayed (streamed once, or more than the buffer limit went by).
+    async fn reclaim(&mut self, until: Option<Instant>) -> bool {
+        match self {
+            ReqBody::Replay(_) => true,
+            ReqBody::Once(_) => false,
+            ReqBody::Tee { next, current, .. } => {
+                let Some(TeeHandle { stop, back }) = current.take() else {
+                    return next.as_ref().is_some_and(|p| !p.overflow);
+                };
+                // Stops the abandoned attempt's body if the upstream still reads it.
+                drop(stop);
+                let parts = match until {
+                    Some(at) => tokio::time::timeout_at(at, back)
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => back.await.ok(),
+                };
+                match parts {
+                    Some(p) if !p.overflow => {
+                        *next = Some(p);
+                        true
+                    }
+                    _ => false,
+                }
+            }
         }
     }
 }
@@ -719,18 +769,18 @@ async fn forward(
         None => ctx.hcm.stream_idle_timeout,
     };
 
-    // Bodies that may be sent more than once (retries, mirrors) are read first, up to the
-    // buffer limit; a larger body streams and disables retries.
-    let replay = retry.is_some_and(|r| r.num_retries > 0) || !f.mirrors.is_empty();
+    // A body that mirrors copy is read first, up to the buffer limit (a larger one streams,
+    // unmirrored and without retries). With retries only, the body streams at once and a copy
+    // is kept (up to the limit) for the next attempt.
+    let limit = levels
+        .route
+        .buffer_limit
+        .or(levels.vhost.buffer_limit)
+        .unwrap_or(1 << 20) as usize;
     let mut retry = retry;
     let mut req_body = if body.is_end_stream() && !upgrade {
         ReqBody::Replay(Buffered::default())
-    } else if replay {
-        let limit = levels
-            .route
-            .buffer_limit
-            .or(levels.vhost.buffer_limit)
-            .unwrap_or(1 << 20) as usize;
+    } else if !f.mirrors.is_empty() {
         match body::buffer(body, limit).await {
             Ok(Read::Whole(b)) => ReqBody::Replay(b),
             Ok(Read::Partial(head_bytes, rest)) => {
@@ -741,6 +791,12 @@ async fn forward(
                 tracing::debug!("downstream request body failed: {e}");
                 return Local::BadRequest.reply(rq);
             }
+        }
+    } else if retry.is_some_and(|r| r.num_retries > 0) {
+        ReqBody::Tee {
+            next: Some(TeeParts::new(body)),
+            current: None,
+            limit,
         }
     } else {
         ReqBody::Once(Some(Body::Incoming(body)))
@@ -884,7 +940,11 @@ async fn forward(
             }
             (_, other) => (false, other),
         };
-        if retriable && !last {
+        if retriable && !last && !req_body.reclaim(deadline).await {
+            // The body cannot be sent again: this answer stands.
+            cs.upstream_rq_retry_limit_exceeded
+                .fetch_add(1, Ordering::Relaxed);
+        } else if retriable && !last {
             match cluster.breakers.retry(f.priority) {
                 Some(slot) => {
                     _retry_slot = Some(slot);

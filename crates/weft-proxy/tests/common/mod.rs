@@ -496,6 +496,8 @@ impl weft_proxy::LogControl for RecordingLog {
 /// A request as a scripted backend saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
+    /// When the request head arrived (before its body was read).
+    pub arrived: std::time::Instant,
     pub method: String,
     pub path: String,
     pub headers: http::HeaderMap,
@@ -693,13 +695,20 @@ impl Scripted {
                         let (script, seen, counter) =
                             (Arc::clone(&script), Arc::clone(&seen), Arc::clone(&counter));
                         async move {
+                            let arrived = std::time::Instant::now();
                             let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
+                            // Paths under /early are answered before their body is read.
+                            let body = if parts.uri.path().starts_with("/early") {
+                                drop(body);
+                                Bytes::new()
+                            } else {
+                                body.collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default()
+                            };
                             let s = Seen {
+                                arrived,
                                 method: parts.method.to_string(),
                                 path: parts
                                     .uri
