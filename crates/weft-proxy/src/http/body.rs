@@ -251,10 +251,11 @@ impl Drop for Tee {
 }
 
 /// The timer of a response body: the route timeout's deadline and the stream idle timeout,
-/// reset by every frame.
+/// reset by every frame. The timer itself is only made the first time the body has to wait,
+/// so a body that arrives with its headers costs no timer at all.
 #[derive(Debug)]
 pub struct Deadline {
-    sleep: Pin<Box<Sleep>>,
+    sleep: Option<Pin<Box<Sleep>>>,
     route: Option<Instant>,
     idle: Option<Duration>,
 }
@@ -263,17 +264,16 @@ impl Deadline {
     /// A timer for a body that must end by `route` and may not stall for longer than `idle`;
     /// `None` when neither is set.
     pub fn new(route: Option<Instant>, idle: Option<Duration>) -> Option<Self> {
-        let at = Self::next(route, idle)?;
-        Some(Deadline {
-            sleep: Box::pin(tokio::time::sleep_until(at)),
+        (route.is_some() || idle.is_some()).then_some(Deadline {
+            sleep: None,
             route,
             idle,
         })
     }
 
-    fn next(route: Option<Instant>, idle: Option<Duration>) -> Option<Instant> {
-        let idle_at = idle.map(|d| Instant::now() + d);
-        match (route, idle_at) {
+    fn next(&self) -> Option<Instant> {
+        let idle_at = self.idle.map(|d| Instant::now() + d);
+        match (self.route, idle_at) {
             (Some(r), Some(i)) => Some(r.min(i)),
             (r, i) => r.or(i),
         }
@@ -281,14 +281,19 @@ impl Deadline {
 
     fn activity(&mut self) {
         if self.idle.is_some()
-            && let Some(at) = Self::next(self.route, self.idle)
+            && let Some(at) = self.next()
+            && let Some(sleep) = &mut self.sleep
         {
-            self.sleep.as_mut().reset(at);
+            sleep.as_mut().reset(at);
         }
     }
 
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Option<&'static str> {
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        if self.sleep.is_none() {
+            self.sleep = Some(Box::pin(tokio::time::sleep_until(self.next()?)));
+        }
+        let sleep = self.sleep.as_mut()?;
+        if sleep.as_mut().poll(cx).is_ready() {
             return Some(if self.route.is_some_and(|r| Instant::now() >= r) {
                 "route"
             } else {

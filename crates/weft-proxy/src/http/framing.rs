@@ -127,20 +127,16 @@ impl<T> Watched<T> {
         };
     }
 
-    fn head_line(&mut self) {
-        let mut buf = std::mem::take(&mut self.head.line);
-        self.parse_line(&buf);
-        buf.clear();
-        self.head.line = buf;
-    }
-
     fn parse_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         if self.head.first_line {
             self.head.first_line = false;
             if line.starts_with(b"PRI * HTTP/2.0") {
                 self.state = State::Off;
             }
+            return;
+        }
+        // Only three header names matter: skip the rest on their first letter.
+        if !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T' | b'u' | b'U')) {
             return;
         }
         let Some(colon) = line.iter().position(|b| *b == b':') else {
@@ -224,34 +220,41 @@ impl<T> Watched<T> {
                             .head_started
                             .store(now_ms(), Ordering::Relaxed);
                     }
-                    let end = bytes.iter().position(|b| *b == b'\n');
-                    let (chunk, rest) = match end {
-                        Some(i) => (&bytes[..i], Some(&bytes[i + 1..])),
-                        None => (bytes, None),
-                    };
-                    let room = MAX_LINE.saturating_sub(self.head.line.len());
-                    self.head
-                        .line
-                        .extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    let Some(rest) = rest else {
+                    let Some(end) = bytes.iter().position(|b| *b == b'\n') else {
+                        // A partial line: keep its start for the next read.
+                        let room = MAX_LINE.saturating_sub(self.head.line.len());
+                        self.head
+                            .line
+                            .extend_from_slice(&bytes[..bytes.len().min(room)]);
                         return;
                     };
+                    let (chunk, rest) = (&bytes[..end], &bytes[end + 1..]);
                     bytes = rest;
-                    let empty = self.head.line.is_empty() || self.head.line == b"\r";
+                    // Whole lines are looked at in place; only a line split across reads is
+                    // copied.
+                    let mut buf = std::mem::take(&mut self.head.line);
+                    let line: &[u8] = if buf.is_empty() {
+                        chunk
+                    } else {
+                        let room = MAX_LINE.saturating_sub(buf.len());
+                        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        &buf
+                    };
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
                     if trailers {
-                        self.head.line.clear();
-                        if empty {
+                        if line.is_empty() {
                             self.state = State::Head;
                         }
-                    } else if empty && self.head.first_line {
+                    } else if line.is_empty() {
                         // Blank lines before a request line are allowed.
-                        self.head.line.clear();
-                    } else if empty {
-                        self.head.line.clear();
-                        self.end_of_head();
+                        if !self.head.first_line {
+                            self.end_of_head();
+                        }
                     } else {
-                        self.head_line();
+                        self.parse_line(line);
                     }
+                    buf.clear();
+                    self.head.line = buf;
                 }
             }
         }
