@@ -149,6 +149,10 @@ async fn retry_on_conditions_are_honoured_one_by_one() {
             "/grpc-internal",
             "retry_on: 'cancelled,deadline-exceeded,resource-exhausted,unavailable'",
         ),
+        r(
+            "/only-marked",
+            "retry_on: 5xx, retriable_request_headers: [{name: x-retry-me, present_match: true}]",
+        ),
     ];
     let routes: Vec<&str> = routes.iter().map(String::as_str).collect();
     let proxy = start(&http_bootstrap(
@@ -190,8 +194,16 @@ async fn retry_on_conditions_are_honoured_one_by_one() {
         Some("13"),
         "internal is not in retry_on"
     );
+    // retriable_request_headers: an unmarked request is not retried, a marked one is.
+    assert_eq!(get(addr, "x", "/only-marked").await.status, 500);
+    let g = send(
+        addr,
+        req("GET", "x", "/only-marked", &[("x-retry-me", "1")]),
+    )
+    .await;
+    assert_eq!(g.status, 200);
     let n: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-    assert_eq!(n[..7], [2, 2, 2, 1, 2, 2, 1], "attempts per condition");
+    assert_eq!(n, [2, 2, 2, 1, 2, 2, 1, 3], "attempts per condition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

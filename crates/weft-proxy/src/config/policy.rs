@@ -105,6 +105,8 @@ pub struct RetryPolicy {
     pub retriable_status_codes: Vec<u16>,
     /// `retriable_headers`.
     pub retriable_headers: Vec<HeaderMatcher>,
+    /// `retriable_request_headers`: when set, only requests matching one are retried.
+    pub retriable_request_headers: Vec<HeaderMatcher>,
 }
 
 /// Why an attempt failed, as the retry policy sees it.
@@ -129,6 +131,15 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
 }
 
 impl RetryPolicy {
+    /// Whether the request may be retried at all (`retriable_request_headers`).
+    pub fn applies_to(&self, request: &HeaderMap) -> bool {
+        self.retriable_request_headers.is_empty()
+            || self
+                .retriable_request_headers
+                .iter()
+                .any(|m| m.matches(request))
+    }
+
     /// Whether a response with `status` and `headers` is retried.
     pub fn retry_response(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         let s = status.as_u16();
@@ -262,8 +273,17 @@ pub fn compile_retry(
             &format!("{path}.retriable_headers[{i}]"),
         )?);
     }
+    let mut retriable_request_headers = Vec::new();
+    for (i, h) in r.retriable_request_headers.iter().enumerate() {
+        retriable_request_headers.push(super::route::header_matcher(
+            h,
+            resource,
+            &format!("{path}.retriable_request_headers[{i}]"),
+        )?);
+    }
     Ok(RetryPolicy {
         on,
+        retriable_request_headers,
         num_retries: r.num_retries.as_ref().map_or(1, |n| n.value),
         per_try_timeout: r
             .per_try_timeout
@@ -510,6 +530,7 @@ mod tests {
             host_selection_max_attempts: 1,
             retriable_status_codes: vec![],
             retriable_headers: vec![],
+            retriable_request_headers: vec![],
         };
         for n in 1..10 {
             assert!(p.backoff(n) <= Duration::from_millis(30));

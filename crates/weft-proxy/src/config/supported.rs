@@ -374,6 +374,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "host_selection_retry_max_attempts",
             "retriable_status_codes",
             "retriable_headers",
+            "retriable_request_headers",
         ],
     ),
     (

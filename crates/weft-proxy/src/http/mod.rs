@@ -700,7 +700,10 @@ async fn forward(
     let retry: Option<&RetryPolicy> = if upgrade {
         None
     } else {
-        f.retry.as_deref().or(levels.vhost.retry.as_deref())
+        f.retry
+            .as_deref()
+            .or(levels.vhost.retry.as_deref())
+            .filter(|r| r.applies_to(req.headers()))
     };
 
     // Path rewrites.
