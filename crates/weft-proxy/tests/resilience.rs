@@ -655,3 +655,56 @@ async fn request_bodies_stream_at_once_under_a_retry_policy_and_replay_after_an_
         assert_eq!(s.body, Bytes::from_static(b"chunk0;chunk1;chunk2;chunk3;"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_headers_ask_for_retries_and_timeouts() {
+    let b = Scripted::start(|n, s| {
+        if s.path == "/slow" {
+            Reply::After(Duration::from_secs(2), Box::new(ok()))
+        } else if n == 0 {
+            status(503)
+        } else {
+            ok()
+        }
+    })
+    .await;
+    // The route has no retry policy and a long timeout; the client asks for more.
+    let vh = vhost(
+        "",
+        &["{match: {prefix: /}, route: {cluster: a, timeout: 10s}}"],
+    );
+    let proxy = start(&http_bootstrap("", &vh, &cluster("a", &[b.addr], "")));
+    let addr = proxy.listener_addr("http").unwrap();
+    let g = send(
+        addr,
+        req(
+            "GET",
+            "x",
+            "/",
+            &[("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "2")],
+        ),
+    )
+    .await;
+    assert_eq!(g.status, 200, "retried on the client's word");
+    let seen = b.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter()
+            .all(|s| s.header("x-envoy-retry-on").is_none()
+                && s.header("x-envoy-max-retries").is_none()),
+        "control headers are consumed"
+    );
+    let t = Instant::now();
+    let g = send(
+        addr,
+        req(
+            "GET",
+            "x",
+            "/slow",
+            &[("x-envoy-upstream-rq-timeout-ms", "200")],
+        ),
+    )
+    .await;
+    assert_eq!(g.status, 504);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}

@@ -2,6 +2,7 @@
 //! request hash for consistent-hash load balancers (`hash_policy`) and shadowing
 //! (`request_mirror_policies`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, StatusCode};
@@ -84,8 +85,9 @@ impl RetryOn {
     }
 }
 
-/// A compiled `RetryPolicy`.
-#[derive(Debug)]
+/// A compiled `RetryPolicy`. Cloning is cheap (the matchers are shared), so that a request's
+/// `x-envoy-retry-on` / `x-envoy-max-retries` headers can amend a copy.
+#[derive(Clone, Debug)]
 pub struct RetryPolicy {
     /// Conditions.
     pub on: RetryOn,
@@ -102,11 +104,11 @@ pub struct RetryPolicy {
     /// `host_selection_retry_max_attempts` (default 1).
     pub host_selection_max_attempts: u32,
     /// `retriable_status_codes`.
-    pub retriable_status_codes: Vec<u16>,
+    pub retriable_status_codes: Arc<[u16]>,
     /// `retriable_headers`.
-    pub retriable_headers: Vec<HeaderMatcher>,
+    pub retriable_headers: Arc<[HeaderMatcher]>,
     /// `retriable_request_headers`: when set, only requests matching one are retried.
-    pub retriable_request_headers: Vec<HeaderMatcher>,
+    pub retriable_request_headers: Arc<[HeaderMatcher]>,
 }
 
 /// Why an attempt failed, as the retry policy sees it.
@@ -128,6 +130,62 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+}
+
+impl Default for RetryPolicy {
+    /// Envoy's defaults for a policy that only request headers asked for.
+    fn default() -> Self {
+        RetryPolicy {
+            on: RetryOn::default(),
+            num_retries: 1,
+            per_try_timeout: None,
+            base_interval: Duration::from_millis(25),
+            max_interval: Duration::from_millis(250),
+            previous_hosts: false,
+            host_selection_max_attempts: 1,
+            retriable_status_codes: Arc::new([]),
+            retriable_headers: Arc::new([]),
+            retriable_request_headers: Arc::new([]),
+        }
+    }
+}
+
+/// The request headers through which a client adjusts retries and timeouts (Envoy's
+/// `x-envoy-retry-on`, `x-envoy-retry-grpc-on`, `x-envoy-max-retries`,
+/// `x-envoy-upstream-rq-timeout-ms`, `x-envoy-upstream-rq-per-try-timeout-ms`). They are
+/// consumed: never forwarded upstream.
+pub const REQUEST_CONTROL_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-envoy-retry-on"),
+    HeaderName::from_static("x-envoy-retry-grpc-on"),
+    HeaderName::from_static("x-envoy-max-retries"),
+    HeaderName::from_static("x-envoy-upstream-rq-timeout-ms"),
+    HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms"),
+];
+
+/// The retry policy for one request: the route's, amended by its `x-envoy-retry-on`,
+/// `x-envoy-retry-grpc-on`, `x-envoy-max-retries` and `x-envoy-upstream-rq-per-try-timeout-ms`
+/// headers. `None` when neither the route nor the headers ask for retries.
+pub fn amend_retry(route: Option<&RetryPolicy>, headers: &HeaderMap) -> Option<RetryPolicy> {
+    let text = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let on = text("x-envoy-retry-on");
+    let grpc_on = text("x-envoy-retry-grpc-on");
+    let max = text("x-envoy-max-retries").and_then(|v| v.trim().parse::<u32>().ok());
+    let per_try =
+        text("x-envoy-upstream-rq-per-try-timeout-ms").and_then(|v| v.trim().parse::<u64>().ok());
+    if on.is_none() && grpc_on.is_none() && route.is_none() {
+        return None;
+    }
+    let mut p = route.cloned().unwrap_or_default();
+    for v in [on, grpc_on].into_iter().flatten() {
+        p.on.0 |= RetryOn::parse(v).0.0;
+    }
+    if let Some(n) = max {
+        p.num_retries = n;
+    }
+    if let Some(ms) = per_try {
+        p.per_try_timeout = Some(Duration::from_millis(ms)).filter(|d| !d.is_zero());
+    }
+    Some(p)
 }
 
 impl RetryPolicy {
@@ -283,7 +341,7 @@ pub fn compile_retry(
     }
     Ok(RetryPolicy {
         on,
-        retriable_request_headers,
+        retriable_request_headers: retriable_request_headers.into(),
         num_retries: r.num_retries.as_ref().map_or(1, |n| n.value),
         per_try_timeout: r
             .per_try_timeout
@@ -302,7 +360,7 @@ pub fn compile_retry(
             .iter()
             .filter_map(|c| u16::try_from(*c).ok())
             .collect(),
-        retriable_headers,
+        retriable_headers: retriable_headers.into(),
     })
 }
 
@@ -528,9 +586,7 @@ mod tests {
             max_interval: Duration::from_millis(30),
             previous_hosts: false,
             host_selection_max_attempts: 1,
-            retriable_status_codes: vec![],
-            retriable_headers: vec![],
-            retriable_request_headers: vec![],
+            ..RetryPolicy::default()
         };
         for n in 1..10 {
             assert!(p.backoff(n) <= Duration::from_millis(30));

@@ -33,7 +33,10 @@ use crate::cluster::outlier::now_ms;
 use crate::cluster::pool::{ConnectError, Pooled};
 use crate::cluster::{Cluster, Endpoint, Outcome, PickCtx, Priority, UpstreamProtocol};
 use crate::config::filters::sample;
-use crate::config::policy::{Failure, RetryPolicy, grpc_status, request_hash, shadow_host};
+use crate::config::policy::{
+    Failure, REQUEST_CONTROL_HEADERS, RetryPolicy, amend_retry, grpc_status, request_hash,
+    shadow_host,
+};
 use crate::config::route::{
     Action, Forward, HeaderRules, Redirect, RedirectPath, Route, RouteTable, VirtualHost,
 };
@@ -697,13 +700,33 @@ async fn forward(
         return Local::Overflow.reply(rq);
     };
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let retry: Option<&RetryPolicy> = if upgrade {
+    let route_retry: Option<&RetryPolicy> = if upgrade {
         None
     } else {
         f.retry
             .as_deref()
             .or(levels.vhost.retry.as_deref())
             .filter(|r| r.applies_to(req.headers()))
+    };
+    // Envoy's request control headers: consumed here, never forwarded.
+    let controlled = REQUEST_CONTROL_HEADERS
+        .iter()
+        .any(|h| req.headers().contains_key(h));
+    let amended = if controlled && !upgrade {
+        amend_retry(route_retry, req.headers())
+    } else {
+        None
+    };
+    let retry: Option<&RetryPolicy> = amended.as_ref().or(route_retry);
+    let route_timeout = match controlled
+        .then(|| req.headers().get(&REQUEST_CONTROL_HEADERS[3]))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => f.timeout,
     };
 
     // Path rewrites.
@@ -749,6 +772,11 @@ async fn forward(
     };
 
     let (mut parts, body) = req.into_parts();
+    if controlled {
+        for h in &REQUEST_CONTROL_HEADERS {
+            parts.headers.remove(h);
+        }
+    }
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     headers::forwarded(ctx.hcm.as_ref(), ctx.peer, &mut parts.headers);
     levels.request(target.map(|t| &t.headers), &mut parts.headers);
@@ -766,7 +794,7 @@ async fn forward(
         extensions: parts.extensions,
     };
 
-    let deadline = f.timeout.map(|t| Instant::now() + t);
+    let deadline = route_timeout.map(|t| Instant::now() + t);
     let idle = match f.idle_timeout {
         Some(route_idle) => route_idle,
         None => ctx.hcm.stream_idle_timeout,
