@@ -369,3 +369,44 @@ async fn mirrored_requests_go_to_the_shadow_cluster_without_delaying_the_respons
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(shadow.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_are_switched_per_route_with_filter_config() {
+    let b = Scripted::start(|_, _| ok()).await;
+    // The fault filter aborts everything, except where a route disables it; the rate limit
+    // filter is disabled by default and one route enables it.
+    let filters = format!(
+        "          - name: envoy.filters.http.fault\n            typed_config: {{'@type': {FAULT}, abort: {{http_status: 418, percentage: {{numerator: 100}}}}}}\n          - name: envoy.filters.http.local_ratelimit\n            disabled: true\n            typed_config: {{'@type': {LRL}, stat_prefix: rl, token_bucket: {{max_tokens: 1, fill_interval: 60s}}, filter_enabled: {{default_value: {{numerator: 100}}}}, filter_enforced: {{default_value: {{numerator: 100}}}}}}\n"
+    );
+    let off = "{match: {prefix: /nofault}, route: {cluster: a}, typed_per_filter_config: {envoy.filters.http.fault: {'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}}}";
+    let limited = format!(
+        "{{match: {{prefix: /limited}}, route: {{cluster: a}}, typed_per_filter_config: {{envoy.filters.http.fault: {{'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}}, envoy.filters.http.local_ratelimit: {{'@type': type.googleapis.com/envoy.config.route.v3.FilterConfig, config: {{'@type': {LRL}, stat_prefix: rl, token_bucket: {{max_tokens: 1, fill_interval: 60s}}, filter_enabled: {{default_value: {{numerator: 100}}}}, filter_enforced: {{default_value: {{numerator: 100}}}}}}}}}}}}"
+    );
+    let routes = [
+        off,
+        limited.as_str(),
+        "{match: {prefix: /}, route: {cluster: a}}",
+    ];
+    let proxy = start(&http_bootstrap_with(
+        "",
+        &filters,
+        &vhost("", &routes),
+        &cluster("a", &[b.addr], ""),
+    ));
+    assert!(proxy.unsupported().is_empty(), "{:?}", proxy.unsupported());
+    let addr = proxy.listener_addr("http").unwrap();
+    assert_eq!(get(addr, "x", "/").await.status, 418);
+    for _ in 0..3 {
+        assert_eq!(
+            get(addr, "x", "/nofault").await.status,
+            200,
+            "fault off, limit off"
+        );
+    }
+    assert_eq!(get(addr, "x", "/limited").await.status, 200);
+    assert_eq!(
+        get(addr, "x", "/limited").await.status,
+        429,
+        "limit on for this route"
+    );
+}

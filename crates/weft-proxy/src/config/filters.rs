@@ -67,6 +67,17 @@ pub enum HttpFilter {
     LocalRateLimit(Arc<RateLimit>),
 }
 
+/// One filter of the connection manager's chain.
+#[derive(Debug)]
+pub struct ChainFilter {
+    /// The filter's name, as `typed_per_filter_config` keys refer to it.
+    pub name: String,
+    /// The filter.
+    pub filter: HttpFilter,
+    /// `disabled`: off unless a route, virtual host or route configuration enables it.
+    pub disabled: bool,
+}
+
 /// Per-route (or virtual host, or route configuration) filter settings
 /// (`typed_per_filter_config`), by filter type.
 #[derive(Debug, Default)]
@@ -77,12 +88,18 @@ pub struct PerFilter {
     pub cors: Option<Arc<CorsPolicy>>,
     /// Local rate limit with its own bucket.
     pub ratelimit: Option<Arc<RateLimit>>,
+    /// Filter names this level mentions, with `true` when it disables them
+    /// (`FilterConfig.disabled`) and `false` when it configures (so enables) them.
+    pub switches: Vec<(String, bool)>,
 }
 
 impl PerFilter {
     /// True when nothing is set (the level is skipped).
     pub fn is_empty(&self) -> bool {
-        self.fault.is_none() && self.cors.is_none() && self.ratelimit.is_none()
+        self.fault.is_none()
+            && self.cors.is_none()
+            && self.ratelimit.is_none()
+            && self.switches.is_empty()
     }
 }
 
@@ -112,10 +129,7 @@ pub fn per_filter(
             let fc = rt::FilterConfig::decode(any.value.as_slice())
                 .map_err(|e| decode_err(&any.type_url, e))?;
             if fc.disabled {
-                warnings.push(Unsupported {
-                    resource: resource.to_owned(),
-                    what: format!("{field}.disabled"),
-                });
+                out.switches.push((key.clone(), true));
                 continue;
             }
             match fc.config {
@@ -123,6 +137,7 @@ pub fn per_filter(
                 None => continue,
             }
         }
+        out.switches.push((key.clone(), false));
         match super::type_name(&any.type_url) {
             FAULT => {
                 let f = fault::HttpFault::decode(any.value.as_slice())

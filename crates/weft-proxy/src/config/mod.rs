@@ -233,7 +233,7 @@ pub struct HttpManager {
     /// `http.<stat_prefix>.*` counters.
     pub stats: Arc<HttpStats>,
     /// The HTTP filters before the router, in configuration order (empty costs nothing).
-    pub filters: Vec<filters::HttpFilter>,
+    pub filters: Vec<filters::ChainFilter>,
     /// `stream_idle_timeout` (default 5 minutes): a stream with no activity for this long is
     /// ended.
     pub stream_idle_timeout: Option<Duration>,
@@ -746,9 +746,6 @@ fn compile_hcm(
             has_router = true;
             continue;
         }
-        if f.disabled {
-            continue;
-        }
         let field = format!("{path}.typed_config.http_filters[{i}]");
         let compiled = match any {
             Some(a) => filters::compile_http_filter(type_url, a, resource, &field, warnings)?,
@@ -756,8 +753,14 @@ fn compile_hcm(
             None => None,
         };
         match compiled {
-            Some(c) if !has_router => http_filters.push(c),
+            Some(c) if !has_router => http_filters.push(filters::ChainFilter {
+                name: f.name.clone(),
+                filter: c,
+                disabled: f.disabled,
+            }),
             Some(_) => {}
+            // A filter disabled by default is inert until a route enables it.
+            None if f.disabled => {}
             None => warnings.push(Unsupported {
                 resource: resource.to_owned(),
                 what: format!(

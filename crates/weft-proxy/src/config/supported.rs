@@ -488,7 +488,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.route.v3.FilterConfig",
-        &["config", "is_optional"],
+        &["config", "is_optional", "disabled"],
     ),
     (
         "envoy.config.cluster.v3.OutlierDetection",

@@ -20,7 +20,7 @@ use super::body::Body;
 use super::flags::ResponseFlags;
 use crate::config::HttpManager;
 use crate::config::filters::{
-    AbortKind, CorsPolicy, DelayKind, Fault, HttpFilter, PerFilter, RateLimit, sample,
+    AbortKind, ChainFilter, CorsPolicy, DelayKind, Fault, HttpFilter, PerFilter, RateLimit, sample,
 };
 use crate::config::route::{AppendAction, HeaderAdd};
 
@@ -52,6 +52,25 @@ fn most_specific<'a, T>(
     .find_map(get)
 }
 
+/// Whether a chain filter runs for this route: the most specific level that names it decides
+/// (`FilterConfig.disabled` turns it off, a config turns it on), else its own `disabled`.
+fn enabled(levels: &Levels<'_>, cf: &ChainFilter) -> bool {
+    [
+        levels.route.per_filter.as_deref(),
+        levels.vhost.per_filter.as_deref(),
+        levels.table.per_filter.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|p| {
+        p.switches
+            .iter()
+            .find(|(n, _)| *n == cf.name)
+            .map(|(_, off)| !off)
+    })
+    .unwrap_or(!cf.disabled)
+}
+
 /// Runs the decoding side of every filter. `Some` carries a local reply that ends the request.
 pub(crate) async fn decode<B>(
     hcm: &HttpManager,
@@ -60,8 +79,11 @@ pub(crate) async fn decode<B>(
     flags: &mut ResponseFlags,
     state: &mut FilterState,
 ) -> Option<Response<Body>> {
-    for f in &hcm.filters {
-        match f {
+    for cf in &hcm.filters {
+        if !enabled(levels, cf) {
+            continue;
+        }
+        match &cf.filter {
             HttpFilter::Fault(listener) => {
                 let cfg = most_specific(levels, |p| p.fault.as_ref()).unwrap_or(listener);
                 if let Some(r) = fault(hcm, cfg, req.headers(), flags).await {
