@@ -322,3 +322,34 @@ async fn locality_weighted_load_balancing() {
         "round robin inside the locality: {t:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_panic_threshold_every_host_takes_traffic() {
+    let bs = backends(3).await;
+    // One healthy host of three: 33% < the default 50% panic threshold.
+    let eps = [
+        (bs[0].addr, 0, 0, 0, 1, true),
+        (bs[1].addr, 0, 0, 0, 1, false),
+        (bs[2].addr, 0, 0, 0, 1, false),
+    ];
+    let clusters = cluster_with("panic", "", &eps)
+        + &cluster_with(
+            "nopanic",
+            "    common_lb_config: {healthy_panic_threshold: {value: 0}}\n",
+            &eps,
+        );
+    let routes = [
+        "{match: {prefix: /nopanic}, route: {cluster: nopanic}}",
+        "{match: {prefix: /}, route: {cluster: panic}}",
+    ];
+    let proxy = start(&http_bootstrap("", &vhost(&routes), &clusters));
+    let mut c = H1::connect(proxy.listener_addr("http").unwrap()).await;
+    let mut names = Vec::new();
+    for _ in 0..9 {
+        names.push(c.get("x", "/").await.echo().backend);
+    }
+    assert_eq!(tally(&names).len(), 3, "panic: all hosts: {names:?}");
+    for _ in 0..6 {
+        assert_eq!(c.get("x", "/nopanic").await.echo().backend, "b0");
+    }
+}

@@ -53,7 +53,7 @@ async fn dead_upstream_is_503_and_unhealthy_endpoints_are_skipped() {
     };
     let a = Backend::start("a").await;
     let unhealthy = format!(
-        "  - name: sick\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: sick\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n          health_status: UNHEALTHY\n",
+        "  - name: sick\n    connect_timeout: 1s\n    common_lb_config: {{healthy_panic_threshold: {{value: 0}}}}\n    load_assignment:\n      cluster_name: sick\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n          health_status: UNHEALTHY\n",
         a.addr.port()
     );
     let vhosts = "            - name: vh\n              domains: ['*']\n              routes:\n              - {match: {prefix: /dead}, route: {cluster: dead}}\n              - {match: {prefix: /sick}, route: {cluster: sick}}\n              - {match: {prefix: /none}, route: {cluster: nosuch}}\n";

@@ -29,6 +29,9 @@ pub struct LbSettings {
     pub locality_weighted: bool,
     /// `load_assignment.policy.overprovisioning_factor` in percent (default 140).
     pub overprovisioning: u32,
+    /// `common_lb_config.healthy_panic_threshold` in percent (default 50; 0 disables): below
+    /// it, a priority level's hosts all take traffic, healthy or not.
+    pub panic_threshold: u32,
 }
 
 impl Default for LbSettings {
@@ -41,6 +44,7 @@ impl Default for LbSettings {
             maglev_table_size: 65537,
             locality_weighted: false,
             overprovisioning: 140,
+            panic_threshold: 50,
         }
     }
 }
@@ -70,6 +74,8 @@ struct Level {
     localities: Vec<Locality>,
     /// Ring or Maglev table, for hash policies.
     table: Option<HashTable>,
+    /// Hosts marked unhealthy in the configuration when the set was built.
+    static_unhealthy: u64,
 }
 
 #[derive(Debug)]
@@ -144,17 +150,20 @@ impl EndpointSet {
         hash: Option<u64>,
         attempt: u32,
     ) -> Option<Arc<Endpoint>> {
-        let level = self.choose_level(stats, hash)?;
-        let avail = |i: u32| self.endpoints[i as usize].available(stats);
+        let (level, up) = self.choose_level(stats, hash)?;
+        let panic = self.in_panic(level, up, stats);
+        // In panic every host takes traffic; `available` still runs first, so that ejected
+        // hosts whose time is over are returned to service.
+        let avail = |i: u32| self.endpoints[i as usize].available(stats) || panic;
         let idx = if !level.localities.is_empty() {
-            self.pick_in_locality(level, stats)?
+            self.pick_in_locality(level, stats, panic)?
         } else {
             match (self.settings.policy, &level.table, hash) {
                 (LbPolicy::RingHash | LbPolicy::Maglev, Some(t), Some(h)) => {
                     t.lookup(h, attempt, avail)?
                 }
                 (LbPolicy::RoundRobin, ..) => round_robin(&level.schedule, &level.cursor, avail)?,
-                (LbPolicy::LeastRequest, ..) => self.least_request(level, stats)?,
+                (LbPolicy::LeastRequest, ..) => self.least_request(level, stats, panic)?,
                 _ => self.random(level, avail)?,
             }
         };
@@ -164,26 +173,36 @@ impl EndpointSet {
     /// Envoy's priority load: each level takes `overprovisioning × healthy share` of the
     /// traffic (at most 100%) and the rest spills to the next level; when all levels together
     /// are below 100% the loads are scaled up. Only clusters with several levels pay for it.
-    fn choose_level(&self, stats: &ClusterStats, hash: Option<u64>) -> Option<&Level> {
+    fn choose_level(
+        &self,
+        stats: &ClusterStats,
+        hash: Option<u64>,
+    ) -> Option<(&Level, Option<u64>)> {
         if self.levels.len() <= 1 {
-            return self.levels.first();
+            return self.levels.first().map(|l| (l, None));
         }
-        let health: Vec<u64> = self
+        let ups: Vec<u64> = self
             .levels
             .iter()
             .map(|l| {
-                let up = l
-                    .hosts
+                l.hosts
                     .iter()
                     .filter(|i| self.endpoints[**i as usize].available(stats))
-                    .count() as u64;
+                    .count() as u64
+            })
+            .collect();
+        let health: Vec<u64> = self
+            .levels
+            .iter()
+            .zip(&ups)
+            .map(|(l, up)| {
                 (up * u64::from(self.settings.overprovisioning) / l.hosts.len().max(1) as u64)
                     .min(100)
             })
             .collect();
         let total: u64 = health.iter().sum();
         if total == 0 {
-            return self.levels.first();
+            return self.levels.first().map(|l| (l, Some(ups[0])));
         }
         let draw = hash.map_or_else(|| fastrand::u64(0..100), |h| h % 100);
         let mut acc = 0u64;
@@ -198,18 +217,37 @@ impl EndpointSet {
             };
             acc += load;
             if draw < acc {
-                return Some(&self.levels[i]);
+                return Some((&self.levels[i], Some(ups[i])));
             }
         }
         self.levels
             .iter()
             .zip(&health)
-            .rfind(|(_, h)| **h > 0)
-            .map(|(l, _)| l)
+            .zip(&ups)
+            .rfind(|((_, h), _)| **h > 0)
+            .map(|((l, _), up)| (l, Some(*up)))
     }
 
-    fn pick_in_locality(&self, level: &Level, stats: &ClusterStats) -> Option<u32> {
-        let avail = |i: &u32| self.endpoints[*i as usize].available(stats);
+    /// Envoy's panic mode: a level whose available hosts are below `healthy_panic_threshold`
+    /// sends traffic to all of its hosts. A single-level set counts its unavailable hosts from
+    /// the configuration and the cluster's active ejections, without a scan.
+    fn in_panic(&self, level: &Level, up: Option<u64>, stats: &ClusterStats) -> bool {
+        let threshold = u64::from(self.settings.panic_threshold);
+        if threshold == 0 {
+            return false;
+        }
+        let total = level.hosts.len() as u64;
+        let up = up.unwrap_or_else(|| {
+            let ejected = stats
+                .outlier_ejections_active
+                .load(std::sync::atomic::Ordering::Relaxed);
+            total.saturating_sub(level.static_unhealthy + ejected)
+        });
+        up * 100 < threshold * total
+    }
+
+    fn pick_in_locality(&self, level: &Level, stats: &ClusterStats, panic: bool) -> Option<u32> {
+        let avail = |i: &u32| self.endpoints[*i as usize].available(stats) || panic;
         let effective: Vec<u64> = level
             .localities
             .iter()
@@ -247,7 +285,7 @@ impl EndpointSet {
 
     /// N random choices (`choice_count`, weighted by endpoint weight), the one with the fewest
     /// requests in flight relative to its weight wins.
-    fn least_request(&self, level: &Level, stats: &ClusterStats) -> Option<u32> {
+    fn least_request(&self, level: &Level, stats: &ClusterStats, panic: bool) -> Option<u32> {
         let total = *level.cumulative.last()?;
         let mut best: Option<(u32, u64, u64)> = None;
         for _ in 0..self.settings.choice_count.max(1) {
@@ -257,7 +295,7 @@ impl EndpointSet {
                 continue;
             };
             let ep = &self.endpoints[idx as usize];
-            if !ep.available(stats) {
+            if !ep.available(stats) && !panic {
                 continue;
             }
             let active = ep.active_requests.load(Ordering::Relaxed);
@@ -269,7 +307,7 @@ impl EndpointSet {
         }
         best.map(|b| b.0).or_else(|| {
             round_robin(&level.schedule, &level.cursor, |i| {
-                self.endpoints[i as usize].available(stats)
+                self.endpoints[i as usize].available(stats) || panic
             })
         })
     }
@@ -340,7 +378,16 @@ fn build_level(endpoints: &[Arc<Endpoint>], hosts: Vec<u32>, s: &LbSettings) -> 
         LbPolicy::Maglev => Some(build_maglev(endpoints, &hosts, s.maglev_table_size)),
         _ => None,
     };
+    let static_unhealthy = hosts
+        .iter()
+        .filter(|i| {
+            !endpoints[**i as usize]
+                .healthy
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .count() as u64;
     Level {
+        static_unhealthy,
         hosts,
         schedule,
         cumulative,

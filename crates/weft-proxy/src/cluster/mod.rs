@@ -452,6 +452,9 @@ pub fn compile_cluster(
         Some(_) | None => {}
     }
     if let Some(common) = &c.common_lb_config {
+        if let Some(p) = &common.healthy_panic_threshold {
+            lb.panic_threshold = p.value.clamp(0.0, 100.0) as u32;
+        }
         use cl::cluster::common_lb_config::LocalityConfigSpecifier as L;
         match &common.locality_config_specifier {
             Some(L::LocalityWeightedLbConfig(_)) => lb.locality_weighted = true,

@@ -520,7 +520,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.cluster.v3.Cluster.CommonLbConfig",
-        &["locality_weighted_lb_config"],
+        &["locality_weighted_lb_config", "healthy_panic_threshold"],
     ),
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
