@@ -708,3 +708,66 @@ async fn request_headers_ask_for_retries_and_timeouts() {
     assert_eq!(g.status, 504);
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_server_streams_are_not_held_by_the_trailer_check() {
+    let b = Scripted::start(|_, _| Reply::GrpcStream(Duration::from_millis(800))).await;
+    let vh = vhost(
+        "",
+        &[
+            "{match: {prefix: /}, route: {cluster: a, retry_policy: {retry_on: 'unavailable,cancelled', num_retries: 2}}}",
+        ],
+    );
+    let proxy = start(&http_bootstrap(
+        "",
+        &vh,
+        &cluster("a", &[b.addr], "    http2_protocol_options: {}\n"),
+    ));
+    let stream = tokio::net::TcpStream::connect(proxy.listener_addr("http").unwrap())
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let t = Instant::now();
+    let resp = sender
+        .send_request(
+            Request::post("http://x/svc/Watch")
+                .header("content-type", "application/grpc")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    use http_body_util::BodyExt;
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(
+        first.into_data().unwrap(),
+        Bytes::from_static(b"\0\0\0\0\x01a")
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "the first message is forwarded before the stream ends: {:?}",
+        t.elapsed()
+    );
+    let mut rest = Vec::new();
+    let mut trailers = None;
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        match f.into_data() {
+            Ok(d) => rest.extend_from_slice(&d),
+            Err(f) => trailers = f.into_trailers().ok(),
+        }
+    }
+    assert_eq!(rest, b"\0\0\0\0\x01b");
+    assert_eq!(
+        trailers.and_then(|t| t.get("grpc-status").cloned()),
+        Some(http::HeaderValue::from_static("0"))
+    );
+    assert_eq!(b.count(), 1);
+}

@@ -315,6 +315,8 @@ pub struct UpstreamBody {
     _permit: Option<Slot>,
     _lease: Option<EndpointLease>,
     deadline: Option<Deadline>,
+    /// Body bytes read before the body was handed on (the gRPC trailer check), sent first.
+    prefix: Option<Bytes>,
 }
 
 impl UpstreamBody {
@@ -325,6 +327,7 @@ impl UpstreamBody {
         permit: Option<Slot>,
         lease: Option<EndpointLease>,
         deadline: Option<Deadline>,
+        prefix: Option<Bytes>,
     ) -> Self {
         let mut b = UpstreamBody {
             inner,
@@ -332,6 +335,7 @@ impl UpstreamBody {
             _permit: permit,
             _lease: lease,
             deadline,
+            prefix,
         };
         if b.inner.is_end_stream() {
             b.release();
@@ -381,6 +385,9 @@ impl HttpBody for Body {
                 .map(|r| r.map(|f| f.map_err(BodyError::from))),
             Body::Tee(t) => t.poll_frame(cx),
             Body::Upstream(u) => {
+                if let Some(p) = u.prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => {
@@ -418,7 +425,7 @@ impl HttpBody for Body {
             Body::Prefixed(h, rest) => h.is_none() && rest.is_end_stream(),
             Body::Incoming(i) => i.is_end_stream(),
             Body::Tee(t) => t.is_end_stream(),
-            Body::Upstream(u) => u.inner.is_end_stream(),
+            Body::Upstream(u) => u.prefix.is_none() && u.inner.is_end_stream(),
         }
     }
 
@@ -458,7 +465,16 @@ impl HttpBody for Body {
                     }
                 }
             }
-            Body::Upstream(u) => u.inner.size_hint(),
+            Body::Upstream(u) => {
+                let n = u.prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let r = u.inner.size_hint();
+                let mut h = SizeHint::new();
+                h.set_lower(r.lower() + n);
+                if let Some(up) = r.upper() {
+                    h.set_upper(up + n);
+                }
+                h
+            }
         }
     }
 }

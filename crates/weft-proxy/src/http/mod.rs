@@ -655,7 +655,8 @@ impl ReqBody {
 
 /// How one attempt ended.
 enum Attempt {
-    Response(Response<Incoming>, Option<Pooled>),
+    /// A response, its connection, and body bytes already read from it (to send first).
+    Response(Response<Incoming>, Option<Pooled>, Option<Bytes>),
     /// A response read whole (a gRPC response whose trailers were checked).
     Buffered(Response<Buffered>),
     Failed(Failure, Local),
@@ -946,19 +947,19 @@ async fn forward(
                     cluster.report(&endpoint, Outcome::LocalSuccess);
                     cluster.report(&endpoint, Outcome::Status(resp.status().as_u16()));
                 }
-                Attempt::Response(resp, sender)
+                Attempt::Response(resp, sender, None)
             }
         };
         // Decide whether to retry.
         let (retriable, result) = match (retry, result) {
-            (Some(r), Attempt::Response(resp, sender)) => {
+            (Some(r), Attempt::Response(resp, sender, prefix)) => {
                 let mut yes = r.retry_response(resp.status(), resp.headers());
-                let mut result = Attempt::Response(resp, sender);
+                let mut result = Attempt::Response(resp, sender, prefix);
                 // gRPC status in trailers: a unary response is read to its trailers.
                 if !yes
                     && !last
                     && r.on.has(crate::config::policy::RetryOn::GRPC)
-                    && let Attempt::Response(resp, sender) = result
+                    && let Attempt::Response(resp, sender, None) = result
                 {
                     let (checked, again) = grpc_trailers(r, resp, sender).await;
                     yes = again;
@@ -1010,8 +1011,8 @@ async fn forward(
         } else if attempt > 1 {
             cs.upstream_rq_retry_success.fetch_add(1, Ordering::Relaxed);
         }
-        let (mut resp, sender) = match result {
-            Attempt::Response(resp, sender) => (resp, sender),
+        let (mut resp, sender, prefix) = match result {
+            Attempt::Response(resp, sender, prefix) => (resp, sender, prefix),
             Attempt::Buffered(resp) => {
                 cs.response(resp.status().as_u16());
                 let (mut parts, b) = resp.into_parts();
@@ -1100,6 +1101,7 @@ async fn forward(
                 Some(permit),
                 Some(lease),
                 timer,
+                prefix,
             )),
         );
     }
@@ -1136,37 +1138,68 @@ impl Local {
     }
 }
 
-/// Reads a gRPC response without `grpc-status` in its headers to its trailers (up to 1 MiB),
-/// so that the retry policy can judge the status there. Returns the response (rebuilt from
-/// what was read) and whether to retry.
+/// How long the trailer check waits for each next frame of a gRPC response: a unary response's
+/// message and trailers follow its headers at once; a stream that pauses longer is forwarded
+/// as it comes instead of being held.
+const GRPC_TRAILER_WAIT: Duration = Duration::from_millis(5);
+/// How much of a gRPC response the trailer check holds at most.
+const GRPC_TRAILER_BUDGET: usize = 64 * 1024;
+
+/// Looks for `grpc-status` in the trailers of a gRPC response that has none in its headers, so
+/// that the retry policy can judge it: a unary response (message and trailers arriving right
+/// after the headers, within a small budget) is read whole; anything else streams on with what
+/// was read put back in front. Returns the attempt and whether to retry.
 async fn grpc_trailers(
     r: &RetryPolicy,
     resp: Response<Incoming>,
     sender: Option<Pooled>,
 ) -> (Attempt, bool) {
+    use http_body_util::BodyExt;
     let is_grpc = resp
         .headers()
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     if !is_grpc || grpc_status(resp.headers()).is_some() {
-        return (Attempt::Response(resp, sender), false);
+        return (Attempt::Response(resp, sender, None), false);
     }
-    // Build a response whose body is what we read; the connection is not reused.
-    let (parts, body) = resp.into_parts();
-    match body::buffer(body, 1 << 20).await {
-        Ok(Read::Whole(b)) => {
-            let again = b
-                .trailers
-                .as_ref()
-                .and_then(grpc_status)
-                .is_some_and(|g| r.retry_grpc(g));
-            drop(sender);
-            (Attempt::Buffered(Response::from_parts(parts, b)), again)
-        }
-        Ok(Read::Partial(..)) | Err(_) => {
-            (Attempt::Failed(Failure::Reset, Local::UpstreamReset), false)
+    let (parts, mut body) = resp.into_parts();
+    let mut data = bytes::BytesMut::new();
+    while data.len() <= GRPC_TRAILER_BUDGET {
+        match tokio::time::timeout(GRPC_TRAILER_WAIT, body.frame()).await {
+            // A pause: a stream, forwarded as it comes.
+            Err(_) => break,
+            Ok(None) => {
+                let b = Buffered {
+                    data: (!data.is_empty()).then(|| data.freeze()),
+                    trailers: None,
+                };
+                return (Attempt::Buffered(Response::from_parts(parts, b)), false);
+            }
+            Ok(Some(Err(e))) => {
+                tracing::debug!("upstream gRPC response failed: {e}");
+                return (Attempt::Failed(Failure::Reset, Local::UpstreamReset), false);
+            }
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(frame) => {
+                    let Ok(trailers) = frame.into_trailers() else {
+                        continue;
+                    };
+                    let again = grpc_status(&trailers).is_some_and(|g| r.retry_grpc(g));
+                    let b = Buffered {
+                        data: (!data.is_empty()).then(|| data.freeze()),
+                        trailers: Some(trailers),
+                    };
+                    return (Attempt::Buffered(Response::from_parts(parts, b)), again);
+                }
+            },
         }
     }
+    let prefix = (!data.is_empty()).then(|| data.freeze());
+    (
+        Attempt::Response(Response::from_parts(parts, body), sender, prefix),
+        false,
+    )
 }
 
 /// Sends a copy of a request to a mirror cluster and throws the response away.

@@ -524,6 +524,8 @@ pub enum Reply {
     ResetMidBody,
     /// Headers, then a body that stalls for the duration before it ends.
     StallBody(Duration),
+    /// A gRPC server stream: a message, a pause, another message, then OK in the trailers.
+    GrpcStream(Duration),
 }
 
 pub fn ok() -> Reply {
@@ -643,6 +645,26 @@ fn reply_to(
                 );
                 Ok(Response::builder()
                     .header("content-length", "100000")
+                    .body(frames.boxed())
+                    .unwrap())
+            }
+            Reply::GrpcStream(d) => {
+                let mut t = http::HeaderMap::new();
+                t.insert("grpc-status", 0.into());
+                let frames = Frames(
+                    vec![
+                        (
+                            Duration::ZERO,
+                            Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x01a"))),
+                        ),
+                        (d, Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x01b")))),
+                        (Duration::ZERO, Ok(Frame::trailers(t))),
+                    ]
+                    .into(),
+                    None,
+                );
+                Ok(Response::builder()
+                    .header("content-type", "application/grpc")
                     .body(frames.boxed())
                     .unwrap())
             }
