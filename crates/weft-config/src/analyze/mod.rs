@@ -16,20 +16,31 @@ pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
 pub mod envoyfilter_patch;
 pub mod externalcontrolplane_external_control_plane;
+pub mod gateway_certificate;
+pub mod gateway_conflicting_gateway;
+pub mod gateway_ingress_gateway_port;
+pub mod gateway_secret;
 pub mod injection_analyzer;
 pub mod injection_image;
 pub mod injection_image_auto;
 pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
+pub mod networking_util;
 pub mod schema_validation;
 pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
+pub mod sidecar_selector;
 pub mod telemetry_default_selector;
 pub mod telemetry_provider;
 pub mod telemetry_selector;
 pub mod util;
+pub mod virtualservice_conflicting_mesh_gateway_hosts;
+pub mod virtualservice_destination_host;
+pub mod virtualservice_destination_rule;
+pub mod virtualservice_gateway;
+pub mod virtualservice_jwt_claim_route;
 pub mod webhook_analyzer;
 
 use std::collections::HashMap;
@@ -399,6 +410,16 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &maturity_alpha::AlphaAnalyzer,
     &service_port_name::PortNameAnalyzer,
     &webhook_analyzer::WebhookAnalyzer,
+    &gateway_ingress_gateway_port::IngressGatewayPortAnalyzer,
+    &gateway_certificate::CertificateAnalyzer,
+    &gateway_secret::SecretAnalyzer,
+    &gateway_conflicting_gateway::ConflictingGatewayAnalyzer,
+    &sidecar_selector::SelectorAnalyzer,
+    &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
+    &virtualservice_destination_host::DestinationHostAnalyzer,
+    &virtualservice_destination_rule::DestinationRuleAnalyzer,
+    &virtualservice_gateway::GatewayAnalyzer,
+    &virtualservice_jwt_claim_route::JwtClaimRouteAnalyzer,
     &schema_validation::VIRTUAL_SERVICE,
     &schema_validation::DESTINATION_RULE,
     &schema_validation::GATEWAY,

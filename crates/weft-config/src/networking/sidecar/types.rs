@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::networking::destination_rule::ConnectionPoolSettings;
 use crate::networking::gateway::ServerTlsSettings;
 use crate::networking::virtual_service::Destination;
 use crate::networking::virtual_service::serde_util::{is_default, is_zero_u32};
@@ -26,13 +27,12 @@ pub struct Sidecar {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<IstioEgressListener>,
     /// Connection limits for inbound traffic on every port without its own settings.
-    // merged later: destination_rule::ConnectionPoolSettings
     #[serde(
         default,
         alias = "inbound_connection_pool",
         skip_serializing_if = "Option::is_none"
     )]
-    pub inbound_connection_pool: Option<serde_json::Value>,
+    pub inbound_connection_pool: Option<ConnectionPoolSettings>,
     /// What to do with traffic to destinations outside the registry.
     #[serde(
         default,
@@ -75,14 +75,13 @@ pub struct IstioIngressListener {
     /// TLS termination for traffic from outside the mesh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTlsSettings>,
-    /// Connection limits for this port.
-    // merged later: destination_rule::ConnectionPoolSettings
+    /// Connection limits for this port (overrides `inboundConnectionPool`).
     #[serde(
         default,
         alias = "connection_pool",
         skip_serializing_if = "Option::is_none"
     )]
-    pub connection_pool: Option<serde_json::Value>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
 }
 
 /// An outbound listener of the sidecar and the hosts reachable through it.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::types::*;
+use crate::networking::destination_rule::validate_connection_pool;
 use crate::networking::gateway::{UNIX_ADDRESS_PREFIX, validate_tls_options};
 use crate::networking::virtual_service::checks::{
     Protocol, go_atoi, split_host_port, validate_fqdn, validate_ip_address,
@@ -245,9 +246,7 @@ fn validate_ingress(
     if let Some(pool) = &ing.connection_pool {
         let at = path.field("connectionPool");
         validate_connection_pool(pool, &at, report);
-        if pool.get("http").is_some_and(|h| !h.is_null())
-            && !Protocol::parse(&port.protocol).is_http()
-        {
+        if pool.http.is_some() && !Protocol::parse(&port.protocol).is_http() {
             report.warning(
                 &at.field("http"),
                 format!(
@@ -398,22 +397,4 @@ fn validate_outbound_traffic_policy(otp: &OutboundTrafficPolicy, path: &Path, re
         return;
     }
     validate_destination(proxy, &at, report);
-}
-
-/// The parts of Istio's `validateConnectionPool` that do not need the typed settings (the
-/// field is kept as JSON until it is merged with DestinationRule's `ConnectionPoolSettings`).
-fn validate_connection_pool(pool: &serde_json::Value, path: &Path, report: &mut Report) {
-    let present = |k: &str| pool.get(k).is_some_and(|v| !v.is_null());
-    match pool {
-        serde_json::Value::Object(_) => {
-            if !present("http") && !present("tcp") {
-                report.error(path, "connection pool must have at least one field");
-            }
-        }
-        serde_json::Value::Null => {}
-        other => report.error(
-            path,
-            format!("connection pool must be an object, found {other}"),
-        ),
-    }
 }

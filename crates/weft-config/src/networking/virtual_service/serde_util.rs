@@ -1,18 +1,22 @@
 //! Small serde helpers shared by the VirtualService, Gateway and Sidecar types: "is default"
 //! predicates for `skip_serializing_if`, and protobuf-JSON `bytes` (base64).
 
+/// `skip_serializing_if` for a `false` bool.
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// `skip_serializing_if` for a zero `u32`.
 pub(crate) fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+/// `skip_serializing_if` for a zero `i32`.
 pub(crate) fn is_zero_i32(n: &i32) -> bool {
     *n == 0
 }
 
+/// `skip_serializing_if` for a value equal to its type's default (proto3 zero enums).
 pub(crate) fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }
@@ -25,6 +29,7 @@ pub(crate) mod base64_opt {
 
     const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+    /// Writes the bytes as standard base64.
     pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(bytes) => s.serialize_str(&encode(bytes)),
@@ -32,6 +37,7 @@ pub(crate) mod base64_opt {
         }
     }
 
+    /// Reads standard or URL-safe base64, padded or not.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let text: Option<String> = Option::deserialize(d)?;
         match text {
@@ -42,6 +48,7 @@ pub(crate) mod base64_opt {
         }
     }
 
+    /// Standard base64 with padding.
     pub(crate) fn encode(bytes: &[u8]) -> String {
         let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
         for chunk in bytes.chunks(3) {
@@ -73,6 +80,7 @@ pub(crate) mod base64_opt {
         } as u32)
     }
 
+    /// Decodes standard or URL-safe base64 with optional padding.
     pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
         let trimmed = text.trim_end_matches('=');
         if text.len() - trimmed.len() > 2 {
