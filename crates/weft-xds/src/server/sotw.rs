@@ -40,6 +40,11 @@ impl Subscription {
         }
         changed
     }
+
+    /// Whether resource `name` is in scope.
+    fn covers(&self, name: &str) -> bool {
+        self.wildcard || self.names.contains(name)
+    }
 }
 
 /// What the latest response of a type carried.
@@ -195,20 +200,24 @@ fn respond(
     } else {
         st.sub.names.iter().filter_map(|n| tr.get(n)).collect()
     };
-    let same = match &st.sent {
-        Some(sent) => {
-            sent.resources.len() == view.len()
-                && view
-                    .iter()
-                    .all(|r| sent.resources.get(&r.name) == Some(&r.version))
-        }
-        // Nothing sent yet: an explicit subscription to resources that do not exist yet waits.
-        None => !st.sub.wildcard && view.is_empty(),
-    };
     let resources: HashMap<String, String> = view
         .iter()
         .map(|r| (r.name.clone(), r.version.clone()))
         .collect();
+    let same = match &st.sent {
+        // Unchanged, or smaller only because the node unsubscribed some names: it drops those
+        // itself, so there is nothing to tell it.
+        Some(sent) => {
+            view.iter()
+                .all(|r| sent.resources.get(&r.name) == Some(&r.version))
+                && sent
+                    .resources
+                    .keys()
+                    .all(|n| !st.sub.covers(n) || resources.contains_key(n))
+        }
+        // Nothing sent yet: an explicit subscription to resources that do not exist yet waits.
+        None => !st.sub.wildcard && view.is_empty(),
+    };
     if st.sent.is_none() && st.initial_version.as_deref() == Some(tr.version()) {
         // The node reconnected with exactly this version: record it as in sync, send nothing.
         st.initial_version = None;
@@ -233,6 +242,7 @@ fn respond(
             // Same content under a new type version (a resource outside the view changed).
             sent.generation = st.sub.generation;
             sent.checked = tr.version().to_string();
+            sent.resources = resources;
         }
         return None;
     }
