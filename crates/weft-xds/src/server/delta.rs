@@ -1,7 +1,7 @@
 //! The delta (incremental) side of one ADS stream: per type, the node's subscriptions and the
 //! version of every resource the node has, so that only changes and removals are sent.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use tracing::{debug, warn};
 
@@ -24,7 +24,17 @@ struct TypeState {
     checked: Option<String>,
     /// Whether the node started this stream with resources it already had.
     had_initial: bool,
+    /// Responses not yet ACKed: nonce and the names each added, changed or removed. A NACK
+    /// means the node rolled those back, so `known` must forget them.
+    inflight: VecDeque<(String, Vec<String>)>,
 }
+
+/// Unanswered responses remembered per type (a well-behaved node has one or two).
+const MAX_INFLIGHT: usize = 64;
+
+/// A version no resource has: what `known` says of a name the node rolled back after a NACK, so
+/// that the next change resends or removes it (but the rejected config is not resent as is).
+const ROLLED_BACK: &str = "\u{0}nacked";
 
 /// One delta stream's protocol state.
 pub(crate) struct DeltaStream {
@@ -63,6 +73,19 @@ impl DeltaStream {
             }
         }
         if !req.response_nonce.is_empty() {
+            // The node answers responses in order: everything before this nonce is settled.
+            if let Some(pos) = st
+                .inflight
+                .iter()
+                .position(|(n, _)| *n == req.response_nonce)
+            {
+                let (_, touched) = st.inflight.drain(..=pos).last().unwrap_or_default();
+                if req.error_detail.is_some() {
+                    for name in touched {
+                        st.known.insert(name, ROLLED_BACK.to_string());
+                    }
+                }
+            }
             match &st.sent {
                 Some((nonce, version)) if *nonce == req.response_nonce => {
                     if let Some(err) = &req.error_detail {
@@ -215,11 +238,21 @@ fn respond(
     for name in &removed {
         st.known.remove(name);
     }
+    let touched: Vec<String> = updated
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(removed.iter().cloned())
+        .collect();
     updated.sort_by(|a, b| a.name.cmp(&b.name));
     *nonce_seq += 1;
     let nonce = nonce_seq.to_string();
     let version = tr.version().to_string();
     st.sent = Some((nonce.clone(), version.clone()));
+    st.inflight.push_back((nonce.clone(), touched));
+    if st.inflight.len() > MAX_INFLIGHT {
+        // A node that never answers: stop tracking its oldest responses.
+        st.inflight.pop_front();
+    }
     conn.update(type_url, |t| {
         t.sent_version = Some(version.clone());
         t.sent_nonce = Some(nonce.clone());
