@@ -288,8 +288,10 @@ impl Snapshot {
 
     /// Sets all resources of `type_url`.
     pub fn set(&mut self, type_url: &str, resources: impl IntoIterator<Item = Resource>) {
-        self.types
-            .insert(type_url.to_string(), Arc::new(TypeResources::new(resources)));
+        self.types.insert(
+            type_url.to_string(),
+            Arc::new(TypeResources::new(resources)),
+        );
     }
 
     /// The resources of one type, if that type is known.
@@ -574,9 +576,7 @@ impl Cache {
             };
             let old = cur.as_deref();
             for (type_url, t) in &next.types {
-                summary
-                    .versions
-                    .insert(type_url.clone(), t.version.clone());
+                summary.versions.insert(type_url.clone(), t.version.clone());
                 if old.and_then(|o| o.version(type_url)) != Some(t.version.as_str()) {
                     summary.changed.push(type_url.clone());
                 }
@@ -623,7 +623,10 @@ mod tests {
         assert_eq!(a.version(), b.version());
         let c = TypeResources::new([cluster("b", 2), cluster("a", 3)]);
         assert_ne!(a.version(), c.version());
-        assert_eq!(a.get("b").map(|r| &r.version), c.get("b").map(|r| &r.version));
+        assert_eq!(
+            a.get("b").map(|r| &r.version),
+            c.get("b").map(|r| &r.version)
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use weft_xds::client::Subscription;
 use weft_xds::envoy::service::discovery::v3::DiscoveryRequest;
 use weft_xds::google::rpc::Status as RpcStatus;
 use weft_xds::server::{SyncState, serve};
-use weft_xds::type_url::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT as EDS, LISTENER, ROUTE_CONFIGURATION as RDS};
+use weft_xds::type_url::{
+    CLUSTER, CLUSTER_LOAD_ASSIGNMENT as EDS, LISTENER, ROUTE_CONFIGURATION as RDS,
+};
 
 #[tokio::test]
 async fn sotw_initial_fetch_and_ack_recorded() {
@@ -22,14 +24,26 @@ async fn sotw_initial_fetch_and_ack_recorded() {
         server.local_addr(),
         "n1",
         false,
-        &[(CLUSTER, Subscription::Wildcard), (LISTENER, Subscription::Wildcard)],
+        &[
+            (CLUSTER, Subscription::Wildcard),
+            (LISTENER, Subscription::Wildcard),
+        ],
     );
     let st = client_has(&c, CLUSTER, v.version(CLUSTER).expect("cds")).await;
     client_has(&c, LISTENER, v.version(LISTENER).expect("lds")).await;
     assert_eq!(st.get(CLUSTER).map(|t| t.resources), Some(2));
-    assert_eq!(rec.last(CLUSTER).map(|s| s.names), Some(strings(&["a", "b"])));
+    assert_eq!(
+        rec.last(CLUSTER).map(|s| s.names),
+        Some(strings(&["a", "b"]))
+    );
 
-    within("server to record the ACK", server.status().wait_acked("n1", CLUSTER, v.version(CLUSTER).expect("cds"))).await;
+    within(
+        "server to record the ACK",
+        server
+            .status()
+            .wait_acked("n1", CLUSTER, v.version(CLUSTER).expect("cds")),
+    )
+    .await;
     let ns = server.status().node("n1").expect("connected");
     assert_eq!(ns.cluster, "test");
     assert!(!ns.delta);
@@ -58,14 +72,26 @@ async fn sotw_raw_ack_with_version_and_nonce() {
     assert_eq!(r.version_info, v.version(CLUSTER).expect("cds"));
     assert_eq!(names(&r), strings(&["a", "b"]));
     assert!(!r.nonce.is_empty());
-    within("sent", server.status().wait_for("raw", |n| n.types.get(CLUSTER).is_some_and(|t| t.state() == SyncState::Stale))).await;
+    within(
+        "sent",
+        server.status().wait_for("raw", |n| {
+            n.types
+                .get(CLUSTER)
+                .is_some_and(|t| t.state() == SyncState::Stale)
+        }),
+    )
+    .await;
     s.send(DiscoveryRequest {
         version_info: r.version_info.clone(),
         type_url: CLUSTER.into(),
         response_nonce: r.nonce.clone(),
         ..Default::default()
     });
-    within("ack", server.status().wait_acked("raw", CLUSTER, &r.version_info)).await;
+    within(
+        "ack",
+        server.status().wait_acked("raw", CLUSTER, &r.version_info),
+    )
+    .await;
     let t = server.status().node("raw").expect("connected").types[CLUSTER].clone();
     assert_eq!(t.acked_nonce.as_deref(), Some(r.nonce.as_str()));
     // An ACK triggers no new response.
@@ -77,7 +103,12 @@ async fn sotw_nack_recorded_and_client_keeps_last_good_version() {
     let cache = Cache::new();
     let good = cache.set_snapshot("n", full_snapshot()).expect("valid");
     let server = start(cache.clone()).await;
-    let (c, rec) = client(server.local_addr(), "n", false, &[(CLUSTER, Subscription::Wildcard)]);
+    let (c, rec) = client(
+        server.local_addr(),
+        "n",
+        false,
+        &[(CLUSTER, Subscription::Wildcard)],
+    );
     let good_v = good.version(CLUSTER).expect("cds").to_string();
     client_has(&c, CLUSTER, &good_v).await;
 
@@ -85,10 +116,19 @@ async fn sotw_nack_recorded_and_client_keeps_last_good_version() {
         .update_resources("n", CLUSTER, [cluster("bad", 0)], [] as [&str; 0])
         .expect("valid");
     let bad_v = bad.version(CLUSTER).expect("cds").to_string();
-    within("NACK", server.status().wait_for("n", |s| s.types.get(CLUSTER).is_some_and(|t| t.nack.is_some()))).await;
+    within(
+        "NACK",
+        server.status().wait_for("n", |s| {
+            s.types.get(CLUSTER).is_some_and(|t| t.nack.is_some())
+        }),
+    )
+    .await;
     let t = server.status().node("n").expect("connected").types[CLUSTER].clone();
     let nack = t.nack.clone().expect("nack");
-    assert!(nack.error.contains("connect_timeout must be positive"), "{nack:?}");
+    assert!(
+        nack.error.contains("connect_timeout must be positive"),
+        "{nack:?}"
+    );
     assert_eq!(nack.rejected_version, bad_v);
     assert_eq!(nack.kept_version, good_v);
     assert_eq!(t.acked_version.as_deref(), Some(good_v.as_str()));
@@ -102,11 +142,24 @@ async fn sotw_nack_recorded_and_client_keeps_last_good_version() {
     assert!(ct.last_error.as_deref().is_some_and(|e| e.contains("bad")));
 
     // Fixing the config gets an ACK again and clears the NACK.
-    let fixed = cache.update_resources("n", CLUSTER, [cluster("c", 2)], ["bad"]).expect("valid");
+    let fixed = cache
+        .update_resources("n", CLUSTER, [cluster("c", 2)], ["bad"])
+        .expect("valid");
     let fixed_v = fixed.version(CLUSTER).expect("cds");
-    within("ack after fix", server.status().wait_acked("n", CLUSTER, fixed_v)).await;
-    assert!(server.status().node("n").expect("connected").types[CLUSTER].nack.is_none());
-    assert_eq!(rec.last(CLUSTER).expect("seen").names, strings(&["a", "b", "c"]));
+    within(
+        "ack after fix",
+        server.status().wait_acked("n", CLUSTER, fixed_v),
+    )
+    .await;
+    assert!(
+        server.status().node("n").expect("connected").types[CLUSTER]
+            .nack
+            .is_none()
+    );
+    assert_eq!(
+        rec.last(CLUSTER).expect("seen").names,
+        strings(&["a", "b", "c"])
+    );
 }
 
 #[tokio::test]
@@ -126,18 +179,39 @@ async fn sotw_update_pushes_only_the_changed_type() {
         ],
     );
     for t in [CLUSTER, EDS, LISTENER, RDS] {
-        within("initial sync", server.status().wait_acked("n", t, v.version(t).expect("type"))).await;
+        within(
+            "initial sync",
+            server
+                .status()
+                .wait_acked("n", t, v.version(t).expect("type")),
+        )
+        .await;
     }
     let before = c.status();
-    let upd = cache.update_resources("n", CLUSTER, [cluster("a", 5)], [] as [&str; 0]).expect("valid");
+    let upd = cache
+        .update_resources("n", CLUSTER, [cluster("a", 5)], [] as [&str; 0])
+        .expect("valid");
     assert_eq!(upd.changed, strings(&[CLUSTER]));
-    within("cds ack", server.status().wait_acked("n", CLUSTER, upd.version(CLUSTER).expect("cds"))).await;
+    within(
+        "cds ack",
+        server
+            .status()
+            .wait_acked("n", CLUSTER, upd.version(CLUSTER).expect("cds")),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = c.status();
     for t in [EDS, LISTENER, RDS] {
-        assert_eq!(after.get(t).map(|s| s.responses), before.get(t).map(|s| s.responses), "{t} was pushed");
+        assert_eq!(
+            after.get(t).map(|s| s.responses),
+            before.get(t).map(|s| s.responses),
+            "{t} was pushed"
+        );
     }
-    assert_eq!(after.get(CLUSTER).map(|s| s.responses), before.get(CLUSTER).map(|s| s.responses + 1));
+    assert_eq!(
+        after.get(CLUSTER).map(|s| s.responses),
+        before.get(CLUSTER).map(|s| s.responses + 1)
+    );
     assert_eq!(rec.last(CLUSTER).expect("seen").updated, strings(&["a"]));
 }
 
@@ -156,7 +230,9 @@ async fn sotw_stale_nonce_is_ignored() {
     let r1 = s.recv().await;
     assert_eq!(names(&r1), strings(&["a"]));
     // The config changes before the node ACKs r1: r2 crosses the node's next request.
-    let v2 = cache.update_resources("n", EDS, [cla("a", 2)], [] as [&str; 0]).expect("valid");
+    let v2 = cache
+        .update_resources("n", EDS, [cla("a", 2)], [] as [&str; 0])
+        .expect("valid");
     let r2 = s.recv().await;
     assert_eq!(r2.version_info, v2.version(EDS).expect("eds"));
     // A request carrying r1's nonce is stale: neither an ACK nor a subscription change.
@@ -180,7 +256,11 @@ async fn sotw_stale_nonce_is_ignored() {
         response_nonce: r2.nonce.clone(),
         ..Default::default()
     });
-    within("ack", server.status().wait_acked("n", EDS, &r2.version_info)).await;
+    within(
+        "ack",
+        server.status().wait_acked("n", EDS, &r2.version_info),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -199,10 +279,20 @@ async fn sotw_raw_nack_with_error_detail() {
         version_info: String::new(),
         type_url: LISTENER.into(),
         response_nonce: r.nonce.clone(),
-        error_detail: Some(RpcStatus { code: 3, message: "listener l: no filter chains".into(), details: vec![] }),
+        error_detail: Some(RpcStatus {
+            code: 3,
+            message: "listener l: no filter chains".into(),
+            details: vec![],
+        }),
         ..Default::default()
     });
-    within("nack", server.status().wait_for("n", |n| n.types.get(LISTENER).is_some_and(|t| t.nack.is_some()))).await;
+    within(
+        "nack",
+        server.status().wait_for("n", |n| {
+            n.types.get(LISTENER).is_some_and(|t| t.nack.is_some())
+        }),
+    )
+    .await;
     let t = server.status().node("n").expect("connected").types[LISTENER].clone();
     let nack = t.nack.clone().expect("nack");
     assert_eq!(nack.error, "listener l: no filter chains");
@@ -218,29 +308,58 @@ async fn sotw_explicit_subscriptions_get_only_named_resources() {
     let cache = Cache::new();
     cache.set_snapshot("n", full_snapshot()).expect("valid");
     let server = start(cache.clone()).await;
-    let (c, rec) = client(server.local_addr(), "n", false, &[(EDS, Subscription::names(["a"]))]);
-    within("eds a", c.wait_for(|s| s.get(EDS).is_some_and(|t| t.acks == 1))).await;
+    let (c, rec) = client(
+        server.local_addr(),
+        "n",
+        false,
+        &[(EDS, Subscription::names(["a"]))],
+    );
+    within(
+        "eds a",
+        c.wait_for(|s| s.get(EDS).is_some_and(|t| t.acks == 1)),
+    )
+    .await;
     assert_eq!(rec.last(EDS).expect("seen").names, strings(&["a"]));
 
     c.subscribe(EDS, Subscription::names(["a", "b"]));
-    within("eds a b", c.wait_for(|s| s.get(EDS).is_some_and(|t| t.resources == 2))).await;
+    within(
+        "eds a b",
+        c.wait_for(|s| s.get(EDS).is_some_and(|t| t.resources == 2)),
+    )
+    .await;
     assert_eq!(rec.last(EDS).expect("seen").names, strings(&["a", "b"]));
 
     // A change to an unsubscribed resource is not pushed.
     let responses = c.status().get(EDS).expect("eds").responses;
-    cache.update_resources("n", EDS, [cla("c", 3)], [] as [&str; 0]).expect("valid");
+    cache
+        .update_resources("n", EDS, [cla("c", 3)], [] as [&str; 0])
+        .expect("valid");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.status().get(EDS).expect("eds").responses, responses);
 
     // Unsubscribing b stops its updates.
     c.subscribe(EDS, Subscription::names(["a"]));
-    within("server sees a only", server.status().wait_for("n", |n| n.types.get(EDS).is_some_and(|t| t.subscribed_names == 1))).await;
+    within(
+        "server sees a only",
+        server.status().wait_for("n", |n| {
+            n.types.get(EDS).is_some_and(|t| t.subscribed_names == 1)
+        }),
+    )
+    .await;
     let responses = c.status().get(EDS).expect("eds").responses;
-    cache.update_resources("n", EDS, [cla("b", 3)], [] as [&str; 0]).expect("valid");
+    cache
+        .update_resources("n", EDS, [cla("b", 3)], [] as [&str; 0])
+        .expect("valid");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(c.status().get(EDS).expect("eds").responses, responses, "b is unsubscribed");
+    assert_eq!(
+        c.status().get(EDS).expect("eds").responses,
+        responses,
+        "b is unsubscribed"
+    );
 
-    let upd = cache.update_resources("n", EDS, [cla("a", 4)], [] as [&str; 0]).expect("valid");
+    let upd = cache
+        .update_resources("n", EDS, [cla("a", 4)], [] as [&str; 0])
+        .expect("valid");
     client_has(&c, EDS, upd.version(EDS).expect("eds")).await;
     assert_eq!(rec.last(EDS).expect("seen").names, strings(&["a"]));
 }
@@ -250,17 +369,33 @@ async fn sotw_wildcard_and_removal() {
     let cache = Cache::new();
     cache.set_snapshot("n", full_snapshot()).expect("valid");
     let server = start(cache.clone()).await;
-    let (c, rec) = client(server.local_addr(), "n", false, &[(CLUSTER, Subscription::Wildcard)]);
-    within("cds", c.wait_for(|s| s.get(CLUSTER).is_some_and(|t| t.acks == 1))).await;
+    let (c, rec) = client(
+        server.local_addr(),
+        "n",
+        false,
+        &[(CLUSTER, Subscription::Wildcard)],
+    );
+    within(
+        "cds",
+        c.wait_for(|s| s.get(CLUSTER).is_some_and(|t| t.acks == 1)),
+    )
+    .await;
     assert_eq!(rec.last(CLUSTER).expect("seen").names, strings(&["a", "b"]));
 
     // Wildcard: a new cluster arrives without subscribing to it.
-    let add = cache.update_resources("n", CLUSTER, [cluster("z", 1)], [] as [&str; 0]).expect("valid");
+    let add = cache
+        .update_resources("n", CLUSTER, [cluster("z", 1)], [] as [&str; 0])
+        .expect("valid");
     client_has(&c, CLUSTER, add.version(CLUSTER).expect("cds")).await;
-    assert_eq!(rec.last(CLUSTER).expect("seen").names, strings(&["a", "b", "z"]));
+    assert_eq!(
+        rec.last(CLUSTER).expect("seen").names,
+        strings(&["a", "b", "z"])
+    );
 
     // Removal: absent from the next response.
-    let rm = cache.update_resources("n", CLUSTER, [], ["b"]).expect("valid");
+    let rm = cache
+        .update_resources("n", CLUSTER, [], ["b"])
+        .expect("valid");
     client_has(&c, CLUSTER, rm.version(CLUSTER).expect("cds")).await;
     let last = rec.last(CLUSTER).expect("seen");
     assert_eq!(last.names, strings(&["a", "z"]));
@@ -302,7 +437,15 @@ async fn sotw_server_restart_client_reconnects_and_resyncs() {
     let v1 = cache.set_snapshot("n", full_snapshot()).expect("valid");
     let server = start(cache.clone()).await;
     let addr = server.local_addr();
-    let (c, rec) = client(addr, "n", false, &[(CLUSTER, Subscription::Wildcard), (LISTENER, Subscription::Wildcard)]);
+    let (c, rec) = client(
+        addr,
+        "n",
+        false,
+        &[
+            (CLUSTER, Subscription::Wildcard),
+            (LISTENER, Subscription::Wildcard),
+        ],
+    );
     client_has(&c, CLUSTER, v1.version(CLUSTER).expect("cds")).await;
     server.shutdown().await.expect("stops");
     within("client notices", c.wait_for(|s| !s.connected)).await;
@@ -310,11 +453,20 @@ async fn sotw_server_restart_client_reconnects_and_resyncs() {
     // The config changes while the server is down; a new server (new cache) comes up.
     let cache2 = Cache::new();
     let v2 = cache2
-        .set_snapshot("n", full_snapshot().with(CLUSTER, [cluster("a", 1), cluster("new", 1)]))
+        .set_snapshot(
+            "n",
+            full_snapshot().with(CLUSTER, [cluster("a", 1), cluster("new", 1)]),
+        )
         .expect("valid");
     let server2 = serve(addr, cache2).await.expect("rebinds");
     client_has(&c, CLUSTER, v2.version(CLUSTER).expect("cds")).await;
-    within("server2 ack", server2.status().wait_acked("n", CLUSTER, v2.version(CLUSTER).expect("cds"))).await;
+    within(
+        "server2 ack",
+        server2
+            .status()
+            .wait_acked("n", CLUSTER, v2.version(CLUSTER).expect("cds")),
+    )
+    .await;
     let last = rec.last(CLUSTER).expect("seen");
     assert_eq!(last.names, strings(&["a", "new"]));
     assert_eq!(last.removed, strings(&["b"]));
@@ -349,13 +501,27 @@ async fn sotw_client_with_current_versions_gets_no_resend() {
     cache2.set_snapshot("n", full_snapshot()).expect("valid");
     let server2 = serve(addr, cache2).await.expect("rebinds");
     for t in [CLUSTER, EDS, LISTENER, RDS] {
-        within("in sync", server2.status().wait_acked("n", t, v.version(t).expect("type"))).await;
+        within(
+            "in sync",
+            server2
+                .status()
+                .wait_acked("n", t, v.version(t).expect("type")),
+        )
+        .await;
     }
     let ns = server2.status().node("n").expect("connected");
     for t in [CLUSTER, EDS, LISTENER, RDS] {
         assert_eq!(ns.types[t].responses, 0, "{t} was resent");
         assert_eq!(ns.types[t].state(), SyncState::Synced);
     }
-    assert_eq!(rec.seen.lock().expect("lock").len(), seen, "callback ran again");
-    within("client reconnected", c.wait_for(|s| s.connects == 2 && s.connected)).await;
+    assert_eq!(
+        rec.seen.lock().expect("lock").len(),
+        seen,
+        "callback ran again"
+    );
+    within(
+        "client reconnected",
+        c.wait_for(|s| s.connects == 2 && s.connected),
+    )
+    .await;
 }

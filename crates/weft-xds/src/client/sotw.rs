@@ -18,13 +18,12 @@ impl Worker {
         let first_on_stream = t.server_sub.is_none();
         // On a new stream, claim our version only if it covers everything we ask for;
         // otherwise the server must send the full state.
-        let version = if !first_on_stream
-            || t.accepted_sub.as_ref().is_some_and(|a| a.includes(&t.sub))
-        {
-            t.version.clone()
-        } else {
-            String::new()
-        };
+        let version =
+            if !first_on_stream || t.accepted_sub.as_ref().is_some_and(|a| a.includes(&t.sub)) {
+                t.version.clone()
+            } else {
+                String::new()
+            };
         t.server_sub = Some(t.sub.clone());
         let node = if *node_sent {
             None
@@ -153,7 +152,11 @@ impl Worker {
                 removed: &removed,
             });
         }
-        let names = t.server_sub.as_ref().unwrap_or(&t.sub).wire_names(&t.type_url);
+        let names = t
+            .server_sub
+            .as_ref()
+            .unwrap_or(&t.sub)
+            .wire_names(&t.type_url);
         let req = match result {
             Ok(()) => {
                 t.resources = next;

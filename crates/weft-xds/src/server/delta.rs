@@ -79,7 +79,7 @@ impl DeltaStream {
                 .iter()
                 .position(|(n, _)| *n == req.response_nonce)
             {
-                let (_, touched) = st.inflight.drain(..=pos).last().unwrap_or_default();
+                let (_, touched) = st.inflight.drain(..=pos).next_back().unwrap_or_default();
                 if req.error_detail.is_some() {
                     for name in touched {
                         st.known.insert(name, ROLLED_BACK.to_string());

@@ -27,7 +27,8 @@ impl Subscription {
     /// Applies a SotW request's full list of names. Returns whether the subscription changed.
     fn set_sotw(&mut self, type_url: &str, names: &[String]) -> bool {
         let star = names.iter().any(|n| n == "*");
-        let wildcard = star || (names.is_empty() && !self.explicit_seen && is_wildcard_type(type_url));
+        let wildcard =
+            star || (names.is_empty() && !self.explicit_seen && is_wildcard_type(type_url));
         let set: BTreeSet<String> = names.iter().filter(|n| *n != "*").cloned().collect();
         if !set.is_empty() {
             self.explicit_seen = true;

@@ -75,9 +75,7 @@ pub fn route(name: &str, tag: u32) -> Resource {
 pub fn cla(name: &str, tag: u32) -> Resource {
     Resource::from_message(&ClusterLoadAssignment {
         cluster_name: name.into(),
-        endpoints: (0..tag)
-            .map(|_| Default::default())
-            .collect(),
+        endpoints: (0..tag).map(|_| Default::default()).collect(),
         ..Default::default()
     })
     .expect("named")
@@ -92,7 +90,10 @@ pub fn full_snapshot() -> Snapshot {
             [cla("a", 1), cla("b", 1), cla("c", 1)],
         )
         .with(type_url::LISTENER, [listener("l", 1)])
-        .with(type_url::ROUTE_CONFIGURATION, [route("r1", 1), route("r2", 1)])
+        .with(
+            type_url::ROUTE_CONFIGURATION,
+            [route("r1", 1), route("r2", 1)],
+        )
 }
 
 pub async fn start(cache: Cache) -> ServerHandle {
