@@ -149,6 +149,8 @@ async fn delta_nack_client_keeps_last_good_state() {
     );
     let good_v = good.version(CLUSTER).expect("cds").to_string();
     client_has(&c, CLUSTER, &good_v).await;
+    // The ACK must reach the server before the next push, or it is stale there.
+    within("ack", server.status().wait_acked("n", CLUSTER, &good_v)).await;
 
     cache
         .update_resources("n", CLUSTER, [cluster("bad", 0)], ["a"])

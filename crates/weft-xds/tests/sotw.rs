@@ -111,6 +111,8 @@ async fn sotw_nack_recorded_and_client_keeps_last_good_version() {
     );
     let good_v = good.version(CLUSTER).expect("cds").to_string();
     client_has(&c, CLUSTER, &good_v).await;
+    // The ACK must reach the server before the next push, or it is stale there.
+    within("ack", server.status().wait_acked("n", CLUSTER, &good_v)).await;
 
     let bad = cache
         .update_resources("n", CLUSTER, [cluster("bad", 0)], [] as [&str; 0])

@@ -2,11 +2,12 @@
 //! was last sent, and the ACK/NACK bookkeeping.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use tracing::{debug, warn};
 
 use super::status::{Connection, Nack};
-use crate::cache::{Snapshot, is_wildcard_type};
+use crate::cache::{Resource, Snapshot, TypeResources, is_wildcard_type};
 use crate::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 /// What a node asked for, for one type.
@@ -14,8 +15,8 @@ use crate::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 pub(crate) struct Subscription {
     /// Subscribed to every resource of the type.
     pub wildcard: bool,
-    /// Explicitly named resources.
-    pub names: BTreeSet<String>,
+    /// Explicitly named resources (shared with the latest response's record).
+    pub names: Arc<BTreeSet<String>>,
     /// Whether the node ever named resources; after that an empty list means "none", not the
     /// legacy wildcard.
     explicit_seen: bool,
@@ -33,10 +34,10 @@ impl Subscription {
         if !set.is_empty() {
             self.explicit_seen = true;
         }
-        let changed = wildcard != self.wildcard || set != self.names;
+        let changed = wildcard != self.wildcard || set != *self.names;
         if changed {
             self.wildcard = wildcard;
-            self.names = set;
+            self.names = Arc::new(set);
             self.generation += 1;
         }
         changed
@@ -58,8 +59,11 @@ struct Sent {
     checked: String,
     /// Subscription generation the response reflected.
     generation: u64,
-    /// Name to resource version of every resource in the response.
-    resources: HashMap<String, String>,
+    /// The type's resources the response was cut from (shared with the cache, so a
+    /// connection holds no copy of its config).
+    tr: Arc<TypeResources>,
+    /// The names the response covered (`None`: the whole type).
+    scope: Option<Arc<BTreeSet<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -180,6 +184,14 @@ impl SotwStream {
     }
 }
 
+/// The resources of `tr` in `scope` (`None`: all of them).
+fn view<'a>(tr: &'a TypeResources, scope: Option<&'a BTreeSet<String>>) -> Vec<&'a Arc<Resource>> {
+    match scope {
+        None => tr.iter().collect(),
+        Some(names) => names.iter().filter_map(|n| tr.get(n)).collect(),
+    }
+}
+
 /// Sends the node's view of `type_url` if it differs from what it last received.
 fn respond(
     type_url: &str,
@@ -195,31 +207,26 @@ fn respond(
     {
         return None;
     }
+    let scope = (!st.sub.wildcard).then(|| st.sub.names.clone());
     // The view: every subscribed resource that exists.
-    let view: Vec<&std::sync::Arc<crate::cache::Resource>> = if st.sub.wildcard {
-        tr.iter().collect()
-    } else {
-        st.sub.names.iter().filter_map(|n| tr.get(n)).collect()
-    };
-    let resources: HashMap<String, String> = view
-        .iter()
-        .map(|r| (r.name.clone(), r.version.clone()))
-        .collect();
+    let current = view(tr, scope.as_deref());
     let same = match &st.sent {
         // Unchanged, or smaller only because the node unsubscribed some names: it drops those
         // itself, so there is nothing to tell it.
         Some(sent) => {
-            view.iter()
-                .all(|r| sent.resources.get(&r.name) == Some(&r.version))
-                && sent
-                    .resources
-                    .keys()
-                    .all(|n| !st.sub.covers(n) || resources.contains_key(n))
+            let in_sent = |name: &str| sent.scope.as_ref().is_none_or(|s| s.contains(name));
+            current.iter().all(|r| {
+                in_sent(&r.name) && sent.tr.get(&r.name).is_some_and(|x| x.version == r.version)
+            }) && view(&sent.tr, sent.scope.as_deref())
+                .iter()
+                .all(|x| !st.sub.covers(&x.name) || tr.get(&x.name).is_some())
         }
         // Nothing sent yet: an explicit subscription to resources that do not exist yet waits.
-        None => !st.sub.wildcard && view.is_empty(),
+        None => !st.sub.wildcard && current.is_empty(),
     };
-    if st.sent.is_none() && st.initial_version.as_deref() == Some(tr.version()) {
+    let reconnected_in_sync =
+        st.sent.is_none() && st.initial_version.as_deref() == Some(tr.version());
+    if reconnected_in_sync {
         // The node reconnected with exactly this version: record it as in sync, send nothing.
         st.initial_version = None;
         st.sent = Some(Sent {
@@ -227,7 +234,8 @@ fn respond(
             version: tr.version().to_string(),
             checked: tr.version().to_string(),
             generation: st.sub.generation,
-            resources,
+            tr: tr.clone(),
+            scope,
         });
         let v = tr.version().to_string();
         conn.update(type_url, |t| {
@@ -240,17 +248,19 @@ fn respond(
     }
     if same {
         if let Some(sent) = &mut st.sent {
-            // Same content under a new type version (a resource outside the view changed).
+            // Same content under a new type version (a resource outside the view changed):
+            // keep the response's version, but compare against (and hold) the new set only.
             sent.generation = st.sub.generation;
             sent.checked = tr.version().to_string();
-            sent.resources = resources;
+            sent.tr = tr.clone();
+            sent.scope = scope;
         }
         return None;
     }
     *nonce_seq += 1;
     let nonce = nonce_seq.to_string();
     let version = tr.version().to_string();
-    let mut list: Vec<&std::sync::Arc<crate::cache::Resource>> = view;
+    let mut list = current;
     list.sort_by(|a, b| a.name.cmp(&b.name));
     let resp = DiscoveryResponse {
         version_info: version.clone(),
@@ -265,7 +275,8 @@ fn respond(
         version: version.clone(),
         checked: version.clone(),
         generation: st.sub.generation,
-        resources,
+        tr: tr.clone(),
+        scope,
     });
     conn.update(type_url, |t| {
         t.sent_version = Some(version);
