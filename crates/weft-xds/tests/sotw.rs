@@ -527,3 +527,41 @@ async fn sotw_client_with_current_versions_gets_no_resend() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn sotw_connect_hook_sets_the_snapshot_before_the_first_response() {
+    let cache = Cache::new();
+    let hook_cache = cache.clone();
+    let (tx, mut gone) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let ads = weft_xds::server::AdsServer::new(cache.clone())
+        .on_connect(move |n| {
+            // What a control plane does: compute the node's config when it connects.
+            hook_cache
+                .set_snapshot(&n.id, full_snapshot())
+                .expect("valid");
+        })
+        .on_disconnect(move |n| {
+            let _ = tx.send(n.id.clone());
+        });
+    let server = weft_xds::server::serve_with("127.0.0.1:0".parse().expect("addr"), ads)
+        .await
+        .expect("starts");
+    let mut s = RawSotw::connect(server.local_addr()).await;
+    s.send(DiscoveryRequest {
+        node: Some(node("hooked")),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    });
+    assert_eq!(names(&s.recv().await), strings(&["a", "b"]));
+    drop(s);
+    assert_eq!(
+        within("disconnect hook", gone.recv()).await.as_deref(),
+        Some("hooked")
+    );
+    within("status drops the node", async {
+        while server.status().node("hooked").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

@@ -56,15 +56,34 @@ pub enum ServerError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// Called with a node's identity when its stream opens or closes.
+pub type NodeHook = Arc<dyn Fn(&Node) + Send + Sync>;
+
 /// The ADS service over a cache; register it in a tonic server with [`AdsServer::into_service`]
 /// or start a whole server with [`serve`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AdsServer {
     cache: Cache,
     status: StatusRegistry,
+    /// Runs when a node's first request arrives, before its snapshot is read: the control plane
+    /// can compute and store the node's config here, so the first response goes out at once.
+    on_connect: Option<NodeHook>,
+    /// Runs when a node's stream ends (e.g. to drop a per-node snapshot).
+    on_disconnect: Option<NodeHook>,
     /// Flips to `true` to end every open stream (server shutdown).
     shutdown: watch::Receiver<bool>,
     shutdown_tx: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for AdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdsServer")
+            .field("cache", &self.cache)
+            .field("status", &self.status)
+            .field("on_connect", &self.on_connect.is_some())
+            .field("on_disconnect", &self.on_disconnect.is_some())
+            .finish()
+    }
 }
 
 impl AdsServer {
@@ -74,9 +93,24 @@ impl AdsServer {
         AdsServer {
             cache,
             status: StatusRegistry::default(),
+            on_connect: None,
+            on_disconnect: None,
             shutdown: rx,
             shutdown_tx: Arc::new(tx),
         }
+    }
+
+    /// Sets the hook run with the node of every new stream (from its first request), before
+    /// the node's snapshot is read.
+    pub fn on_connect(mut self, f: impl Fn(&Node) + Send + Sync + 'static) -> Self {
+        self.on_connect = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets the hook run with the node of every stream that ends.
+    pub fn on_disconnect(mut self, f: impl Fn(&Node) + Send + Sync + 'static) -> Self {
+        self.on_disconnect = Some(Arc::new(f));
+        self
     }
 
     /// The per-node status (what `proxy-status` shows; `wait_acked` for tests and benchmarks).
@@ -167,6 +201,9 @@ async fn run_sotw(
             return;
         }
     };
+    if let Some(hook) = &server.on_connect {
+        hook(&node);
+    }
     let key = server.cache.key_for(&node);
     let mut snapshots = server.cache.watch(&key);
     let mut shutdown = server.shutdown.clone();
@@ -207,6 +244,10 @@ async fn run_sotw(
             }
         }
     }
+    drop(conn);
+    if let Some(hook) = &server.on_disconnect {
+        hook(&node);
+    }
     info!(node = %node.id, "xDS stream closed (SotW)");
 }
 
@@ -226,6 +267,9 @@ async fn run_delta(
             return;
         }
     };
+    if let Some(hook) = &server.on_connect {
+        hook(&node);
+    }
     let key = server.cache.key_for(&node);
     let mut snapshots = server.cache.watch(&key);
     let mut shutdown = server.shutdown.clone();
@@ -265,6 +309,10 @@ async fn run_delta(
                 break;
             }
         }
+    }
+    drop(conn);
+    if let Some(hook) = &server.on_disconnect {
+        hook(&node);
     }
     info!(node = %node.id, "xDS stream closed (delta)");
 }
