@@ -14,7 +14,13 @@ use weft_xds::type_url::{
     CLUSTER, CLUSTER_LOAD_ASSIGNMENT as EDS, LISTENER, ROUTE_CONFIGURATION as RDS,
 };
 
-const CLIENTS: usize = 200;
+/// 200 by default; `WEFT_XDS_SCALE_CLIENTS=2000` measures a bigger mesh by hand.
+fn clients() -> usize {
+    std::env::var("WEFT_XDS_SCALE_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
 
 fn subs() -> Vec<(&'static str, Subscription)> {
     vec![
@@ -41,7 +47,7 @@ async fn converge(delta: bool) {
     let cache = Cache::with_key_fn(|n| n.cluster.clone());
     let v = cache.set_snapshot("test", full_snapshot()).expect("valid");
     let server = start(cache.clone()).await;
-    let ids: Vec<String> = (0..CLIENTS).map(|i| format!("{mode}-{i}")).collect();
+    let ids: Vec<String> = (0..clients()).map(|i| format!("{mode}-{i}")).collect();
 
     let t0 = Instant::now();
     let clients: Vec<(AdsClient, Recorder)> = ids
@@ -66,11 +72,12 @@ async fn converge(delta: bool) {
     .await;
     let update = t1.elapsed();
     println!(
-        "{mode}: {CLIENTS} clients x 4 types: initial sync {:.1} ms, one CDS update to all ACKed {:.1} ms",
+        "{mode}: {} clients x 4 types: initial sync {:.1} ms, one CDS update to all ACKed {:.1} ms",
+        ids.len(),
         initial.as_secs_f64() * 1e3,
         update.as_secs_f64() * 1e3
     );
-    assert_eq!(server.status().nodes().len(), CLIENTS);
+    assert_eq!(server.status().nodes().len(), ids.len());
     for (c, _) in clients {
         c.shutdown().await;
     }
@@ -91,7 +98,7 @@ async fn delta_200_clients_converge_after_one_update() {
 async fn update_for_one_proxy_reaches_only_that_proxy() {
     // Per-node snapshots (the default key is the node id).
     let cache = Cache::new();
-    let ids: Vec<String> = (0..50).map(|i| format!("p{i}")).collect();
+    let ids: Vec<String> = (0..clients()).map(|i| format!("p{i}")).collect();
     for id in &ids {
         cache.set_snapshot(id, full_snapshot()).expect("valid");
     }

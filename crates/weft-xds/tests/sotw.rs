@@ -565,3 +565,38 @@ async fn sotw_connect_hook_sets_the_snapshot_before_the_first_response() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sotw_closed_streams_reconnect_to_the_same_server_without_resend() {
+    let cache = Cache::new();
+    let v = cache.set_snapshot("n", full_snapshot()).expect("valid");
+    let server = start(cache).await;
+    let (c, _rec) = client(
+        server.local_addr(),
+        "n",
+        false,
+        &[(CLUSTER, Subscription::Wildcard)],
+    );
+    let cds = v.version(CLUSTER).expect("cds");
+    within("ack", server.status().wait_acked("n", CLUSTER, cds)).await;
+    let first = server.status().node("n").expect("connected").connection_id;
+    server.server().close_streams();
+    within(
+        "reconnect",
+        server
+            .status()
+            .wait_for("n", |n| n.connected && n.connection_id != first),
+    )
+    .await;
+    within("in sync", server.status().wait_acked("n", CLUSTER, cds)).await;
+    let ns = server.status().node("n").expect("connected");
+    assert_eq!(
+        ns.types[CLUSTER].responses, 0,
+        "the client had this version"
+    );
+    within(
+        "client reconnected",
+        c.wait_for(|s| s.connects == 2 && s.connected),
+    )
+    .await;
+}

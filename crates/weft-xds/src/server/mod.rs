@@ -70,9 +70,10 @@ pub struct AdsServer {
     on_connect: Option<NodeHook>,
     /// Runs when a node's stream ends (e.g. to drop a per-node snapshot).
     on_disconnect: Option<NodeHook>,
-    /// Flips to `true` to end every open stream (server shutdown).
-    shutdown: watch::Receiver<bool>,
-    shutdown_tx: Arc<watch::Sender<bool>>,
+    /// Bumped to end every stream open at that moment (server shutdown, forced reconnects);
+    /// streams opened later are unaffected.
+    shutdown: watch::Receiver<u64>,
+    shutdown_tx: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for AdsServer {
@@ -89,7 +90,7 @@ impl std::fmt::Debug for AdsServer {
 impl AdsServer {
     /// A server over `cache`.
     pub fn new(cache: Cache) -> Self {
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(0u64);
         AdsServer {
             cache,
             status: StatusRegistry::default(),
@@ -123,9 +124,10 @@ impl AdsServer {
         &self.cache
     }
 
-    /// Ends every open stream; nodes then reconnect (to this server or another).
+    /// Ends every open stream; nodes then reconnect (to this server or another). Streams
+    /// opened afterwards are served as usual.
     pub fn close_streams(&self) {
-        self.shutdown_tx.send_replace(true);
+        self.shutdown_tx.send_modify(|g| *g += 1);
     }
 
     /// The tonic service, with message limits raised to [`MAX_MESSAGE_SIZE`].
@@ -165,11 +167,12 @@ enum Event<R> {
 async fn next_event<R>(
     inbound: &mut Streaming<R>,
     snapshots: &mut watch::Receiver<Option<Arc<Snapshot>>>,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<u64>,
     node_id: &str,
 ) -> Event<R> {
     tokio::select! {
-        _ = shutdown.wait_for(|s| *s) => Event::End,
+        // Any bump after the stream started (its receiver marked the start value seen) ends it.
+        _ = shutdown.changed() => Event::End,
         msg = inbound.message() => match msg {
             Ok(Some(r)) => Event::Request(r),
             Ok(None) => Event::End,
@@ -207,6 +210,7 @@ async fn run_sotw(
     let key = server.cache.key_for(&node);
     let mut snapshots = server.cache.watch(&key);
     let mut shutdown = server.shutdown.clone();
+    shutdown.mark_unchanged();
     let conn = server.status.connect(&node, &key, false);
     info!(node = %node.id, cluster = %node.cluster, key = %key, "xDS stream opened (SotW)");
     let mut state = sotw::SotwStream::new();
@@ -273,6 +277,7 @@ async fn run_delta(
     let key = server.cache.key_for(&node);
     let mut snapshots = server.cache.watch(&key);
     let mut shutdown = server.shutdown.clone();
+    shutdown.mark_unchanged();
     let conn = server.status.connect(&node, &key, true);
     info!(node = %node.id, cluster = %node.cluster, key = %key, "xDS stream opened (delta)");
     let mut state = delta::DeltaStream::new();
