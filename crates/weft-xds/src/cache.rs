@@ -451,8 +451,33 @@ impl Cache {
     }
 
     /// A receiver that sees every new snapshot of `key` (the server's streams use this).
+    /// Pass it back to [`Cache::unwatch`] when done, so that unused keys are forgotten.
     pub fn watch(&self, key: &str) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.entry(key).tx.subscribe()
+        // Subscribe under the write lock: `remove_snapshot` and `unwatch` decide whether to drop
+        // an entry by its receiver count under the same lock.
+        let mut entries = write(&self.inner.entries);
+        entries
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    tx: watch::channel(None).0,
+                })
+            })
+            .tx
+            .subscribe()
+    }
+
+    /// Returns a receiver from [`Cache::watch`]; the key is forgotten if it holds no snapshot
+    /// and nobody else watches it.
+    pub fn unwatch(&self, key: &str, rx: watch::Receiver<Option<Arc<Snapshot>>>) {
+        let mut entries = write(&self.inner.entries);
+        drop(rx);
+        if entries
+            .get(key)
+            .is_some_and(|e| e.tx.borrow().is_none() && e.tx.receiver_count() == 0)
+        {
+            entries.remove(key);
+        }
     }
 
     /// The current snapshot of `key`.
@@ -543,12 +568,26 @@ impl Cache {
     }
 
     /// Forgets the snapshot of `key`. Connected nodes keep what they have; nothing more is
-    /// pushed to them until a snapshot is set again.
+    /// pushed to them until a snapshot is set again (e.g. from `on_disconnect` for per-node
+    /// keys: a node that reconnected meanwhile still gets its next snapshot).
     pub fn remove_snapshot(&self, key: &str) {
-        let e = write(&self.inner.entries).remove(key);
-        if let Some(e) = e {
+        let mut entries = write(&self.inner.entries);
+        if let Some(e) = entries.get(key) {
             e.tx.send_replace(None);
+            if e.tx.receiver_count() == 0 {
+                entries.remove(key);
+            }
         }
+    }
+
+    /// Number of keys held (with a snapshot or watched).
+    pub fn len(&self) -> usize {
+        read(&self.inner.entries).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        read(&self.inner.entries).is_empty()
     }
 
     /// Keys that currently hold a snapshot.
@@ -654,6 +693,30 @@ mod tests {
             rm.version(type_url::CLUSTER),
             first.version(type_url::CLUSTER)
         );
+    }
+
+    #[test]
+    fn unused_keys_are_forgotten() {
+        let cache = Cache::new();
+        let rx = cache.watch("gone");
+        cache
+            .set_resources("kept", type_url::CLUSTER, [])
+            .expect("valid");
+        assert_eq!(cache.len(), 2);
+        cache.unwatch("gone", rx);
+        assert_eq!(cache.len(), 1);
+        // A watched key survives removal of its snapshot and sees the next one.
+        let mut rx = cache.watch("kept");
+        cache.remove_snapshot("kept");
+        assert_eq!(cache.len(), 1);
+        cache
+            .set_resources("kept", type_url::CLUSTER, [])
+            .expect("valid");
+        assert!(rx.has_changed().expect("open"));
+        assert!(rx.borrow_and_update().is_some());
+        cache.remove_snapshot("kept");
+        cache.unwatch("kept", rx);
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -249,6 +249,7 @@ async fn run_sotw(
         }
     }
     drop(conn);
+    server.cache.unwatch(&key, snapshots);
     if let Some(hook) = &server.on_disconnect {
         hook(&node);
     }
@@ -316,6 +317,7 @@ async fn run_delta(
         }
     }
     drop(conn);
+    server.cache.unwatch(&key, snapshots);
     if let Some(hook) = &server.on_disconnect {
         hook(&node);
     }
