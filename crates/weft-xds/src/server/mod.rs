@@ -5,6 +5,37 @@
 //! key in the cache, and wakes on either a request or a new snapshot of that key only. Pushes are
 //! computed per type from what the node last received, so a type is pushed only when the node's
 //! view of it changed. Debouncing config changes is the control plane's job, not this one's.
+//!
+//! ```no_run
+//! # async fn f(clusters: Vec<weft_xds::cache::Resource>) -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_xds::cache::{Cache, Snapshot};
+//! use weft_xds::server::{AdsServer, serve_with};
+//! use weft_xds::type_url;
+//!
+//! let cache = Cache::new(); // one snapshot per node id; Cache::with_key_fn to share
+//! let translate = cache.clone();
+//! let ads = AdsServer::new(cache.clone())
+//!     // Compute a node's config when it connects, so its first request is answered at once.
+//!     .on_connect(move |node| {
+//!         let _ = translate.set_snapshot(&node.id, Snapshot::new().with(type_url::CLUSTER, []));
+//!     });
+//! let server = serve_with("0.0.0.0:15010".parse()?, ads).await?;
+//!
+//! // Later, after a debounced config change:
+//! let summary = cache.set_resources("sidecar~10.0.0.1~a.default~default.svc.cluster.local",
+//!     type_url::CLUSTER, clusters)?;
+//! if let Some(v) = summary.version(type_url::CLUSTER) {
+//!     server.status().wait_acked("sidecar~10.0.0.1~a.default~default.svc.cluster.local",
+//!         type_url::CLUSTER, v).await;
+//! }
+//! for n in server.status().nodes() {
+//!     for (t, s) in &n.types {
+//!         println!("{} {} {} {:?}", n.node_id, t, s.state(), s.nack.as_ref().map(|x| &x.error));
+//!     }
+//! }
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
 
 mod delta;
 mod sotw;
