@@ -600,3 +600,23 @@ async fn sotw_closed_streams_reconnect_to_the_same_server_without_resend() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn sotw_bounds_the_types_one_stream_may_use() {
+    let server = start(Cache::new()).await;
+    let mut s = RawSotw::connect(server.local_addr()).await;
+    for i in 0..65 {
+        s.send(DiscoveryRequest {
+            node: Some(node("greedy")),
+            type_url: format!("type.googleapis.com/x.T{i}"),
+            ..Default::default()
+        });
+    }
+    let err = within("error", s.rx.message()).await.expect_err("rejected");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("resource types"),
+        "{}",
+        err.message()
+    );
+}

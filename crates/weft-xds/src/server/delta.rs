@@ -50,6 +50,16 @@ impl DeltaStream {
         }
     }
 
+    /// Whether the stream has seen `type_url`.
+    pub(crate) fn has_type(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
+
+    /// Number of type URLs the stream has seen.
+    pub(crate) fn type_count(&self) -> usize {
+        self.types.len()
+    }
+
     /// Handles one request; returns the response to send, if any.
     ///
     /// A request whose nonce is not the latest is not taken as an ACK or NACK, but its

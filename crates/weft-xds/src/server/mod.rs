@@ -98,6 +98,7 @@ pub struct AdsServer {
     status: StatusRegistry,
     /// Runs when a node's first request arrives, before its snapshot is read: the control plane
     /// can compute and store the node's config here, so the first response goes out at once.
+    /// It runs on the stream's task: keep it short or hand heavy work to another task.
     on_connect: Option<NodeHook>,
     /// Runs when a node's stream ends (e.g. to drop a per-node snapshot).
     on_disconnect: Option<NodeHook>,
@@ -179,11 +180,20 @@ fn node_of(first: Option<&Node>) -> Result<Node, Status> {
     }
 }
 
-fn check_type_url(type_url: &str) -> Result<(), Status> {
+/// Distinct type URLs one stream may use; Envoy uses at most a dozen. Bounds what a
+/// misbehaving client can make a stream remember.
+const MAX_TYPES_PER_STREAM: usize = 64;
+
+fn check_type_url(type_url: &str, known: bool, count: usize) -> Result<(), Status> {
     if type_url.is_empty() {
         return Err(Status::invalid_argument(
             "ADS requests must set type_url (xDS aggregated discovery)",
         ));
+    }
+    if !known && count >= MAX_TYPES_PER_STREAM {
+        return Err(Status::invalid_argument(format!(
+            "more than {MAX_TYPES_PER_STREAM} resource types on one ADS stream"
+        )));
     }
     Ok(())
 }
@@ -248,7 +258,11 @@ async fn run_sotw(
     let mut next = Some(first);
     loop {
         let out: Vec<DiscoveryResponse> = if let Some(req) = next.take() {
-            if let Err(s) = check_type_url(&req.type_url) {
+            if let Err(s) = check_type_url(
+                &req.type_url,
+                state.has_type(&req.type_url),
+                state.type_count(),
+            ) {
                 let _ = tx.send(Err(s)).await;
                 break;
             }
@@ -316,7 +330,11 @@ async fn run_delta(
     let mut next = Some(first);
     loop {
         let out: Vec<DeltaDiscoveryResponse> = if let Some(req) = next.take() {
-            if let Err(s) = check_type_url(&req.type_url) {
+            if let Err(s) = check_type_url(
+                &req.type_url,
+                state.has_type(&req.type_url),
+                state.type_count(),
+            ) {
                 let _ = tx.send(Err(s)).await;
                 break;
             }
