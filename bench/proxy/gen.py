@@ -26,7 +26,7 @@ def nginx_common(prefix, run_as_root):
     # `user root` keeps the workers able to reach the private temp directory when started as root.
     user = "user root;\n" if run_as_root else ""
     return f"""{user}worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 16384;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 8192; }}
@@ -112,7 +112,7 @@ def haproxy(out, a):
     be_port = a["backend_h2"] if h2_server else a["backend"]
     conf = f"""global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
     tune.bufsize 16384
 
 defaults
