@@ -77,15 +77,6 @@ command -v python3 >/dev/null || die "python3 is needed for config generation an
 command -v cargo >/dev/null || die "cargo is needed to build the load generator (install Rust with rustup)"
 
 # ---------------------------------------------------------------- binaries
-LOADGEN=${LOADGEN_BIN:-}
-if [ -z "$LOADGEN" ]; then
-  log "building bench/proxy/loadgen (release)"
-  cargo build -q --release --locked --manifest-path bench/proxy/loadgen/Cargo.toml \
-    || die "building bench/proxy/loadgen failed"
-  LOADGEN=$CARGO_TARGET_DIR/release/loadgen
-fi
-[ -x "$LOADGEN" ] || die "load generator $LOADGEN is not executable"
-
 WEFT=""
 if has weft; then
   if [ -n "${WEFT_PROXY_BIN:-}" ]; then
@@ -104,6 +95,16 @@ if has weft; then
     WEFT=$CARGO_TARGET_DIR/release/weft-proxy
   fi
 fi
+
+
+LOADGEN=${LOADGEN_BIN:-}
+if [ -z "$LOADGEN" ]; then
+  log "building bench/proxy/loadgen (release)"
+  cargo build -q --release --locked --manifest-path bench/proxy/loadgen/Cargo.toml \
+    || die "building bench/proxy/loadgen failed"
+  LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+fi
+[ -x "$LOADGEN" ] || die "load generator $LOADGEN is not executable"
 
 # ---------------------------------------------------------------- machine, ports, CPUs
 ncpu=$(nproc)
