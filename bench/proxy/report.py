@@ -99,6 +99,7 @@ def goals():
         "added p50": ("≤ haproxy", lambda w, h, n: h is not None and w <= h),
         "added p90": ("≤ 1.2× haproxy", lambda w, h, n: h is not None and w <= 1.2 * h),
         "saturation": ("≥ haproxy", lambda w, h, n: h is not None and w >= h),
+        "requests/s per proxy core": ("≥ haproxy", lambda w, h, n: h is not None and w >= h),
         "vCPU per 1,000": ("≤ 0.05", lambda w, h, n: w <= 0.05),
         "RSS idle, MB": ("≤ 8 MB", lambda w, h, n: w <= 8),
         "RSS under load": ("≤ 15 MB", lambda w, h, n: w <= 15),
@@ -177,7 +178,8 @@ def main():
     show_runs = "--runs" in sys.argv[3:]
     lines, runs = table(values, meta, show_runs)
     out = [
-        f"## weft-proxy vs haproxy vs nginx ({meta.get('date', '?')})",
+        f"## {' vs '.join(NAMES.get(t, t) for t in meta['targets'].split(',') if t)} "
+        f"({meta.get('date', '?')})",
         "",
         f"Machine: {meta.get('nproc', '?')} vCPU, {meta.get('cpu', '?')}, Linux {meta.get('kernel', '?')}; "
         f"{meta.get('pinning', '')}.",
