@@ -9,6 +9,7 @@
 #   DURATION=3         seconds of each measurement window (latency, saturation, CPU)
 #   TARGETS=direct,haproxy,nginx,weft
 #   WEFT_PROXY_BIN=    weft-proxy binary (default: cargo build --release -p weft-proxy)
+#   WEFT_PROXY_REV=    what that binary was built from, for the report;  WEFT_PROXY_ARGS= extra flags
 #   LAT_RPS=500        fixed rate of the single-connection latency client
 #   LOAD_RPS=1000 LOAD_CONNS=4   Istio's load shape for CPU and RSS under load
 #   SAT_CONNS=32       wrk connections;  WRK_THREADS=(cores the proxy does not use)
@@ -19,7 +20,6 @@
 #   OUT=bench/results/latest.md    KEEP=1 keeps the work directory (configs, logs, raw results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$(pwd)
 
 RUNS=${RUNS:-5}
 DURATION=${DURATION:-3}
@@ -82,6 +82,7 @@ if has weft; then
   if [ -n "${WEFT_PROXY_BIN:-}" ]; then
     [ -x "$WEFT_PROXY_BIN" ] || die "WEFT_PROXY_BIN=$WEFT_PROXY_BIN is not an executable file"
     WEFT=$WEFT_PROXY_BIN
+    weft_source=${WEFT_PROXY_REV:-binary $WEFT_PROXY_BIN}
   else
     [ -f crates/weft-proxy/Cargo.toml ] \
       || die "this tree has no crates/weft-proxy yet, so there is no weft-proxy to build. Point WEFT_PROXY_BIN at a weft-proxy binary, or leave it out: TARGETS=direct,haproxy,nginx bench/proxy.sh"
@@ -93,6 +94,8 @@ if has weft; then
     fi
     rm -f /tmp/weft-proxy-build.$$.log
     WEFT=$CARGO_TARGET_DIR/release/weft-proxy
+    weft_source="built from $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    [ -z "$(git status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ] || weft_source+=" with local changes"
   fi
 fi
 
@@ -372,7 +375,7 @@ has haproxy && versions+=", haproxy $(haproxy -v | awk 'NR == 1 { print $3 }')"
 versions+=", wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), h2load $(h2load --version | awk '{ print $NF }')"
 if [ -n "$WEFT" ]; then
   wv=$("$WEFT" --version 2>/dev/null | head -n1 || true)
-  versions+=", weft-proxy ${wv:-(no --version)} at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  versions+=", ${wv:-weft-proxy (no --version)} ($weft_source)"
 fi
 versions+=", $(rustc --version | awk '{ print $1, $2 }')"
 export META_date META_nproc META_cpu META_kernel META_versions META_pinning
