@@ -214,10 +214,13 @@ cpu_ticks() { # comma-separated pids: utime + stime, all threads
   done
   echo "$t"
 }
-rss_kib() { # comma-separated pids: summed VmRSS
+rss_kib() { # comma-separated pids [field]: summed VmRSS (or another kB field of /proc/PID/status)
   local t=0 p
-  for p in ${1//,/ }; do t=$((t + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status"))); done
+  for p in ${1//,/ }; do t=$((t + $(awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$p/status"))); done
   echo "$t"
+}
+rss_json() { # comma-separated pids: {"rss_kib":VmRSS,"anon_kib":RssAnon}
+  printf '{"rss_kib":%s,"anon_kib":%s}' "$(rss_kib "$1")" "$(rss_kib "$1" RssAnon)"
 }
 now_ns() { date +%s%N; }
 
@@ -333,7 +336,7 @@ many() { # round kind: the proxy with SERVICES services, idle and after traffic 
   start_proxy "$2" "$name"
   wait_ok "$name" "http://127.0.0.1:$MANY_H1/" -H "Host: svc-0.bench.svc.cluster.local"
   check_body "$name" "http://127.0.0.1:$MANY_H1/" -H "Host: svc-$((SERVICES - 1)).bench.svc.cluster.local"
-  record "$1" "$2" many_idle "{\"rss_kib\":$(rss_kib "$(pids_of "$name")")}"
+  record "$1" "$2" many_idle "$(rss_json "$(pids_of "$name")")"
   # At LOAD_RPS for DURATION (at least SERVICES requests), rotating over every service's Host.
   local secs=$(((SERVICES + LOAD_RPS - 1) / LOAD_RPS))
   [ "$secs" -ge "$DURATION" ] || secs=$DURATION
@@ -356,7 +359,7 @@ for round in $(seq "$RUNS"); do
     wait_ok "$p" "http://127.0.0.1:${H1[$p]}/"
     check_body "$p" "http://127.0.0.1:${H1[$p]}/"
     check_body "$p" "http://127.0.0.1:${H2[$p]}/" --http2-prior-knowledge
-    record "$round" "$p" idle "{\"rss_kib\":$(rss_kib "$(pids_of "$p")")}"
+    record "$round" "$p" idle "$(rss_json "$(pids_of "$p")")"
   done
   for t in "${order[@]}"; do latency "$round" "$t"; done
   for t in "${order[@]}"; do saturation "$round" "$t"; done
