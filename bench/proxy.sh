@@ -265,6 +265,7 @@ start_proxy() { # kind(haproxy|nginx|weft) name: starts it and waits until it se
 
 # ---------------------------------------------------------------- the run
 log "work directory $work; targets: $TARGETS; $RUNS runs of ${DURATION}s windows; $pinning"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 nginx_args "$work/backend"
 start backend client "${NGINX_ARGS[@]}"
 wait_ok backend "http://127.0.0.1:$BACKEND_H1/"
@@ -381,13 +382,14 @@ if [ -n "$WEFT" ]; then
   versions+=", ${wv:-weft-proxy (no --version)} ($weft_source)"
 fi
 versions+=", $(rustc --version | awk '{ print $1, $2 }')"
-export META_date META_nproc META_cpu META_kernel META_versions META_pinning
+export META_date META_nproc META_cpu META_kernel META_versions META_pinning META_loadavg
 META_date=$(date -u '+%Y-%m-%d %H:%M UTC')
 META_nproc=$ncpu
 META_cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 META_kernel=$(uname -r)
 META_versions=$versions
 META_pinning=$pinning
+META_loadavg="$load_before at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 meta=$work/meta.json
 NOTES=$(printf '%s\n' "${notes[@]+"${notes[@]}"}") RUNS=$RUNS DURATION=$DURATION TARGETS=$TARGETS \
   LAT_RPS=$LAT_RPS LOAD_RPS=$LOAD_RPS LOAD_CONNS=$LOAD_CONNS SAT_CONNS=$SAT_CONNS WRK_THREADS=$WRK_THREADS \

@@ -187,7 +187,7 @@ def main():
         f"({meta.get('date', '?')})",
         "",
         f"Machine: {meta.get('nproc', '?')} vCPU, {meta.get('cpu', '?')}, Linux {meta.get('kernel', '?')}; "
-        f"{meta.get('pinning', '')}.",
+        f"{meta.get('pinning', '')}; load average {meta.get('loadavg', '?')}.",
         f"Versions: {meta.get('versions', '?')}.",
         f"Medians of {meta.get('runs', '?')} runs, {meta.get('duration', '?')} s windows, all targets "
         "interleaved in one run. `×d`: ratio to direct, `×h`: ratio to haproxy. Backend: nginx, 1 KB "
