@@ -36,6 +36,14 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
+# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests.
+venv="${WEFT_VENV:-$HOME/.cache/weft-venv}"
+if ! "$venv/bin/python3" -c "import grpc" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio
+fi
+export PATH="$venv/bin:$PATH"
+
 step "format"
 cargo fmt --all --check
 
@@ -46,6 +54,9 @@ step "tests"
 out="${CARGO_TARGET_DIR}/test-output.txt"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+
+step "benchmark tools' tests"
+cargo test -q --locked --manifest-path bench/proxy/loadgen/Cargo.toml 2>&1 | tee -a "$out" || status=$?
 
 step "conformance summary"
 cargo test -q -p weft-config --test conformance_validation --test conformance_analyzers -- --nocapture 2>&1 \

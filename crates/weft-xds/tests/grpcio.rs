@@ -2,8 +2,8 @@
 //! the weft ADS server. It fetches LDS, RDS, CDS and EDS over SotW ADS, ACKs them, and routes an
 //! RPC to a backend found through EDS.
 //!
-//! Needs `python3` with `grpcio` (`python3 -m pip install grpcio`); ignored by default until the
-//! test script installs it. Run: `cargo test -p weft-xds --test grpcio -- --ignored`.
+//! Needs `python3` with `grpcio` on PATH: `scripts/test.sh` installs it in a virtualenv and puts
+//! that first on PATH. Without it the test fails (a missing prerequisite is never a pass).
 
 mod support;
 
@@ -99,8 +99,12 @@ endpoints:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs python3 with grpcio; run with --ignored"]
 async fn grpcio_proxyless_client_routes_through_weft_xds() {
+    let probe = Command::new("python3").args(["-c", "import grpc"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "python3 with grpcio is required (scripts/test.sh installs it): {probe:?}"
+    );
     let mut backend = Command::new("python3")
         .args(["-c", BACKEND])
         .stdin(Stdio::piped())
