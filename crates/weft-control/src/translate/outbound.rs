@@ -720,10 +720,16 @@ pub(crate) fn virtual_outbound(proxy: &Proxy, mode: OutboundMode) -> listener::L
         l.listener_filters.push(envoy::tls_inspector());
         l.listener_filters.push(envoy::http_inspector());
     }
-    // Every chain keeps its match so that the catch-all is an ordinary chain, as istiod does.
     for c in chains {
         let mut fc = c.clone().build(&stat_prefix);
         if c.is_match_all() {
+            if need_http {
+                // Next to an HTTP chain that matches on ALPN, the catch-all must be the
+                // default chain, or Envoy's sieve would leave raw TCP with no chain.
+                l.default_filter_chain = Some(fc);
+                continue;
+            }
+            // Otherwise it is an ordinary chain with an empty match, as istiod writes it.
             fc.filter_chain_match = Some(listener::FilterChainMatch::default());
         }
         l.filter_chains.push(fc);
