@@ -188,7 +188,7 @@ pub struct SimError {
     /// What went wrong.
     pub kind: SimErrorKind,
     /// The listener, chain, route config and virtual host reached before the error.
-    pub reached: Outcome,
+    pub reached: Box<Outcome>,
 }
 
 fn socket(addr: &core::Address) -> Option<(IpAddr, u32)> {
@@ -239,13 +239,21 @@ fn cidr_contains(r: &core::CidrRange, ip: IpAddr) -> Option<u32> {
 
 /// Keeps the best-ranked chains for one criterion: those with the highest rank; when none
 /// matches, those that do not set the criterion.
-fn sieve<'a, F, U>(chains: Vec<&'a listener::FilterChain>, rank: F, unset: U) -> Vec<&'a listener::FilterChain>
+fn sieve<F, U>(
+    chains: Vec<&listener::FilterChain>,
+    rank: F,
+    unset: U,
+) -> Vec<&listener::FilterChain>
 where
     F: Fn(&listener::FilterChainMatch) -> Option<i64>,
     U: Fn(&listener::FilterChainMatch) -> bool,
 {
     let default_match = listener::FilterChainMatch::default();
-    let m = |c: &listener::FilterChain| c.filter_chain_match.clone().unwrap_or_else(|| default_match.clone());
+    let m = |c: &listener::FilterChain| {
+        c.filter_chain_match
+            .clone()
+            .unwrap_or_else(|| default_match.clone())
+    };
     let ranked: Vec<(i64, &listener::FilterChain)> = chains
         .iter()
         .filter_map(|c| rank(&m(c)).map(|r| (r, *c)))
@@ -315,13 +323,19 @@ fn select_chain<'a>(
         chains,
         |m| {
             let alpn = alpn?;
-            m.application_protocols.iter().any(|a| a == alpn).then_some(0)
+            m.application_protocols
+                .iter()
+                .any(|a| a == alpn)
+                .then_some(0)
         },
         |m| m.application_protocols.is_empty(),
     );
     match chains.len() {
         1 => Ok(chains[0]),
-        0 => l.default_filter_chain.as_ref().ok_or(SimErrorKind::NoFilterChain),
+        0 => l
+            .default_filter_chain
+            .as_ref()
+            .ok_or(SimErrorKind::NoFilterChain),
         _ => Err(SimErrorKind::MultipleFilterChains),
     }
 }
@@ -339,21 +353,28 @@ fn typed<T: prost::Message + prost::Name + Default>(f: &listener::Filter) -> Opt
     }
 }
 
-fn select_virtual_host<'a>(rc: &'a route::RouteConfiguration, host: &str) -> Option<&'a route::VirtualHost> {
+fn select_virtual_host<'a>(
+    rc: &'a route::RouteConfiguration,
+    host: &str,
+) -> Option<&'a route::VirtualHost> {
     let host = if rc.ignore_port_in_host_matching {
         strip_port(host)
     } else {
         host
     };
     let host = host.to_ascii_lowercase();
-    let domains = |v: &'a route::VirtualHost| v.domains.iter().map(move |d| (v, d.to_ascii_lowercase()));
-    let all: Vec<(&route::VirtualHost, String)> = rc.virtual_hosts.iter().flat_map(domains).collect();
+    let domains =
+        |v: &'a route::VirtualHost| v.domains.iter().map(move |d| (v, d.to_ascii_lowercase()));
+    let all: Vec<(&route::VirtualHost, String)> =
+        rc.virtual_hosts.iter().flat_map(domains).collect();
     if let Some((v, _)) = all.iter().find(|(_, d)| *d == host) {
         return Some(v);
     }
     let best_suffix = all
         .iter()
-        .filter(|(_, d)| d.len() > 1 && d.starts_with('*') && host.ends_with(&d[1..]) && host.len() > d.len() - 1)
+        .filter(|(_, d)| {
+            d.len() > 1 && d.starts_with('*') && host.ends_with(&d[1..]) && host.len() > d.len() - 1
+        })
         .max_by_key(|(_, d)| d.len());
     if let Some((v, _)) = best_suffix {
         return Some(v);
@@ -370,7 +391,10 @@ fn select_virtual_host<'a>(rc: &'a route::RouteConfiguration, host: &str) -> Opt
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map(|(h, _)| &host[..h.len() + 1]).unwrap_or(host);
+        return host
+            .split_once(']')
+            .map(|(h, _)| &host[..h.len() + 1])
+            .unwrap_or(host);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') && p.chars().all(|c| c.is_ascii_digit()) => h,
@@ -389,7 +413,9 @@ fn path_matches(m: &route::RouteMatch, path: &str) -> bool {
             a.eq_ignore_ascii_case(b)
         }
     };
-    let starts = |p: &str| path.len() >= p.len() && path.is_char_boundary(p.len()) && eq(&path[..p.len()], p);
+    let starts = |p: &str| {
+        path.len() >= p.len() && path.is_char_boundary(p.len()) && eq(&path[..p.len()], p)
+    };
     match m.path_specifier.as_ref() {
         None => false,
         Some(PathSpecifier::Prefix(p)) => starts(p),
@@ -409,9 +435,11 @@ fn route_cluster(r: &route::Route) -> String {
     match &r.action {
         Some(route::route::Action::Route(a)) => match &a.cluster_specifier {
             Some(ClusterSpecifier::Cluster(c)) => c.clone(),
-            Some(ClusterSpecifier::WeightedClusters(w)) => {
-                w.clusters.first().map(|c| c.name.clone()).unwrap_or_default()
-            }
+            Some(ClusterSpecifier::WeightedClusters(w)) => w
+                .clusters
+                .first()
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
             _ => String::new(),
         },
         _ => String::new(),
@@ -421,7 +449,7 @@ fn route_cluster(r: &route::Route) -> String {
 fn fail(kind: SimErrorKind, out: &Outcome) -> SimError {
     SimError {
         kind,
-        reached: out.clone(),
+        reached: Box::new(out.clone()),
     }
 }
 
@@ -432,7 +460,11 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
     out.listener = l.name.clone();
     let has_tls_inspector = has_listener_filter(l, wellknown::TLS_INSPECTOR);
     let has_http_inspector = has_listener_filter(l, wellknown::HTTP_INSPECTOR);
-    let mut alpn = if has_tls_inspector { call.effective_alpn() } else { None };
+    let mut alpn = if has_tls_inspector {
+        call.effective_alpn()
+    } else {
+        None
+    };
     if has_http_inspector && call.tls == CallTls::Plaintext {
         alpn = match call.protocol {
             CallProtocol::Http => Some("http/1.1".to_string()),
@@ -459,7 +491,10 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
             .and_then(|c| c.tls_certificate_sds_secret_configs.first())
             .map(|s| s.name.as_str());
         let requires_mtls = first_cert == Some("default")
-            && ctx.require_client_certificate.as_ref().is_some_and(|b| b.value);
+            && ctx
+                .require_client_certificate
+                .as_ref()
+                .is_some_and(|b| b.value);
         if requires_mtls != (call.tls == CallTls::Mtls) {
             return Err(fail(SimErrorKind::Mtls, &out));
         }
@@ -469,7 +504,9 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
             let Some(manager) = typed::<hcm::HttpConnectionManager>(f) else {
                 continue;
             };
-            if (call.tls != CallTls::Plaintext && !terminates_tls) || call.protocol == CallProtocol::Tcp {
+            if (call.tls != CallTls::Plaintext && !terminates_tls)
+                || call.protocol == CallProtocol::Tcp
+            {
                 return Err(fail(SimErrorKind::Protocol, &out));
             }
             let rc = match manager.route_specifier {
@@ -494,7 +531,11 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
             let r = vh
                 .routes
                 .iter()
-                .find(|r| r.r#match.as_ref().is_some_and(|m| path_matches(m, &call.path)))
+                .find(|r| {
+                    r.r#match
+                        .as_ref()
+                        .is_some_and(|m| path_matches(m, &call.path))
+                })
                 .ok_or_else(|| fail(SimErrorKind::NoRoute, &out))?;
             out.route = r.name.clone();
             out.cluster = route_cluster(r);
@@ -506,9 +547,11 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
             };
             out.cluster = match proxy.cluster_specifier {
                 Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) => c,
-                Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
-                    w.clusters.first().map(|c| c.name.clone()).unwrap_or_default()
-                }
+                Some(tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => w
+                    .clusters
+                    .first()
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default(),
                 None => String::new(),
             };
             return Ok(out);

@@ -24,8 +24,8 @@ use weft_config::{Resource, Spec};
 pub use protocol::{ListenerProtocol, Protocol};
 pub use proxy::{NodeIdError, NodeMetadata, Proxy, ProxyKind};
 pub use service::{
-    Endpoint, Locality, Registry, RegistryKind, Resolution, Service, ServiceDiscovery,
-    ServicePort, ServiceTarget,
+    Endpoint, Locality, Registry, RegistryKind, Resolution, Service, ServiceDiscovery, ServicePort,
+    ServiceTarget,
 };
 pub use visibility::Visibility;
 
@@ -273,9 +273,7 @@ impl Environment {
                 Spec::DestinationRule(s) => dr.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::Gateway(s) => gw.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::Sidecar(s) => sc.push(Arc::new(Cfg::from_resource(r, s.clone()))),
-                Spec::PeerAuthentication(s) => {
-                    pa.push(Arc::new(Cfg::from_resource(r, s.clone())))
-                }
+                Spec::PeerAuthentication(s) => pa.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 _ => {}
             }
         }
@@ -335,10 +333,9 @@ impl Environment {
         let ns = &proxy.config_namespace;
         let with_selector = self.sidecars.iter().find(|s| {
             &s.namespace == ns
-                && s.spec
-                    .workload_selector
-                    .as_ref()
-                    .is_some_and(|sel| !sel.labels.is_empty() && selector_matches(&sel.labels, &proxy.labels))
+                && s.spec.workload_selector.as_ref().is_some_and(|sel| {
+                    !sel.labels.is_empty() && selector_matches(&sel.labels, &proxy.labels)
+                })
         });
         if let Some(s) = with_selector {
             return Some(s.clone());
@@ -373,7 +370,11 @@ impl Environment {
             .filter(|v| self.vs_visible(v, ns) && is_mesh_bound(v))
             .cloned()
             .collect();
-        let sidecar = if proxy.is_router() { None } else { self.sidecar_for(proxy) };
+        let sidecar = if proxy.is_router() {
+            None
+        } else {
+            self.sidecar_for(proxy)
+        };
         let mut outbound_mode = self.mesh.outbound_mode;
         let Some(sc) = sidecar.clone().filter(|s| !s.spec.egress.is_empty()) else {
             if let Some(sc) = &sidecar
@@ -403,7 +404,11 @@ impl Environment {
                 .iter()
                 .filter_map(|h| {
                     let (hns, name) = h.split_once('/')?;
-                    let hns = if hns == "." { ns.to_string() } else { hns.to_string() };
+                    let hns = if hns == "." {
+                        ns.to_string()
+                    } else {
+                        hns.to_string()
+                    };
                     Some((hns, name.to_string()))
                 })
                 .collect();
@@ -451,28 +456,39 @@ impl Environment {
             .destination_rules
             .iter()
             .filter(|d| {
-                let h = host::resolve_short_name(&d.spec.host, &d.namespace, &self.mesh.config_domain);
+                let h =
+                    host::resolve_short_name(&d.spec.host, &d.namespace, &self.mesh.config_domain);
                 host::matches(&h, hostname)
                     && Visibility::parse(d.spec.export_to.iter().map(String::as_str))
                         .visible_to(&d.namespace, client_ns)
                     && d.spec.workload_selector.as_ref().is_none_or(|sel| {
-                        d.namespace == client_ns && selector_matches(&sel.match_labels, &proxy.labels)
+                        d.namespace == client_ns
+                            && selector_matches(&sel.match_labels, &proxy.labels)
                     })
             })
             .collect();
         if candidates.is_empty() {
             return None;
         }
-        let pick_ns = [client_ns, service_namespace, self.mesh.root_namespace.as_str()]
-            .into_iter()
-            .find(|n| candidates.iter().any(|d| d.namespace == *n))
-            .unwrap_or(candidates[0].namespace.as_str())
-            .to_string();
+        let pick_ns = [
+            client_ns,
+            service_namespace,
+            self.mesh.root_namespace.as_str(),
+        ]
+        .into_iter()
+        .find(|n| candidates.iter().any(|d| d.namespace == *n))
+        .unwrap_or(candidates[0].namespace.as_str())
+        .to_string();
         // Most specific host first (exact over wildcard), then Istio order.
-        let mut chosen: Vec<&&Arc<Cfg<DestinationRule>>> =
-            candidates.iter().filter(|d| d.namespace == pick_ns).collect();
+        let mut chosen: Vec<&&Arc<Cfg<DestinationRule>>> = candidates
+            .iter()
+            .filter(|d| d.namespace == pick_ns)
+            .collect();
         chosen.sort_by_key(|d| host::is_wildcard(&d.spec.host));
-        let exact_host = chosen.first().map(|d| d.spec.host.clone()).unwrap_or_default();
+        let exact_host = chosen
+            .first()
+            .map(|d| d.spec.host.clone())
+            .unwrap_or_default();
         let mut merged = MergedDestinationRule::default();
         for d in chosen.into_iter().filter(|d| d.spec.host == exact_host) {
             if merged.traffic_policy.is_none() {
@@ -595,9 +611,7 @@ impl Environment {
     }
 }
 
-fn sidecar_mode(
-    mode: weft_config::networking::sidecar::OutboundTrafficPolicyMode,
-) -> OutboundMode {
+fn sidecar_mode(mode: weft_config::networking::sidecar::OutboundTrafficPolicyMode) -> OutboundMode {
     use weft_config::networking::sidecar::OutboundTrafficPolicyMode as M;
     match mode {
         M::RegistryOnly => OutboundMode::RegistryOnly,

@@ -71,7 +71,11 @@ impl Protocol {
     /// Infers the protocol of a Kubernetes Service port: `appProtocol` first, then the port
     /// name (`http`, `http-web`, `grpc-api`...), else unknown (sniffed). UDP/SCTP ports keep
     /// their transport protocol.
-    pub fn from_kubernetes(name: &str, app_protocol: Option<&str>, transport: Option<&str>) -> Protocol {
+    pub fn from_kubernetes(
+        name: &str,
+        app_protocol: Option<&str>,
+        transport: Option<&str>,
+    ) -> Protocol {
         match transport.map(str::to_ascii_uppercase).as_deref() {
             Some("UDP") => return Protocol::Udp,
             Some("SCTP") => return Protocol::Unsupported,
@@ -111,7 +115,11 @@ impl Protocol {
     pub fn is_http(self) -> bool {
         matches!(
             self,
-            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb | Protocol::HttpProxy
+            Protocol::Http
+                | Protocol::Http2
+                | Protocol::Grpc
+                | Protocol::GrpcWeb
+                | Protocol::HttpProxy
         )
     }
 
@@ -224,7 +232,13 @@ mod tests {
     fn listener_treatment() {
         assert_eq!(Protocol::Grpc.listener_protocol(), ListenerProtocol::Http);
         assert_eq!(Protocol::Tls.listener_protocol(), ListenerProtocol::Tcp);
-        assert_eq!(Protocol::Unsupported.listener_protocol(), ListenerProtocol::Auto);
-        assert_eq!(Protocol::Udp.listener_protocol(), ListenerProtocol::Unsupported);
+        assert_eq!(
+            Protocol::Unsupported.listener_protocol(),
+            ListenerProtocol::Auto
+        );
+        assert_eq!(
+            Protocol::Udp.listener_protocol(),
+            ListenerProtocol::Unsupported
+        );
     }
 }

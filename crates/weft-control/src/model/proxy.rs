@@ -34,7 +34,12 @@ impl NodeMetadata {
         let Some(obj) = v.as_object() else {
             return md;
         };
-        let s = |k: &str| obj.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+        let s = |k: &str| {
+            obj.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         md.istio_version = s("ISTIO_VERSION");
         md.namespace = s("NAMESPACE");
         md.cluster_id = s("CLUSTER_ID");
@@ -72,7 +77,9 @@ pub struct Proxy {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NodeIdError {
     /// Wrong number of `~`-separated parts.
-    #[error("node id {0:?} is not of the form type~ip~name.namespace~domain (e.g. sidecar~10.1.2.3~app.default~default.svc.cluster.local)")]
+    #[error(
+        "node id {0:?} is not of the form type~ip~name.namespace~domain (e.g. sidecar~10.1.2.3~app.default~default.svc.cluster.local)"
+    )]
     Malformed(String),
     /// Unknown proxy type.
     #[error("node id {0:?} has an unknown proxy type {1:?}; expected sidecar or router")]
@@ -90,10 +97,19 @@ impl Proxy {
         let kind = match parts[0] {
             "sidecar" => ProxyKind::Sidecar,
             "router" => ProxyKind::Router,
-            other => return Err(NodeIdError::UnknownType(node_id.to_string(), other.to_string())),
+            other => {
+                return Err(NodeIdError::UnknownType(
+                    node_id.to_string(),
+                    other.to_string(),
+                ));
+            }
         };
         let id = parts[2].to_string();
-        let namespace = id.split_once('.').map(|(_, ns)| ns).unwrap_or("").to_string();
+        let namespace = id
+            .split_once('.')
+            .map(|(_, ns)| ns)
+            .unwrap_or("")
+            .to_string();
         Ok(Proxy {
             kind,
             id,
@@ -134,15 +150,17 @@ mod tests {
 
     #[test]
     fn parses_node_id() {
-        let p = Proxy::from_node_id("sidecar~10.1.2.3~reviews-v1.bookinfo~bookinfo.svc.cluster.local")
-            .expect("valid id");
+        let p =
+            Proxy::from_node_id("sidecar~10.1.2.3~reviews-v1.bookinfo~bookinfo.svc.cluster.local")
+                .expect("valid id");
         assert_eq!(p.kind, ProxyKind::Sidecar);
         assert_eq!(p.ip_addresses, vec!["10.1.2.3"]);
         assert_eq!(p.id, "reviews-v1.bookinfo");
         assert_eq!(p.config_namespace, "bookinfo");
         assert_eq!(p.dns_domain, "bookinfo.svc.cluster.local");
-        let r = Proxy::from_node_id("router~1.1.1.1~gw.istio-system~istio-system.svc.cluster.local")
-            .expect("valid id");
+        let r =
+            Proxy::from_node_id("router~1.1.1.1~gw.istio-system~istio-system.svc.cluster.local")
+                .expect("valid id");
         assert!(r.is_router());
     }
 

@@ -279,14 +279,9 @@ impl Registry {
             });
         }
         let cluster_ip = spec.cluster_ip.clone().unwrap_or_default();
-        let (resolution, addresses, alias_target) = if spec.type_.as_deref()
-            == Some("ExternalName")
+        let (resolution, addresses, alias_target) = if spec.type_.as_deref() == Some("ExternalName")
         {
-            (
-                Resolution::Alias,
-                Vec::new(),
-                spec.external_name.clone(),
-            )
+            (Resolution::Alias, Vec::new(), spec.external_name.clone())
         } else if cluster_ip == "None" || cluster_ip.is_empty() {
             (Resolution::Passthrough, Vec::new(), None)
         } else {
@@ -318,11 +313,7 @@ impl Registry {
             }
             have_slices = true;
             for ep in &slice.endpoints {
-                let ready = ep
-                    .conditions
-                    .as_ref()
-                    .and_then(|c| c.ready)
-                    .unwrap_or(true);
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
                 for addr in &ep.addresses {
                     let pod = pods.iter().find(|p| &p.ip == addr && p.namespace == ns);
                     for sp in slice.ports.iter().flatten() {
@@ -357,14 +348,17 @@ impl Registry {
         if !have_slices && let Some(selector) = spec.selector.as_ref() {
             let selector: BTreeMap<String, String> = selector.clone().into_iter().collect();
             if !selector.is_empty() {
-                for pod in pods
-                    .iter()
-                    .filter(|p| p.namespace == ns && weft_config::meta::selector_matches(&selector, &p.labels))
-                {
+                for pod in pods.iter().filter(|p| {
+                    p.namespace == ns && weft_config::meta::selector_matches(&selector, &p.labels)
+                }) {
                     for sp in &ports {
                         eps.push(Endpoint {
                             address: pod.ip.clone(),
-                            port: if sp.target_port != 0 { sp.target_port } else { sp.port },
+                            port: if sp.target_port != 0 {
+                                sp.target_port
+                            } else {
+                                sp.port
+                            },
                             service_port: sp.port,
                             labels: pod.labels.clone(),
                             locality: Locality::default(),
@@ -417,11 +411,15 @@ impl Registry {
                                   sa: &str,
                                   weight: u32| {
                 for p in &ports {
-                    let target = named_ports.get(&p.name).copied().unwrap_or(if p.target_port != 0 {
-                        p.target_port
-                    } else {
-                        p.port
-                    });
+                    let target =
+                        named_ports
+                            .get(&p.name)
+                            .copied()
+                            .unwrap_or(if p.target_port != 0 {
+                                p.target_port
+                            } else {
+                                p.port
+                            });
                     eps.push(Endpoint {
                         address: address.to_string(),
                         port: target,

@@ -14,13 +14,22 @@ use weft_xds::envoy::extensions::transport_sockets::tls::v3 as tls;
 use weft_xds::google::protobuf::UInt32Value;
 
 use super::envoy::{self, duration};
-use super::names::{self, BLACKHOLE_CLUSTER, DYNAMIC_DNS_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER};
+use super::names::{
+    self, BLACKHOLE_CLUSTER, DYNAMIC_DNS_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER,
+};
 use crate::model::{
     Endpoint, Environment, Locality, MergedDestinationRule, Protocol, Proxy, Resolution, Service,
     ServicePort,
 };
 
-fn discovery_type(t: cluster::cluster::DiscoveryType) -> Option<cluster::cluster::ClusterDiscoveryType> {
+/// One endpoint of an assignment: address, weight (0: unset) and health.
+pub(crate) type LbHost = (core::Address, u32, bool);
+/// Endpoints of one locality.
+pub(crate) type LocalityGroup = (Locality, Vec<LbHost>);
+
+fn discovery_type(
+    t: cluster::cluster::DiscoveryType,
+) -> Option<cluster::cluster::ClusterDiscoveryType> {
     Some(cluster::cluster::ClusterDiscoveryType::Type(t as i32))
 }
 
@@ -28,7 +37,7 @@ fn discovery_type(t: cluster::cluster::DiscoveryType) -> Option<cluster::cluster
 /// weight, healthy)])`. Every group carries a locality, even an empty one.
 pub(crate) fn load_assignment(
     name: &str,
-    groups: Vec<(Locality, Vec<(core::Address, u32, bool)>)>,
+    groups: Vec<LocalityGroup>,
 ) -> endpoint::ClusterLoadAssignment {
     endpoint::ClusterLoadAssignment {
         cluster_name: name.to_string(),
@@ -71,8 +80,8 @@ pub(crate) fn load_assignment(
     }
 }
 
-fn endpoint_groups(eps: &[Endpoint]) -> Vec<(Locality, Vec<(core::Address, u32, bool)>)> {
-    let mut groups: BTreeMap<Locality, Vec<(core::Address, u32, bool)>> = BTreeMap::new();
+fn endpoint_groups(eps: &[Endpoint]) -> Vec<LocalityGroup> {
+    let mut groups: BTreeMap<Locality, Vec<LbHost>> = BTreeMap::new();
     for e in eps {
         let address = if let Some(p) = e.address.strip_prefix("unix://") {
             envoy::pipe_address(p)
@@ -121,7 +130,10 @@ pub(crate) fn policy_for_port(policy: Option<&TrafficPolicy>, port: u32) -> Opti
 }
 
 /// Subset policy over the (port-resolved) top-level policy, as Istio's `MergeTrafficPolicy`.
-fn merge_policy(base: Option<TrafficPolicy>, subset: Option<TrafficPolicy>) -> Option<TrafficPolicy> {
+fn merge_policy(
+    base: Option<TrafficPolicy>,
+    subset: Option<TrafficPolicy>,
+) -> Option<TrafficPolicy> {
     match (base, subset) {
         (None, s) => s,
         (b, None) => b,
@@ -155,7 +167,12 @@ fn threshold(v: i32) -> Option<UInt32Value> {
     })
 }
 
-fn apply_policy(c: &mut cluster::Cluster, policy: Option<&TrafficPolicy>, port: &ServicePort, sni: &str) {
+fn apply_policy(
+    c: &mut cluster::Cluster,
+    policy: Option<&TrafficPolicy>,
+    port: &ServicePort,
+    sni: &str,
+) -> Option<u32> {
     use cluster::cluster::LbPolicy;
     c.lb_policy = LbPolicy::LeastRequest as i32;
     let mut thresholds = cluster::circuit_breakers::Thresholds {
@@ -166,12 +183,13 @@ fn apply_policy(c: &mut cluster::Cluster, policy: Option<&TrafficPolicy>, port: 
         track_remaining: true,
         ..Default::default()
     };
+    let mut max_requests_per_connection = None;
     let Some(policy) = policy else {
         c.circuit_breakers = Some(cluster::CircuitBreakers {
             thresholds: vec![thresholds],
             ..Default::default()
         });
-        return;
+        return None;
     };
     if let Some(lb) = &policy.load_balancer {
         if let Some(simple) = lb.simple {
@@ -184,7 +202,8 @@ fn apply_policy(c: &mut cluster::Cluster, policy: Option<&TrafficPolicy>, port: 
                 }
             } as i32;
             if simple == SimpleLb::Passthrough {
-                c.cluster_discovery_type = discovery_type(cluster::cluster::DiscoveryType::OriginalDst);
+                c.cluster_discovery_type =
+                    discovery_type(cluster::cluster::DiscoveryType::OriginalDst);
                 c.eds_cluster_config = None;
                 c.load_assignment = None;
             }
@@ -208,9 +227,7 @@ fn apply_policy(c: &mut cluster::Cluster, policy: Option<&TrafficPolicy>, port: 
             thresholds.max_requests = threshold(http.http2_max_requests);
             thresholds.max_retries = threshold(http.max_retries);
             if http.max_requests_per_connection > 0 {
-                c.max_requests_per_connection = Some(UInt32Value {
-                    value: http.max_requests_per_connection as u32,
-                });
+                max_requests_per_connection = Some(http.max_requests_per_connection as u32);
             }
         }
     }
@@ -248,9 +265,14 @@ fn apply_policy(c: &mut cluster::Cluster, policy: Option<&TrafficPolicy>, port: 
     if let Some(t) = &policy.tls {
         c.transport_socket = upstream_tls(t, port, sni);
     }
+    max_requests_per_connection
 }
 
-fn upstream_tls(t: &ClientTlsSettings, _port: &ServicePort, sni: &str) -> Option<core::TransportSocket> {
+fn upstream_tls(
+    t: &ClientTlsSettings,
+    _port: &ServicePort,
+    sni: &str,
+) -> Option<core::TransportSocket> {
     let common = match t.mode {
         TlsMode::Disable => return None,
         TlsMode::IstioMutual => envoy::istio_common_tls(&["istio"]),
@@ -269,10 +291,12 @@ fn upstream_tls(t: &ClientTlsSettings, _port: &ServicePort, sni: &str) -> Option
                 );
             } else {
                 if t.mode == TlsMode::Mutual && !t.client_certificate.is_empty() {
-                    common.tls_certificate_sds_secret_configs.push(envoy::sds(&format!(
-                        "file-cert:{}~{}",
-                        t.client_certificate, t.private_key
-                    )));
+                    common
+                        .tls_certificate_sds_secret_configs
+                        .push(envoy::sds(&format!(
+                            "file-cert:{}~{}",
+                            t.client_certificate, t.private_key
+                        )));
                 }
                 if !t.ca_certificates.is_empty() {
                     common.validation_context_type = Some(
@@ -285,7 +309,11 @@ fn upstream_tls(t: &ClientTlsSettings, _port: &ServicePort, sni: &str) -> Option
             common
         }
     };
-    let sni = if !t.sni.is_empty() { t.sni.clone() } else { sni.to_string() };
+    let sni = if !t.sni.is_empty() {
+        t.sni.clone()
+    } else {
+        sni.to_string()
+    };
     Some(envoy::upstream_tls(tls::UpstreamTlsContext {
         common_tls_context: Some(common),
         sni,
@@ -293,17 +321,37 @@ fn upstream_tls(t: &ClientTlsSettings, _port: &ServicePort, sni: &str) -> Option
     }))
 }
 
-fn http2_options() -> std::collections::HashMap<String, weft_xds::google::protobuf::Any> {
+/// Upstream HTTP protocol options: HTTP/2 for h2 ports, and the per-connection request
+/// limit of the connection pool.
+fn protocol_options(
+    http2: bool,
+    max_requests_per_connection: Option<u32>,
+) -> std::collections::HashMap<String, weft_xds::google::protobuf::Any> {
     use weft_xds::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
     use weft_xds::envoy::extensions::upstreams::http::v3::http_protocol_options::{
         ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
     };
-    let opts = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(core::Http2ProtocolOptions::default())),
-        })),
+    if !http2 && max_requests_per_connection.is_none() {
+        return Default::default();
+    }
+    let mut opts = HttpProtocolOptions {
+        common_http_protocol_options: max_requests_per_connection.map(|n| {
+            core::HttpProtocolOptions {
+                max_requests_per_connection: Some(UInt32Value { value: n }),
+                ..Default::default()
+            }
+        }),
         ..Default::default()
     };
+    if http2 {
+        opts.upstream_protocol_options = Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                    core::Http2ProtocolOptions::default(),
+                )),
+            },
+        ));
+    }
     [(
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
         envoy::any(&opts),
@@ -350,16 +398,17 @@ fn build_cluster(
         }
     }
     let sni = format!("outbound_.{}_.{}_.{}", port.port, subset, svc.hostname);
-    apply_policy(&mut c, policy, port, &sni);
-    if matches!(svc.resolution, Resolution::Passthrough | Resolution::DynamicDns) {
+    let max_requests = apply_policy(&mut c, policy, port, &sni);
+    if matches!(
+        svc.resolution,
+        Resolution::Passthrough | Resolution::DynamicDns
+    ) {
         c.lb_policy = cluster::cluster::LbPolicy::ClusterProvided as i32;
     }
     if c.lb_policy == cluster::cluster::LbPolicy::ClusterProvided as i32 {
         cla = None;
     }
-    if port.protocol.is_http2() {
-        c.typed_extension_protocol_options = http2_options();
-    }
+    c.typed_extension_protocol_options = protocol_options(port.protocol.is_http2(), max_requests);
     (c, cla)
 }
 
@@ -376,7 +425,8 @@ pub(crate) fn outbound_clusters(
             continue;
         }
         let all_endpoints = env.registry.endpoints(svc);
-        let dr: Option<MergedDestinationRule> = env.destination_rule(proxy, &svc.hostname, &svc.namespace);
+        let dr: Option<MergedDestinationRule> =
+            env.destination_rule(proxy, &svc.hostname, &svc.namespace);
         for port in &svc.ports {
             if port.protocol == Protocol::Udp {
                 continue;
@@ -386,7 +436,10 @@ pub(crate) fn outbound_clusters(
                 .filter(|e| e.service_port == port.port)
                 .cloned()
                 .collect();
-            let base = policy_for_port(dr.as_ref().and_then(|d| d.traffic_policy.as_ref()), port.port);
+            let base = policy_for_port(
+                dr.as_ref().and_then(|d| d.traffic_policy.as_ref()),
+                port.port,
+            );
             let (c, cla) = build_cluster(env, svc, port, "", base.as_ref(), &eps);
             clusters.push(c);
             assignments.extend(cla);
@@ -400,7 +453,8 @@ pub(crate) fn outbound_clusters(
                     base.clone(),
                     policy_for_port(subset.traffic_policy.as_ref(), port.port),
                 );
-                let (c, cla) = build_cluster(env, svc, port, &subset.name, policy.as_ref(), &sub_eps);
+                let (c, cla) =
+                    build_cluster(env, svc, port, &subset.name, policy.as_ref(), &sub_eps);
                 clusters.push(c);
                 assignments.extend(cla);
             }
@@ -411,7 +465,11 @@ pub(crate) fn outbound_clusters(
 
 /// `BlackHoleCluster`, `PassthroughCluster`, `InboundPassthroughCluster` and, in dynamic DNS
 /// mode, `AllowAnyDynamicDNSCluster`.
-pub(crate) fn special_clusters(env: &Environment, dynamic_dns: bool, inbound: bool) -> Vec<cluster::Cluster> {
+pub(crate) fn special_clusters(
+    env: &Environment,
+    dynamic_dns: bool,
+    inbound: bool,
+) -> Vec<cluster::Cluster> {
     use cluster::cluster::{DiscoveryType, LbPolicy};
     let timeout = duration(env.mesh.connect_timeout);
     let mut out = vec![
@@ -451,11 +509,13 @@ pub(crate) fn special_clusters(env: &Environment, dynamic_dns: bool, inbound: bo
         use weft_xds::envoy::extensions::common::dynamic_forward_proxy::v3::DnsCacheConfig;
         let config = dfp::ClusterConfig {
             cluster_implementation_specifier: Some(
-                dfp::cluster_config::ClusterImplementationSpecifier::DnsCacheConfig(DnsCacheConfig {
-                    name: "dynamic_forward_proxy_cache_config".to_string(),
-                    dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Only as i32,
-                    ..Default::default()
-                }),
+                dfp::cluster_config::ClusterImplementationSpecifier::DnsCacheConfig(
+                    DnsCacheConfig {
+                        name: "dynamic_forward_proxy_cache_config".to_string(),
+                        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Only as i32,
+                        ..Default::default()
+                    },
+                ),
             ),
             ..Default::default()
         };

@@ -158,11 +158,13 @@ pub fn tcp_proxy(stat_prefix: &str, clusters: &[(String, u32)]) -> listener::Fil
         tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(tcp::tcp_proxy::WeightedCluster {
             clusters: clusters
                 .iter()
-                .map(|(name, weight)| tcp::tcp_proxy::weighted_cluster::ClusterWeight {
-                    name: name.clone(),
-                    weight: *weight,
-                    ..Default::default()
-                })
+                .map(
+                    |(name, weight)| tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+                        name: name.clone(),
+                        weight: *weight,
+                        ..Default::default()
+                    },
+                )
                 .collect(),
         })
     };
@@ -179,12 +181,16 @@ pub enum Routes {
     /// RDS by name.
     Rds(String),
     /// Inline.
-    Inline(route::RouteConfiguration),
+    Inline(Box<route::RouteConfiguration>),
 }
 
 /// An HTTP connection manager with the router filter (and fault and CORS before it, as
 /// istiod orders them).
-pub fn http_connection_manager(stat_prefix: &str, routes: Routes, forward_client_cert: bool) -> listener::Filter {
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    routes: Routes,
+    forward_client_cert: bool,
+) -> listener::Filter {
     use weft_xds::envoy::extensions::filters::http::cors::v3::Cors;
     use weft_xds::envoy::extensions::filters::http::fault::v3::HttpFault;
     use weft_xds::envoy::extensions::filters::http::router::v3::Router;
@@ -198,7 +204,7 @@ pub fn http_connection_manager(stat_prefix: &str, routes: Routes, forward_client
             config_source: ads(),
             route_config_name: name,
         }),
-        Routes::Inline(rc) => hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc),
+        Routes::Inline(rc) => hcm::http_connection_manager::RouteSpecifier::RouteConfig(*rc),
     };
     let mut manager = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
@@ -237,9 +243,9 @@ pub fn istio_common_tls(alpn: &[&str]) -> tls::CommonTlsContext {
         alpn_protocols: alpn.iter().map(|s| s.to_string()).collect(),
         tls_certificate_sds_secret_configs: vec![sds("default")],
         validation_context_type: Some(
-            tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
-                sds("ROOTCA"),
-            ),
+            tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(sds(
+                "ROOTCA",
+            )),
         ),
         ..Default::default()
     }

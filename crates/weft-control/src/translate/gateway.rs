@@ -12,17 +12,20 @@ use weft_xds::envoy::config::listener::v3 as listener;
 use weft_xds::envoy::config::route::v3 as route;
 use weft_xds::envoy::extensions::transport_sockets::tls::v3 as tls;
 
-use super::envoy::{self, Routes};
+use super::envoy;
 use super::names::{self, BLACKHOLE_CLUSTER};
 use super::outbound::{ChainOpts, route_destinations};
 use super::route::{RouteContext, build_http_routes};
-use crate::model::{host, vs_gateways, Cfg, Environment, Protocol, Proxy, ServiceTarget, Visibility};
+use crate::model::{
+    Cfg, Environment, Protocol, Proxy, ServiceTarget, Visibility, host, vs_gateways,
+};
 
 /// Annotation naming the Service(s) that front a Gateway (set by Istio's deployment
 /// controller); when present, ports are resolved only through those Services.
 pub const GATEWAY_SERVICE_ANNOTATION: &str = "internal.istio.io/gateway-service";
 /// Service label that opts out of gateway port translation.
-pub const DISABLE_PORT_TRANSLATION_LABEL: &str = "experimental.istio.io/disable-gateway-port-translation";
+pub const DISABLE_PORT_TRANSLATION_LABEL: &str =
+    "experimental.istio.io/disable-gateway-port-translation";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PortKind {
@@ -47,7 +50,13 @@ impl ServerRef {
     }
 
     fn protocol(&self) -> Protocol {
-        Protocol::parse(self.server.port.as_ref().map(|p| p.protocol.as_str()).unwrap_or(""))
+        Protocol::parse(
+            self.server
+                .port
+                .as_ref()
+                .map(|p| p.protocol.as_str())
+                .unwrap_or(""),
+        )
     }
 
     /// Server hosts as (namespace filter, host).
@@ -70,7 +79,9 @@ impl ServerRef {
     fn terminates_tls(&self) -> bool {
         matches!(
             self.tls_mode(),
-            Some(TlsMode::Simple | TlsMode::Mutual | TlsMode::IstioMutual | TlsMode::OptionalMutual)
+            Some(
+                TlsMode::Simple | TlsMode::Mutual | TlsMode::IstioMutual | TlsMode::OptionalMutual
+            )
         )
     }
 }
@@ -78,7 +89,11 @@ impl ServerRef {
 fn resolve_ports(number: u32, targets: &[ServiceTarget], legacy: bool) -> Vec<u32> {
     let mut ports = BTreeSet::new();
     for t in targets {
-        if legacy && t.service.labels.contains_key(DISABLE_PORT_TRANSLATION_LABEL) {
+        if legacy
+            && t.service
+                .labels
+                .contains_key(DISABLE_PORT_TRANSLATION_LABEL)
+        {
             continue;
         }
         if t.port.port == number && t.target_port != 0 {
@@ -107,7 +122,10 @@ fn merge_servers(env: &Environment, proxy: &Proxy) -> BTreeMap<u32, (PortKind, V
                     false,
                     targets
                         .iter()
-                        .filter(|t| hosts.contains(&t.service.hostname.as_str()) && t.service.namespace == gw.namespace)
+                        .filter(|t| {
+                            hosts.contains(&t.service.hostname.as_str())
+                                && t.service.namespace == gw.namespace
+                        })
                         .cloned()
                         .collect(),
                 )
@@ -175,7 +193,10 @@ fn intersect_hosts(vs_hosts: &[String], server_hosts: &[String]) -> Vec<String> 
 fn bound_virtual_services(
     env: &Environment,
     s: &ServerRef,
-) -> Vec<(Arc<Cfg<weft_config::networking::VirtualService>>, Vec<String>)> {
+) -> Vec<(
+    Arc<Cfg<weft_config::networking::VirtualService>>,
+    Vec<String>,
+)> {
     let gw_name = s.gateway_name();
     let server_hosts = s.hosts();
     env.virtual_services
@@ -286,7 +307,9 @@ fn server_tls_socket(s: &ServerRef) -> Option<weft_xds::envoy::config::core::v3:
                 format!("file-root:{}", t.ca_certificates)
             };
             c.validation_context_type = Some(
-                tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(envoy::sds(&ca)),
+                tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                    envoy::sds(&ca),
+                ),
             );
         }
         c
@@ -306,7 +329,11 @@ fn sni_hosts(s: &ServerRef) -> Vec<String> {
         .collect()
 }
 
-fn tcp_routes_chain(env: &Environment, proxy: &Proxy, s: &ServerRef) -> Option<Vec<listener::Filter>> {
+fn tcp_routes_chain(
+    env: &Environment,
+    proxy: &Proxy,
+    s: &ServerRef,
+) -> Option<Vec<listener::Filter>> {
     let gw_name = s.gateway_name();
     let gateways: BTreeSet<String> = [gw_name.clone()].into();
     let ctx = RouteContext {
@@ -338,7 +365,12 @@ fn tcp_routes_chain(env: &Environment, proxy: &Proxy, s: &ServerRef) -> Option<V
     None
 }
 
-fn passthrough_chains(env: &Environment, proxy: &Proxy, s: &ServerRef, seen: &mut BTreeSet<Vec<String>>) -> Vec<ChainOpts> {
+fn passthrough_chains(
+    env: &Environment,
+    proxy: &Proxy,
+    s: &ServerRef,
+    seen: &mut BTreeSet<Vec<String>>,
+) -> Vec<ChainOpts> {
     let gw_name = s.gateway_name();
     let gateways: BTreeSet<String> = [gw_name.clone()].into();
     let ctx = RouteContext {
@@ -354,9 +386,9 @@ fn passthrough_chains(env: &Environment, proxy: &Proxy, s: &ServerRef, seen: &mu
             for m in &tls_route.r#match {
                 let applies = (m.port == 0 || m.port == s.port())
                     && (m.gateways.is_empty()
-                        || m.gateways
-                            .iter()
-                            .any(|g| crate::model::resolve_gateway_name(g, &vs.namespace) == gw_name));
+                        || m.gateways.iter().any(|g| {
+                            crate::model::resolve_gateway_name(g, &vs.namespace) == gw_name
+                        }));
                 if !applies {
                     continue;
                 }
@@ -413,9 +445,25 @@ pub(crate) fn gateway_listeners(
                 for s in &servers {
                     match s.tls_mode() {
                         _ if s.terminates_tls() && s.protocol() == Protocol::Https => {
-                            let pname = s.server.port.as_ref().map(|p| p.name.clone()).unwrap_or_default();
-                            let name = format!("https.{}.{}.{}.{}", s.port(), pname, s.gateway.name, s.gateway.namespace);
-                            routes.push(http_route_config(env, proxy, &name, std::slice::from_ref(s)));
+                            let pname = s
+                                .server
+                                .port
+                                .as_ref()
+                                .map(|p| p.name.clone())
+                                .unwrap_or_default();
+                            let name = format!(
+                                "https.{}.{}.{}.{}",
+                                s.port(),
+                                pname,
+                                s.gateway.name,
+                                s.gateway.namespace
+                            );
+                            routes.push(http_route_config(
+                                env,
+                                proxy,
+                                &name,
+                                std::slice::from_ref(s),
+                            ));
                             chains.push(ChainOpts {
                                 sni_hosts: sni_hosts(s),
                                 rds: Some(name),
@@ -442,7 +490,10 @@ pub(crate) fn gateway_listeners(
                                         envoy::wellknown::SNI_CLUSTER,
                                         envoy::any(&weft_xds::google::protobuf::Empty::default()),
                                     ),
-                                    envoy::tcp_proxy(BLACKHOLE_CLUSTER, &[(BLACKHOLE_CLUSTER.to_string(), 1)]),
+                                    envoy::tcp_proxy(
+                                        BLACKHOLE_CLUSTER,
+                                        &[(BLACKHOLE_CLUSTER.to_string(), 1)],
+                                    ),
                                 ],
                                 ..Default::default()
                             });
@@ -455,7 +506,9 @@ pub(crate) fn gateway_listeners(
         if chains.is_empty() {
             continue;
         }
-        let need_tls = chains.iter().any(|c| !c.sni_hosts.is_empty() || c.transport_socket.is_some());
+        let need_tls = chains
+            .iter()
+            .any(|c| !c.sni_hosts.is_empty() || c.transport_socket.is_some());
         let stat_prefix = format!("outbound_0.0.0.0_{port}");
         let mut l = listener::Listener {
             name: names::listener_name("0.0.0.0", port),

@@ -24,7 +24,12 @@ struct MatchOption {
     tls: bool,
 }
 
-const fn opt(alpn: &'static [&'static str], transport: &'static str, http: bool, tls: bool) -> MatchOption {
+const fn opt(
+    alpn: &'static [&'static str],
+    transport: &'static str,
+    http: bool,
+    tls: bool,
+) -> MatchOption {
     MatchOption {
         alpn,
         transport,
@@ -145,7 +150,7 @@ fn chains_for(
             let filters = if o.http {
                 vec![envoy::http_connection_manager(
                     &stat_prefix,
-                    Routes::Inline(inbound_http_routes(route_port, cluster)),
+                    Routes::Inline(Box::new(inbound_http_routes(route_port, cluster))),
                     true,
                 )]
             } else {
@@ -155,7 +160,8 @@ fn chains_for(
             listener::FilterChain {
                 name: if o.http { name_http } else { name_tcp }.to_string(),
                 filter_chain_match: Some(listener::FilterChainMatch {
-                    destination_port: port.map(|p| weft_xds::google::protobuf::UInt32Value { value: p }),
+                    destination_port: port
+                        .map(|p| weft_xds::google::protobuf::UInt32Value { value: p }),
                     transport_protocol: o.transport.to_string(),
                     application_protocols: o.alpn.iter().map(|s| s.to_string()).collect(),
                     ..Default::default()
@@ -169,7 +175,11 @@ fn chains_for(
 }
 
 /// Builds `virtualInbound`.
-pub(crate) fn virtual_inbound(env: &Environment, proxy: &Proxy, ports: &[InboundPort]) -> listener::Listener {
+pub(crate) fn virtual_inbound(
+    env: &Environment,
+    proxy: &Proxy,
+    ports: &[InboundPort],
+) -> listener::Listener {
     let wildcard = if proxy.ipv6_only() { "::" } else { "0.0.0.0" };
     let mut chains = vec![listener::FilterChain {
         name: "virtualInbound-blackhole".to_string(),
@@ -179,7 +189,10 @@ pub(crate) fn virtual_inbound(env: &Environment, proxy: &Proxy, ports: &[Inbound
             }),
             ..Default::default()
         }),
-        filters: vec![envoy::tcp_proxy(BLACKHOLE_CLUSTER, &[(BLACKHOLE_CLUSTER.to_string(), 1)])],
+        filters: vec![envoy::tcp_proxy(
+            BLACKHOLE_CLUSTER,
+            &[(BLACKHOLE_CLUSTER.to_string(), 1)],
+        )],
         ..Default::default()
     }];
     for p in ports {
@@ -239,7 +252,11 @@ pub(crate) fn virtual_inbound(env: &Environment, proxy: &Proxy, ports: &[Inbound
 
 /// `inbound|PORT||` clusters: to the Sidecar's `defaultEndpoint` when one is given, else to
 /// the original destination through the inbound passthrough source address.
-pub(crate) fn inbound_clusters(env: &Environment, proxy: &Proxy, ports: &[InboundPort]) -> Vec<cluster::Cluster> {
+pub(crate) fn inbound_clusters(
+    env: &Environment,
+    proxy: &Proxy,
+    ports: &[InboundPort],
+) -> Vec<cluster::Cluster> {
     let mut out = Vec::new();
     for p in ports {
         let name = names::inbound_cluster(p.port);
@@ -254,10 +271,15 @@ pub(crate) fn inbound_clusters(env: &Environment, proxy: &Proxy, ports: &[Inboun
             ));
             c.lb_policy = cluster::cluster::LbPolicy::ClusterProvided as i32;
             c.upstream_bind_config = Some(core::BindConfig {
-                source_address: Some(envoy::socket_address("127.0.0.6", 0).address.and_then(|a| match a {
-                    core::address::Address::SocketAddress(s) => Some(s),
-                    _ => None,
-                }).unwrap_or_default()),
+                source_address: Some(
+                    envoy::socket_address("127.0.0.6", 0)
+                        .address
+                        .and_then(|a| match a {
+                            core::address::Address::SocketAddress(s) => Some(s),
+                            _ => None,
+                        })
+                        .unwrap_or_default(),
+                ),
                 ..Default::default()
             });
         } else {
@@ -279,7 +301,10 @@ pub(crate) fn inbound_clusters(env: &Environment, proxy: &Proxy, ports: &[Inboun
             c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
                 cluster::cluster::DiscoveryType::Static as i32,
             ));
-            c.load_assignment = Some(super::cluster::load_assignment(&name, vec![(Default::default(), vec![(address, 0, true)])]));
+            c.load_assignment = Some(super::cluster::load_assignment(
+                &name,
+                vec![(Default::default(), vec![(address, 0, true)])],
+            ));
         }
         out.push(c);
     }

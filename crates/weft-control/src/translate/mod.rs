@@ -62,7 +62,8 @@ fn rds_names(l: &Listener) -> Vec<String> {
                 continue;
             };
             if let Some(m) = envoy::unpack::<hcm::HttpConnectionManager>(any)
-                && let Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) = m.route_specifier
+                && let Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) =
+                    m.route_specifier
             {
                 out.push(rds.route_config_name);
             }
@@ -82,7 +83,8 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
         let (clusters, endpoints) = cluster::outbound_clusters(env, proxy, &services);
         out.clusters = clusters;
         out.endpoints = endpoints;
-        out.clusters.extend(cluster::special_clusters(env, false, false));
+        out.clusters
+            .extend(cluster::special_clusters(env, false, false));
     } else {
         let scope = env.sidecar_scope(proxy);
         out.listeners = outbound::sidecar_outbound_listeners(env, proxy, &scope);
@@ -100,7 +102,8 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
         let (clusters, endpoints) = cluster::outbound_clusters(env, proxy, &services);
         out.clusters = clusters;
         out.endpoints = endpoints;
-        out.clusters.extend(inbound::inbound_clusters(env, proxy, &ports));
+        out.clusters
+            .extend(inbound::inbound_clusters(env, proxy, &ports));
         out.clusters.extend(cluster::special_clusters(
             env,
             scope.outbound_mode == OutboundMode::AllowAnyDynamicDns,
@@ -111,8 +114,10 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.dedup_by(|a, b| a.name == b.name);
     out.routes.sort_by(|a, b| a.name.cmp(&b.name));
-    out.endpoints.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
-    out.endpoints.dedup_by(|a, b| a.cluster_name == b.cluster_name);
+    out.endpoints
+        .sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+    out.endpoints
+        .dedup_by(|a, b| a.cluster_name == b.cluster_name);
     out
 }
 

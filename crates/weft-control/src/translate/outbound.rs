@@ -10,12 +10,12 @@ use weft_config::networking::virtual_service::RouteDestination;
 use weft_xds::envoy::config::core::v3 as core;
 use weft_xds::envoy::config::listener::v3 as listener;
 
-use super::envoy::{self, Routes, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER};
+use super::envoy::{self, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, Routes};
 use super::names::{self, BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, PASSTHROUGH_FILTER_CHAIN};
 use super::route::{RouteContext, dynamic_dns_route_config};
 use crate::model::{
-    host, Cfg, Environment, ListenerProtocol, OutboundMode, Protocol, Proxy, RegistryKind,
-    Resolution, Service, ServicePort, SidecarScope,
+    Cfg, Environment, ListenerProtocol, OutboundMode, Protocol, Proxy, RegistryKind, Resolution,
+    Service, ServicePort, SidecarScope, host,
 };
 
 /// The options of one filter chain before it becomes an Envoy `FilterChain`.
@@ -68,9 +68,17 @@ impl ChainOpts {
         let filter_chain_match = self.to_match();
         let mut filters = self.filters;
         if let Some(rc) = self.inline_routes {
-            filters.push(envoy::http_connection_manager(stat_prefix, Routes::Inline(rc), false));
+            filters.push(envoy::http_connection_manager(
+                stat_prefix,
+                Routes::Inline(Box::new(rc)),
+                false,
+            ));
         } else if let Some(rds) = self.rds {
-            filters.push(envoy::http_connection_manager(stat_prefix, Routes::Rds(rds), false));
+            filters.push(envoy::http_connection_manager(
+                stat_prefix,
+                Routes::Rds(rds),
+                false,
+            ));
         }
         listener::FilterChain {
             name: self.name,
@@ -91,7 +99,9 @@ pub(crate) fn assemble_listener(
     fallthrough: Option<Vec<listener::Filter>>,
     bind_to_port: bool,
 ) -> listener::Listener {
-    let need_tls = chains.iter().any(|c| !c.sni_hosts.is_empty() || c.transport_socket.is_some());
+    let need_tls = chains
+        .iter()
+        .any(|c| !c.sni_hosts.is_empty() || c.transport_socket.is_some());
     let need_http = chains.iter().any(|c| !c.application_protocols.is_empty());
     let mut l = listener::Listener {
         name: name.clone(),
@@ -188,10 +198,21 @@ fn chain_key(c: &ChainOpts) -> (Vec<String>, Vec<String>, Vec<String>, String) {
         .destination_cidrs
         .iter()
         .filter_map(|x| envoy::cidr_range(x))
-        .map(|r| format!("{}/{}", r.address_prefix, r.prefix_len.map(|p| p.value).unwrap_or(0)))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r.address_prefix,
+                r.prefix_len.map(|p| p.value).unwrap_or(0)
+            )
+        })
         .collect();
     cidrs.sort();
-    (sni, cidrs, c.application_protocols.clone(), c.transport_protocol.clone())
+    (
+        sni,
+        cidrs,
+        c.application_protocols.clone(),
+        c.transport_protocol.clone(),
+    )
 }
 
 fn merge_tcp_chains(current: &mut Entry, incoming: Vec<ChainOpts>) {
@@ -211,10 +232,9 @@ fn vs_for_host<'v>(
 ) -> Vec<&'v Arc<Cfg<VirtualService>>> {
     vses.iter()
         .filter(|v| {
-            v.spec
-                .hosts
-                .iter()
-                .any(|h| host::matches(&host::resolve_short_name(h, &v.namespace, domain), hostname))
+            v.spec.hosts.iter().any(|h| {
+                host::matches(&host::resolve_short_name(h, &v.namespace, domain), hostname)
+            })
         })
         .collect()
 }
@@ -242,7 +262,11 @@ pub(crate) fn route_destinations(
     dests
 }
 
-fn tcp_filter(ctx: &RouteContext<'_>, routes: &[RouteDestination], vs_namespace: &str) -> Vec<listener::Filter> {
+fn tcp_filter(
+    ctx: &RouteContext<'_>,
+    routes: &[RouteDestination],
+    vs_namespace: &str,
+) -> Vec<listener::Filter> {
     let dests = route_destinations(ctx, routes, vs_namespace);
     if dests.is_empty() {
         return Vec::new();
@@ -286,8 +310,12 @@ impl Builder<'_> {
             for tls in &vs.spec.tls {
                 for m in &tls.r#match {
                     let applies = (m.port == 0 || m.port == port.port)
-                        && weft_config::meta::selector_matches(&m.source_labels, &self.proxy.labels)
-                        && (m.source_namespace.is_empty() || m.source_namespace == self.proxy.config_namespace)
+                        && weft_config::meta::selector_matches(
+                            &m.source_labels,
+                            &self.proxy.labels,
+                        )
+                        && (m.source_namespace.is_empty()
+                            || m.source_namespace == self.proxy.config_namespace)
                         && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"));
                     if !applies {
                         continue;
@@ -297,7 +325,11 @@ impl Builder<'_> {
                     } else {
                         cidr.iter().cloned().collect()
                     };
-                    let hash = format!("{}|{}", m.sni_hosts.join(","), m.destination_subnets.join(","));
+                    let hash = format!(
+                        "{}|{}",
+                        m.sni_hosts.join(","),
+                        m.destination_subnets.join(",")
+                    );
                     if handled.insert(hash) {
                         out.push(ChainOpts {
                             sni_hosts: m.sni_hosts.clone(),
@@ -317,7 +349,10 @@ impl Builder<'_> {
                 listen_addr.clear();
             }
             let mut sni = Vec::new();
-            if cidr.is_some() || listen_addr.is_empty() || (listen_addr == self.wildcard && opts.bind == self.wildcard) {
+            if cidr.is_some()
+                || listen_addr.is_empty()
+                || (listen_addr == self.wildcard && opts.bind == self.wildcard)
+            {
                 sni.push(svc.hostname.clone());
                 for a in &svc.aliases {
                     sni.push(a.clone());
@@ -368,8 +403,12 @@ impl Builder<'_> {
                 let mut subnets = Vec::new();
                 for m in &tcp.r#match {
                     let applies = (m.port == 0 || m.port == port.port)
-                        && weft_config::meta::selector_matches(&m.source_labels, &self.proxy.labels)
-                        && (m.source_namespace.is_empty() || m.source_namespace == self.proxy.config_namespace)
+                        && weft_config::meta::selector_matches(
+                            &m.source_labels,
+                            &self.proxy.labels,
+                        )
+                        && (m.source_namespace.is_empty()
+                            || m.source_namespace == self.proxy.config_namespace)
                         && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"));
                     if !applies {
                         continue;
@@ -559,7 +598,11 @@ pub(crate) fn sidecar_outbound_listeners(
     scope: &SidecarScope,
 ) -> Vec<listener::Listener> {
     let wildcard = if proxy.ipv6_only() { "::" } else { "0.0.0.0" };
-    let localhost = if proxy.ipv6_only() { "::1" } else { "127.0.0.1" };
+    let localhost = if proxy.ipv6_only() {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
     let mut b = Builder {
         env,
         proxy,
@@ -711,7 +754,10 @@ pub(crate) fn virtual_outbound(proxy: &Proxy, mode: OutboundMode) -> listener::L
     let stat_prefix = names::VIRTUAL_OUTBOUND.to_string();
     let mut l = listener::Listener {
         name: names::VIRTUAL_OUTBOUND.to_string(),
-        address: Some(envoy::socket_address(wildcard, names::VIRTUAL_OUTBOUND_PORT)),
+        address: Some(envoy::socket_address(
+            wildcard,
+            names::VIRTUAL_OUTBOUND_PORT,
+        )),
         use_original_dst: envoy::bool_value(true),
         traffic_direction: core::TrafficDirection::Outbound as i32,
         ..Default::default()

@@ -16,7 +16,9 @@ use weft_xds::google::protobuf::{Any, UInt32Value};
 
 use super::envoy::{any, duration, wellknown};
 use super::names::{self, DYNAMIC_DNS_CLUSTER, PASSTHROUGH_CLUSTER};
-use crate::model::{host, Cfg, Environment, OutboundMode, Proxy, Resolution, Service, SidecarScope};
+use crate::model::{
+    Cfg, Environment, OutboundMode, Proxy, Resolution, Service, SidecarScope, host,
+};
 
 /// What a route is being built for: the listener port and the gateways in play (`mesh` for
 /// sidecars, `namespace/name` for a gateway server).
@@ -191,9 +193,11 @@ pub(crate) fn default_retry_policy() -> route::RetryPolicy {
         num_retries: Some(UInt32Value { value: 2 }),
         retry_host_predicate: vec![route::retry_policy::RetryHostPredicate {
             name: "envoy.retry_host_predicates.previous_hosts".to_string(),
-            config_type: Some(route::retry_policy::retry_host_predicate::ConfigType::TypedConfig(
-                any(&PreviousHostsPredicate::default()),
-            )),
+            config_type: Some(
+                route::retry_policy::retry_host_predicate::ConfigType::TypedConfig(any(
+                    &PreviousHostsPredicate::default(),
+                )),
+            ),
         }],
         host_selection_retry_max_attempts: 5,
         retriable_status_codes: vec![503],
@@ -215,7 +219,12 @@ fn retry_policy(rule: &HttpRoute) -> Option<route::RetryPolicy> {
     if !r.retry_on.is_empty() {
         let mut on = Vec::new();
         let mut codes = Vec::new();
-        for part in r.retry_on.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for part in r
+            .retry_on
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match part.parse::<u32>() {
                 Ok(code) => codes.push(code),
                 Err(_) => on.push(part.to_string()),
@@ -264,7 +273,6 @@ fn per_filter_config(rule: &HttpRoute) -> std::collections::HashMap<String, Any>
                     ),
                 ),
                 percentage: fraction(pct.as_ref()),
-                ..Default::default()
             });
         }
         if let Some(a) = &f.abort {
@@ -293,7 +301,11 @@ fn per_filter_config(rule: &HttpRoute) -> std::collections::HashMap<String, Any>
                 ignore_case: false,
             })
             .collect();
-        origins.extend(c.allow_origins.iter().filter_map(|m| string_matcher(m, false)));
+        origins.extend(
+            c.allow_origins
+                .iter()
+                .filter_map(|m| string_matcher(m, false)),
+        );
         let policy = CorsPolicy {
             allow_origin_string_match: origins,
             allow_methods: c.allow_methods.join(","),
@@ -373,7 +385,9 @@ fn translate_rule(
         }
     }
     if let Some(r) = &rule.redirect {
-        use route::redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
+        use route::redirect_action::{
+            PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
+        };
         let code = match r.redirect_code {
             302 => RedirectResponseCode::Found,
             303 => RedirectResponseCode::SeeOther,
@@ -390,10 +404,13 @@ fn translate_rule(
         if !r.uri.is_empty() {
             ra.path_rewrite_specifier = Some(PathRewriteSpecifier::PathRedirect(r.uri.clone()));
         } else if !r.prefix_rewrite.is_empty() {
-            ra.path_rewrite_specifier = Some(PathRewriteSpecifier::PrefixRewrite(r.prefix_rewrite.clone()));
+            ra.path_rewrite_specifier = Some(PathRewriteSpecifier::PrefixRewrite(
+                r.prefix_rewrite.clone(),
+            ));
         }
         if !r.scheme.is_empty() {
-            ra.scheme_rewrite_specifier = Some(SchemeRewriteSpecifier::SchemeRedirect(r.scheme.clone()));
+            ra.scheme_rewrite_specifier =
+                Some(SchemeRewriteSpecifier::SchemeRedirect(r.scheme.clone()));
         }
         out.action = Some(route::route::Action::Redirect(ra));
         return out;
@@ -411,11 +428,13 @@ fn translate_rule(
                 ..Default::default()
             }
         });
-        out.action = Some(route::route::Action::DirectResponse(route::DirectResponseAction {
-            status: d.status,
-            body,
-            ..Default::default()
-        }));
+        out.action = Some(route::route::Action::DirectResponse(
+            route::DirectResponseAction {
+                status: d.status,
+                body,
+                ..Default::default()
+            },
+        ));
         return out;
     }
     let mut action = route::RouteAction {
@@ -509,15 +528,17 @@ fn translate_rule(
         }
     }
     for (dest, pct) in mirrors {
-        action.request_mirror_policies.push(route::route_action::RequestMirrorPolicy {
-            cluster: ctx.destination_cluster(dest, &vs.namespace),
-            runtime_fraction: Some(core::RuntimeFractionalPercent {
-                default_value: fraction(pct.as_ref()),
+        action
+            .request_mirror_policies
+            .push(route::route_action::RequestMirrorPolicy {
+                cluster: ctx.destination_cluster(dest, &vs.namespace),
+                runtime_fraction: Some(core::RuntimeFractionalPercent {
+                    default_value: fraction(pct.as_ref()),
+                    ..Default::default()
+                }),
+                trace_sampled: super::envoy::bool_value(false),
                 ..Default::default()
-            }),
-            trace_sampled: super::envoy::bool_value(false),
-            ..Default::default()
-        });
+            });
     }
     out.action = Some(route::route::Action::Route(action));
     out
@@ -534,10 +555,10 @@ fn match_applies(ctx: &RouteContext<'_>, vs: &Cfg<VirtualService>, m: &HttpMatch
         return false;
     }
     if !m.gateways.is_empty()
-        && !m
-            .gateways
-            .iter()
-            .any(|g| ctx.gateways.contains(&crate::model::resolve_gateway_name(g, &vs.namespace)))
+        && !m.gateways.iter().any(|g| {
+            ctx.gateways
+                .contains(&crate::model::resolve_gateway_name(g, &vs.namespace))
+        })
     {
         return false;
     }
@@ -547,7 +568,10 @@ fn match_applies(ctx: &RouteContext<'_>, vs: &Cfg<VirtualService>, m: &HttpMatch
 /// Envoy routes for a VirtualService's `http` rules on one port (Istio's
 /// `BuildHTTPRoutesForVirtualService`): matches that cannot apply to this proxy, port or
 /// gateway are dropped, and nothing after a catch-all match is emitted.
-pub(crate) fn build_http_routes(ctx: &RouteContext<'_>, vs: &Cfg<VirtualService>) -> Vec<route::Route> {
+pub(crate) fn build_http_routes(
+    ctx: &RouteContext<'_>,
+    vs: &Cfg<VirtualService>,
+) -> Vec<route::Route> {
     let mut out = Vec::new();
     for rule in &vs.spec.http {
         if rule.delegate.is_some() {
@@ -621,7 +645,10 @@ pub fn alt_hosts(hostname: &str, dns_domain: &str) -> Vec<String> {
             hostname[..ih].to_string(),
         ]
     } else {
-        vec![hostname[..ih].to_string(), format!("{}.svc", &hostname[..ih])]
+        vec![
+            hostname[..ih].to_string(),
+            format!("{}.svc", &hostname[..ih]),
+        ]
     }
 }
 
@@ -649,10 +676,12 @@ fn catch_all_vhost(mode: OutboundMode) -> route::VirtualHost {
             routes: vec![route::Route {
                 name: "block_all".to_string(),
                 r#match: Some(route_match(None)),
-                action: Some(route::route::Action::DirectResponse(route::DirectResponseAction {
-                    status: 502,
-                    ..Default::default()
-                })),
+                action: Some(route::route::Action::DirectResponse(
+                    route::DirectResponseAction {
+                        status: 502,
+                        ..Default::default()
+                    },
+                )),
                 ..Default::default()
             }],
             ..Default::default()
@@ -710,7 +739,14 @@ pub(crate) fn sidecar_route_config(
             .filter(|s| only_host.is_none_or(|h| s.hostname == h))
             .cloned()
             .collect();
-        vhosts = sidecar_virtual_hosts(env, proxy, &registry, &egress.virtual_services, port, only_host.is_some());
+        vhosts = sidecar_virtual_hosts(
+            env,
+            proxy,
+            &registry,
+            &egress.virtual_services,
+            port,
+            only_host.is_some(),
+        );
     }
     vhosts.push(catch_all_vhost(scope.outbound_mode));
     route::RouteConfiguration {
@@ -752,7 +788,10 @@ fn sidecar_virtual_hosts(
         .collect();
     for wildcard_pass in [false, true] {
         for (i, hosts) in resolved.iter().enumerate() {
-            for h in hosts.iter().filter(|h| host::is_wildcard(h) == wildcard_pass) {
+            for h in hosts
+                .iter()
+                .filter(|h| host::is_wildcard(h) == wildcard_pass)
+            {
                 for s in registry {
                     if host::matches(h, &s.hostname) {
                         owner.entry(s.hostname.clone()).or_insert(i);
@@ -763,7 +802,10 @@ fn sidecar_virtual_hosts(
     }
     let mut used_domains: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::new();
-    let mut push_vhost = |out: &mut Vec<route::VirtualHost>, name: String, domains: Vec<String>, routes: Vec<route::Route>| {
+    let mut push_vhost = |out: &mut Vec<route::VirtualHost>,
+                          name: String,
+                          domains: Vec<String>,
+                          routes: Vec<route::Route>| {
         let domains: Vec<String> = domains
             .into_iter()
             .filter(|d| used_domains.insert(d.clone()))
@@ -807,7 +849,9 @@ fn sidecar_virtual_hosts(
             continue;
         }
         for s in services {
-            if s.port(port).is_none_or(|p| !p.protocol.is_http_or_sniffed()) {
+            if s.port(port)
+                .is_none_or(|p| !p.protocol.is_http_or_sniffed())
+            {
                 continue;
             }
             push_vhost(
@@ -818,7 +862,12 @@ fn sidecar_virtual_hosts(
             );
         }
         for h in literal_hosts {
-            push_vhost(&mut out, format!("{h}:{port}"), vec![h.clone()], routes.clone());
+            push_vhost(
+                &mut out,
+                format!("{h}:{port}"),
+                vec![h.clone()],
+                routes.clone(),
+            );
         }
     }
     for s in registry {
