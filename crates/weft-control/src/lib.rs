@@ -16,6 +16,8 @@
 //! println!("{outcome:?}");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod model;
 pub mod simulate;
 pub mod translate;
