@@ -1,9 +1,7 @@
 //! The model built from YAML: services, ports and protocols, endpoints, visibility, sidecar
 //! scoping, PeerAuthentication and DestinationRule resolution.
 
-use weft_control::model::{
-    Environment, MeshSettings, MtlsMode, Protocol, Proxy, Resolution, ServiceDiscovery,
-};
+use weft_control::model::{Environment, MeshSettings, MtlsMode, Protocol, Proxy, Resolution};
 
 fn env(yaml: &str) -> Environment {
     let parsed = weft_config::parse_str(yaml, "test.yaml");
@@ -65,7 +63,8 @@ fn kubernetes_services_ports_and_protocols() {
         .expect("reviews");
     assert_eq!(reviews.addresses, vec!["10.0.0.5"]);
     assert_eq!(reviews.resolution, Resolution::ClientSideLb);
-    let protocols: Vec<(u32, Protocol)> = reviews.ports.iter().map(|p| (p.port, p.protocol)).collect();
+    let protocols: Vec<(u32, Protocol)> =
+        reviews.ports.iter().map(|p| (p.port, p.protocol)).collect();
     assert_eq!(
         protocols,
         vec![
@@ -83,17 +82,20 @@ fn kubernetes_services_ports_and_protocols() {
     assert_eq!(eps[0].service_port, 9080);
     assert_eq!(eps[0].locality.zone, "us-east-1a");
 
-    let db = e.service_for_host("db.bookinfo.svc.cluster.local", "bookinfo").expect("db");
+    let db = e
+        .service_for_host("db.bookinfo.svc.cluster.local", "bookinfo")
+        .expect("db");
     assert_eq!(db.resolution, Resolution::Passthrough);
     assert_eq!(db.address(), "0.0.0.0");
-    let alias = e.service_for_host("alias.bookinfo.svc.cluster.local", "bookinfo").expect("alias");
+    let alias = e
+        .service_for_host("alias.bookinfo.svc.cluster.local", "bookinfo")
+        .expect("alias");
     assert_eq!(alias.resolution, Resolution::Alias);
 }
 
 #[test]
 fn service_entries_and_workload_entries() {
-    let e = env(
-        r#"
+    let e = env(r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: ext, namespace: default}
@@ -122,13 +124,17 @@ apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: other, namespace: default}
 spec: {address: 10.9.0.2, labels: {app: other}}
-"#,
-    );
-    let api = e.service_for_host("api.example.com", "default").expect("api");
+"#);
+    let api = e
+        .service_for_host("api.example.com", "default")
+        .expect("api");
     assert!(api.mesh_external);
     assert_eq!(api.resolution, Resolution::DnsLb);
     let eps = e.registry.endpoints(&api);
-    assert_eq!(eps[0].address, "api.example.com", "DNS services resolve their own host");
+    assert_eq!(
+        eps[0].address, "api.example.com",
+        "DNS services resolve their own host"
+    );
     assert!(e.service_for_host("www.example.com", "default").is_some());
 
     let vm = e.service_for_host("vm.internal", "default").expect("vm");
@@ -142,8 +148,7 @@ spec: {address: 10.9.0.2, labels: {app: other}}
 
 #[test]
 fn export_to_limits_visibility() {
-    let e = env(
-        r#"
+    let e = env(r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: private, namespace: a}
@@ -162,13 +167,21 @@ metadata:
 spec:
   clusterIP: 10.0.0.9
   ports: [{name: http, port: 80}]
-"#,
-    );
+"#);
     assert!(e.service_for_host("private.example.com", "a").is_some());
     assert!(e.service_for_host("private.example.com", "b").is_none());
-    assert!(e.service_for_host("shared.a.svc.cluster.local", "b").is_some());
-    assert!(e.service_for_host("shared.a.svc.cluster.local", "c").is_none());
-    assert!(e.service_for_host("shared.a.svc.cluster.local", "a").is_none());
+    assert!(
+        e.service_for_host("shared.a.svc.cluster.local", "b")
+            .is_some()
+    );
+    assert!(
+        e.service_for_host("shared.a.svc.cluster.local", "c")
+            .is_none()
+    );
+    assert!(
+        e.service_for_host("shared.a.svc.cluster.local", "a")
+            .is_none()
+    );
 }
 
 #[test]
@@ -192,11 +205,18 @@ spec:
     );
     let e = env(&yaml);
     let scope = e.sidecar_scope(&sidecar("bookinfo", "10.1.0.9"));
-    let mut hosts: Vec<String> = scope.services().iter().map(|s| s.hostname.clone()).collect();
+    let mut hosts: Vec<String> = scope
+        .services()
+        .iter()
+        .map(|s| s.hostname.clone())
+        .collect();
     hosts.sort();
     assert_eq!(
         hosts,
-        vec!["other.other.svc.cluster.local", "reviews.bookinfo.svc.cluster.local"]
+        vec![
+            "other.other.svc.cluster.local",
+            "reviews.bookinfo.svc.cluster.local"
+        ]
     );
     // A proxy elsewhere has no Sidecar and imports everything.
     let scope = e.sidecar_scope(&sidecar("default", "10.1.0.10"));
@@ -205,8 +225,7 @@ spec:
 
 #[test]
 fn peer_authentication_precedence() {
-    let e = env(
-        r#"
+    let e = env(r#"
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: istio-system}
@@ -224,9 +243,11 @@ spec:
   selector: {matchLabels: {app: legacy}}
   mtls: {mode: DISABLE}
   portLevelMtls: {"8443": {mode: STRICT}}
-"#,
+"#);
+    assert_eq!(
+        e.mtls_mode(&sidecar("default", "1.1.1.1"), Some(80)),
+        MtlsMode::Strict
     );
-    assert_eq!(e.mtls_mode(&sidecar("default", "1.1.1.1"), Some(80)), MtlsMode::Strict);
     let relaxed = sidecar("relaxed", "1.1.1.2");
     assert_eq!(e.mtls_mode(&relaxed, Some(80)), MtlsMode::Permissive);
     let mut legacy = sidecar("relaxed", "1.1.1.3");
@@ -238,8 +259,7 @@ spec:
 
 #[test]
 fn destination_rules_prefer_client_namespace_and_merge() {
-    let e = env(
-        r#"
+    let e = env(r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: a, namespace: bookinfo, creationTimestamp: "2020-01-01T00:00:00Z"}
@@ -262,8 +282,7 @@ metadata: {name: client, namespace: frontend}
 spec:
   host: reviews.bookinfo.svc.cluster.local
   subsets: [{name: mine, labels: {version: v3}}]
-"#,
-    );
+"#);
     let host = "reviews.bookinfo.svc.cluster.local";
     let dr = e
         .destination_rule(&sidecar("bookinfo", "1.1.1.1"), host, "bookinfo")
