@@ -3,6 +3,7 @@
 //! settings, and the proxy itself.
 
 pub mod host;
+pub mod ingress;
 pub mod protocol;
 pub mod proxy;
 pub mod service;
@@ -288,6 +289,22 @@ impl Environment {
             peer_authentications: sorted(pa),
             services,
         }
+    }
+
+    /// Adds Kubernetes Ingresses of class `istio`, converted to Gateways (in the root
+    /// namespace) and VirtualServices as Istio converts them.
+    pub fn add_ingresses(&mut self, ingresses: &[k8s_openapi::api::networking::v1::Ingress]) {
+        let (gateways, vses) = ingress::convert(
+            ingresses,
+            &self.mesh.root_namespace,
+            &self.mesh.domain_suffix,
+        );
+        let mut gw = std::mem::take(&mut self.gateways);
+        gw.extend(gateways);
+        self.gateways = sorted(gw);
+        let mut vs = std::mem::take(&mut self.virtual_services);
+        vs.extend(vses);
+        self.virtual_services = sorted(vs);
     }
 
     /// Every service in the registry.

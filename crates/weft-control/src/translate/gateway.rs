@@ -329,6 +329,12 @@ fn sni_hosts(s: &ServerRef) -> Vec<String> {
         .collect()
 }
 
+fn sorted_sni(s: &ServerRef) -> Vec<String> {
+    let mut sni = sni_hosts(s);
+    sni.sort();
+    sni
+}
+
 fn tcp_routes_chain(
     env: &Environment,
     proxy: &Proxy,
@@ -444,6 +450,8 @@ pub(crate) fn gateway_listeners(
                 let mut seen = BTreeSet::new();
                 for s in &servers {
                     match s.tls_mode() {
+                        // Two servers terminating TLS for the same SNI: the first wins.
+                        _ if s.terminates_tls() && !seen.insert(sorted_sni(s)) => {}
                         _ if s.terminates_tls() && s.protocol() == Protocol::Https => {
                             let pname = s
                                 .server
