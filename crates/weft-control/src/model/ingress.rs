@@ -227,12 +227,11 @@ pub fn ingress_virtual_services(
     by_host
 }
 
+/// Gateways and VirtualServices generated from Ingresses.
+pub type Converted = (Vec<Arc<Cfg<Gateway>>>, Vec<Arc<Cfg<VirtualService>>>);
+
 /// Converts the Istio-class Ingresses into Gateways and VirtualServices.
-pub fn convert(
-    ingresses: &[Ingress],
-    ingress_namespace: &str,
-    domain: &str,
-) -> (Vec<Arc<Cfg<Gateway>>>, Vec<Arc<Cfg<VirtualService>>>) {
+pub fn convert(ingresses: &[Ingress], ingress_namespace: &str, domain: &str) -> Converted {
     let ours: Vec<&Ingress> = ingresses.iter().filter(|i| is_istio_ingress(i)).collect();
     let gateways = ours
         .iter()
