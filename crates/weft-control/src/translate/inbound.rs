@@ -58,8 +58,9 @@ fn match_options(mode: MtlsMode, protocol: ListenerProtocol) -> Vec<MatchOption>
             opt(&[], RAW_BUFFER, false, false),
         ],
         (ListenerProtocol::Auto, MtlsMode::Disable) => vec![
-            opt(PLAINTEXT_HTTP_ALPNS, "", true, false),
-            opt(&[], "", false, false),
+            opt(PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, true, false),
+            opt(&[], RAW_BUFFER, false, false),
+            opt(&[], TLS_TRANSPORT, false, false),
         ],
         (_, MtlsMode::Strict) => vec![opt(&[], TLS_TRANSPORT, false, true)],
         (_, MtlsMode::Permissive) => vec![
