@@ -69,6 +69,9 @@ pub struct Call {
     pub host: Option<String>,
     /// Request path.
     pub path: String,
+    /// The SDS certificate name that marks a chain as Istio mTLS (`default` when `None`);
+    /// for servers that terminate mutual TLS with their own certificates.
+    pub mtls_secret_config_name: Option<String>,
 }
 
 impl Call {
@@ -85,6 +88,7 @@ impl Call {
             sni: None,
             host: Some(host.to_string()),
             path: "/".to_string(),
+            mtls_secret_config_name: None,
         }
     }
 
@@ -100,6 +104,7 @@ impl Call {
             sni: None,
             host: None,
             path: "/".to_string(),
+            mtls_secret_config_name: None,
         }
     }
 
@@ -490,7 +495,8 @@ pub fn simulate(res: &Resources, call: &Call) -> Result<Outcome, SimError> {
             .as_ref()
             .and_then(|c| c.tls_certificate_sds_secret_configs.first())
             .map(|s| s.name.as_str());
-        let requires_mtls = first_cert == Some("default")
+        let mtls_name = call.mtls_secret_config_name.as_deref().unwrap_or("default");
+        let requires_mtls = first_cert == Some(mtls_name)
             && ctx
                 .require_client_certificate
                 .as_ref()

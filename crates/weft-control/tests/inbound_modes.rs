@@ -244,6 +244,7 @@ fn run(mode: &str, pick: fn(&Row) -> &Want) {
             sni: None,
             host: None,
             path: "/".to_string(),
+            mtls_secret_config_name: None,
         };
         let got = simulate(&res, &call);
         let ok = match (pick(&row), &got) {
@@ -267,4 +268,138 @@ fn mesh_wide_disable() {
 #[test]
 fn mesh_wide_strict() {
     run("STRICT", |r| &r.5);
+}
+
+fn sidecar_tls_env(
+    port_mode: &str,
+    tls_mode: &str,
+    protocol: &str,
+) -> weft_control::translate::Resources {
+    let ca = if tls_mode == "MUTUAL" {
+        "\n        caCertificates: rootCA.pem"
+    } else {
+        ""
+    };
+    let yaml = format!(
+        r#"apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: peer-auth, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: foo}}}}
+  mtls: {{mode: STRICT}}
+  portLevelMtls: {{"9080": {{mode: {port_mode}}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: sidecar, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: foo}}}}
+  ingress:
+  - defaultEndpoint: 0.0.0.0:9080
+    port: {{name: tls, number: 9080, protocol: {protocol}}}
+    tls:
+        mode: {tls_mode}
+        privateKey: httpbinkey.pem
+        serverCertificate: httpbin.pem{ca}
+"#
+    );
+    let parsed = weft_config::parse_str(&yaml, "tls.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+    let mut proxy = Proxy::from_node_id("sidecar~1.1.1.1~app.default~default.svc.cluster.local")
+        .expect("node id");
+    proxy.labels.insert("app".into(), "foo".into());
+    translate(&env, &proxy)
+}
+
+fn inbound_call(protocol: CallProtocol, tls: CallTls, secret: Option<&str>) -> Call {
+    Call {
+        mode: CallMode::Inbound,
+        address: "1.1.1.1".to_string(),
+        port: 9080,
+        protocol,
+        tls,
+        alpn: None,
+        sni: None,
+        host: None,
+        path: "/".to_string(),
+        mtls_secret_config_name: secret.map(str::to_string),
+    }
+}
+
+/// Istio's `TestInboundSidecarTLSModes`: a Sidecar ingress port terminating TLS with its own
+/// certificates, unless PeerAuthentication makes the port STRICT.
+#[test]
+fn sidecar_ingress_tls_modes() {
+    use CallProtocol::{Http, Tcp};
+    use CallTls::{Mtls, Plaintext, Tls};
+    const CERT: &str = "file-cert:httpbin.pem~httpbinkey.pem";
+    let ok = |r: Result<weft_control::simulate::Outcome, weft_control::simulate::SimError>,
+              vh: &str| {
+        let o = r.expect("routed");
+        assert_eq!(o.filter_chain, "1.1.1.1_9080");
+        assert_eq!(o.cluster, "inbound|9080||");
+        assert_eq!(o.virtual_host, vh);
+    };
+    let err = |r: Result<weft_control::simulate::Outcome, weft_control::simulate::SimError>,
+               e: &str| {
+        assert_eq!(r.expect_err("should fail").kind.to_string(), e);
+    };
+    let res = sidecar_tls_env("DISABLE", "SIMPLE", "HTTPS");
+    ok(
+        simulate(&res, &inbound_call(Http, Tls, None)),
+        "inbound|http|9080",
+    );
+    err(
+        simulate(&res, &inbound_call(Http, Plaintext, None)),
+        "no filter chain",
+    );
+    err(
+        simulate(&res, &inbound_call(Http, Mtls, Some(CERT))),
+        "mtls error",
+    );
+
+    let res = sidecar_tls_env("DISABLE", "SIMPLE", "TLS");
+    ok(simulate(&res, &inbound_call(Tcp, Tls, None)), "");
+    err(
+        simulate(&res, &inbound_call(Tcp, Plaintext, None)),
+        "no filter chain",
+    );
+    err(
+        simulate(&res, &inbound_call(Tcp, Mtls, Some(CERT))),
+        "mtls error",
+    );
+
+    let res = sidecar_tls_env("DISABLE", "MUTUAL", "HTTPS");
+    ok(
+        simulate(&res, &inbound_call(Http, Mtls, Some(CERT))),
+        "inbound|http|9080",
+    );
+    err(
+        simulate(&res, &inbound_call(Http, Plaintext, None)),
+        "no filter chain",
+    );
+    err(
+        simulate(&res, &inbound_call(Http, Tls, Some(CERT))),
+        "mtls error",
+    );
+
+    let res = sidecar_tls_env("DISABLE", "MUTUAL", "TLS");
+    ok(simulate(&res, &inbound_call(Tcp, Mtls, Some(CERT))), "");
+    err(
+        simulate(&res, &inbound_call(Tcp, Plaintext, None)),
+        "no filter chain",
+    );
+    err(
+        simulate(&res, &inbound_call(Tcp, Tls, Some(CERT))),
+        "mtls error",
+    );
+
+    let res = sidecar_tls_env("STRICT", "MUTUAL", "TLS");
+    err(simulate(&res, &inbound_call(Http, Tls, None)), "mtls error");
+    err(
+        simulate(&res, &inbound_call(Http, Plaintext, None)),
+        "no filter chain",
+    );
+    ok(simulate(&res, &inbound_call(Http, Mtls, None)), "");
 }

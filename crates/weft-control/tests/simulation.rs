@@ -154,6 +154,7 @@ fn call(c: &Value) -> Call {
         sni: s("sni"),
         host: s("host"),
         path: s("path").unwrap_or_else(|| "/".to_string()),
+        mtls_secret_config_name: s("mtls_secret_config_name"),
     }
 }
 

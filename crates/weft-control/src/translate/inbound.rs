@@ -2,10 +2,12 @@
 //! mTLS as the port's PeerAuthentication mode allows, plus passthrough chains for ports no
 //! service declares; and the `inbound|PORT||` clusters behind them.
 
+use weft_config::networking::gateway::{ServerTlsSettings, TlsMode};
 use weft_xds::envoy::config::cluster::v3 as cluster;
 use weft_xds::envoy::config::core::v3 as core;
 use weft_xds::envoy::config::listener::v3 as listener;
 use weft_xds::envoy::config::route::v3 as route;
+use weft_xds::envoy::extensions::transport_sockets::tls::v3 as tls;
 
 use super::envoy::{
     self, ALL_ISTIO_MTLS_ALPNS, MTLS_HTTP_ALPNS, MTLS_TCP_ALPNS, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER,
@@ -79,6 +81,11 @@ pub(crate) struct InboundPort {
     pub protocol: Protocol,
     /// Sidecar `defaultEndpoint` (`127.0.0.1:8080`, `unix:///sock`), empty for original dst.
     pub default_endpoint: String,
+    /// Address the chain is named after (`0.0.0.0` for service ports, the Sidecar ingress
+    /// `bind` or the proxy IP for Sidecar ingress ports).
+    pub bind: String,
+    /// TLS the Sidecar ingress listener terminates itself (`ingress[].tls`).
+    pub tls: Option<ServerTlsSettings>,
 }
 
 /// The ports the proxy serves: the Sidecar's `ingress` listeners, else the service ports
@@ -93,10 +100,21 @@ pub(crate) fn inbound_ports(env: &Environment, proxy: &Proxy) -> Vec<InboundPort
             .iter()
             .filter_map(|i| {
                 let p = i.port.as_ref()?;
+                let bind = if i.bind.is_empty() {
+                    proxy
+                        .ip_addresses
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "0.0.0.0".to_string())
+                } else {
+                    i.bind.clone()
+                };
                 Some(InboundPort {
                     port: p.number,
                     protocol: Protocol::parse(&p.protocol),
                     default_endpoint: i.default_endpoint.clone(),
+                    bind,
+                    tls: i.tls.clone(),
                 })
             })
             .collect();
@@ -110,6 +128,8 @@ pub(crate) fn inbound_ports(env: &Environment, proxy: &Proxy) -> Vec<InboundPort
             port: t.target_port,
             protocol: t.port.protocol,
             default_endpoint: String::new(),
+            bind: if proxy.ipv6_only() { "::" } else { "0.0.0.0" }.to_string(),
+            tls: None,
         });
     }
     out
@@ -175,6 +195,57 @@ fn chains_for(
         .collect()
 }
 
+/// The chain of a Sidecar ingress port that terminates TLS with its own certificates (when
+/// PeerAuthentication does not require Istio mTLS there): HTTPS is served as HTTP, TLS as TCP.
+fn sidecar_tls_chain(name: &str, p: &InboundPort, t: &ServerTlsSettings) -> listener::FilterChain {
+    let http = p.protocol.is_http() || p.protocol == Protocol::Https;
+    let cluster = names::inbound_cluster(p.port);
+    let filters = if http {
+        vec![envoy::http_connection_manager(
+            &format!("inbound_{name}"),
+            Routes::Inline(Box::new(inbound_http_routes(p.port, &cluster))),
+            true,
+        )]
+    } else {
+        vec![envoy::tcp_proxy(&cluster, &[(cluster.clone(), 1)])]
+    };
+    let mutual = t.mode == TlsMode::Mutual;
+    let mut common = tls::CommonTlsContext {
+        alpn_protocols: if http {
+            vec!["h2".to_string(), "http/1.1".to_string()]
+        } else {
+            Vec::new()
+        },
+        tls_certificate_sds_secret_configs: vec![envoy::sds(&format!(
+            "file-cert:{}~{}",
+            t.server_certificate, t.private_key
+        ))],
+        ..Default::default()
+    };
+    if mutual && !t.ca_certificates.is_empty() {
+        common.validation_context_type = Some(
+            tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                envoy::sds(&format!("file-root:{}", t.ca_certificates)),
+            ),
+        );
+    }
+    listener::FilterChain {
+        name: name.to_string(),
+        filter_chain_match: Some(listener::FilterChainMatch {
+            destination_port: Some(weft_xds::google::protobuf::UInt32Value { value: p.port }),
+            transport_protocol: TLS_TRANSPORT.to_string(),
+            ..Default::default()
+        }),
+        filters,
+        transport_socket: Some(envoy::downstream_tls(tls::DownstreamTlsContext {
+            common_tls_context: Some(common),
+            require_client_certificate: envoy::bool_value(mutual),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
 /// Builds `virtualInbound`.
 pub(crate) fn virtual_inbound(
     env: &Environment,
@@ -201,13 +272,18 @@ pub(crate) fn virtual_inbound(
         if lp == ListenerProtocol::Unsupported {
             continue;
         }
-        let name = names::listener_name(wildcard, p.port);
+        let name = names::listener_name(&p.bind, p.port);
+        let mode = env.mtls_mode(proxy, Some(p.port));
+        if let Some(tls) = p.tls.as_ref().filter(|_| mode != MtlsMode::Strict) {
+            chains.push(sidecar_tls_chain(&name, p, tls));
+            continue;
+        }
         chains.extend(chains_for(
             &name,
             &name,
             Some(p.port),
             p.port,
-            env.mtls_mode(proxy, Some(p.port)),
+            mode,
             lp,
             &names::inbound_cluster(p.port),
         ));
