@@ -33,8 +33,18 @@ fn simulation_dir() -> PathBuf {
     root.join("../shared/conformance/istio/simulation")
 }
 
+/// Cases weft transcribed itself from the same Go tests (the part of Istio's simulation
+/// tests the shared folder keeps back), in the same format.
+fn extra_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
 fn load(file: &str) -> Vec<Value> {
-    let path = simulation_dir().join(file);
+    load_from(&simulation_dir(), file)
+}
+
+fn load_from(dir: &std::path::Path, file: &str) -> Vec<Value> {
+    let path = dir.join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read {}: {e} (set WEFT_CONFORMANCE_DIR)",
@@ -200,13 +210,13 @@ fn check(res: &Resources, c: &Value) -> Vec<String> {
     bad
 }
 
-#[test]
-fn istio_simulation_calls() {
+/// Runs every call of the files in `dir`; returns (passing calls, calls, failure lines).
+fn run_call_files(dir: &std::path::Path, files: &[&str]) -> (usize, usize, Vec<String>) {
     let mut total_pass = 0;
     let mut total_calls = 0;
     let mut failures = Vec::new();
-    for file in CALL_FILES {
-        let cases = load(file);
+    for file in files {
+        let cases = load_from(dir, file);
         let (mut case_pass, mut call_pass, mut calls) = (0, 0, 0);
         for case in &cases {
             let name = case["name"].as_str().unwrap_or("?");
@@ -242,6 +252,12 @@ fn istio_simulation_calls() {
         total_pass += call_pass;
         total_calls += calls;
     }
+    (total_pass, total_calls, failures)
+}
+
+#[test]
+fn istio_simulation_calls() {
+    let (total_pass, total_calls, failures) = run_call_files(&simulation_dir(), CALL_FILES);
     for f in &failures {
         println!("FAIL {f}");
     }
@@ -249,6 +265,23 @@ fn istio_simulation_calls() {
     assert!(
         total_pass >= CALL_PASS_FLOOR,
         "{total_pass} calls pass, below the floor of {CALL_PASS_FLOOR}"
+    );
+}
+
+/// Calls of the Go simulation tests that the shared folder keeps back, transcribed by weft
+/// into `tests/data/` (same format). Every one must pass.
+#[test]
+fn weft_transcribed_simulation_calls() {
+    let (pass, total, failures) =
+        run_call_files(&extra_dir(), &["gateway_extra.json", "sidecar_extra.json"]);
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    println!("weft-transcribed calls passing: {pass}/{total}");
+    assert!(
+        failures.is_empty(),
+        "{} transcribed calls fail",
+        failures.len()
     );
 }
 

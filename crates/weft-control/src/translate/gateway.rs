@@ -113,6 +113,8 @@ fn resolve_ports(number: u32, targets: &[ServiceTarget], legacy: bool) -> Vec<u3
 fn merge_servers(env: &Environment, proxy: &Proxy) -> BTreeMap<u32, (PortKind, Vec<ServerRef>)> {
     let targets = env.proxy_targets(proxy);
     let mut merged: BTreeMap<u32, (PortKind, Vec<ServerRef>)> = BTreeMap::new();
+    // Hosts of TLS servers per port (`./` resolved): a TLS server repeating one is rejected.
+    let mut tls_hosts: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
     for gw in env.gateways_for(proxy) {
         let (legacy, instances) = match gw.annotations.get(GATEWAY_SERVICE_ANNOTATION) {
             None => (true, targets.clone()),
@@ -147,7 +149,22 @@ fn merge_servers(env: &Environment, proxy: &Proxy) -> BTreeMap<u32, (PortKind, V
             } else {
                 PortKind::PlainTcp
             };
+            let hosts: Vec<String> = server
+                .hosts
+                .iter()
+                .map(|h| match h.strip_prefix("./") {
+                    Some(rest) => format!("{}/{rest}", gw.namespace),
+                    None => h.clone(),
+                })
+                .collect();
             for resolved in resolve_ports(port.number, &instances, legacy) {
+                if kind == PortKind::Tls {
+                    let known = tls_hosts.entry(resolved).or_default();
+                    if hosts.iter().any(|h| known.contains(h)) {
+                        continue;
+                    }
+                    known.extend(hosts.iter().cloned());
+                }
                 match merged.get_mut(&resolved) {
                     None => {
                         merged.insert(resolved, (kind, vec![sref.clone()]));
@@ -234,7 +251,9 @@ fn http_route_config(
             port: server_port,
             gateways: &gateways,
         };
-        let redirect = s.server.tls.as_ref().is_some_and(|t| t.https_redirect);
+        // httpsRedirect only means something on plaintext servers.
+        let redirect =
+            s.protocol().is_http() && s.server.tls.as_ref().is_some_and(|t| t.https_redirect);
         let bound = bound_virtual_services(env, s);
         let mut add = |host: &str, routes: Vec<route::Route>| {
             let vname = format!("{host}:{server_port}");
@@ -327,12 +346,6 @@ fn sni_hosts(s: &ServerRef) -> Vec<String> {
         .map(|(_, h)| h)
         .filter(|h| h != "*")
         .collect()
-}
-
-fn sorted_sni(s: &ServerRef) -> Vec<String> {
-    let mut sni = sni_hosts(s);
-    sni.sort();
-    sni
 }
 
 fn tcp_routes_chain(
@@ -450,8 +463,6 @@ pub(crate) fn gateway_listeners(
                 let mut seen = BTreeSet::new();
                 for s in &servers {
                     match s.tls_mode() {
-                        // Two servers terminating TLS for the same SNI: the first wins.
-                        _ if s.terminates_tls() && !seen.insert(sorted_sni(s)) => {}
                         _ if s.terminates_tls() && s.protocol() == Protocol::Https => {
                             let pname = s
                                 .server
