@@ -302,10 +302,38 @@ fn route_clusters(r: &weft_xds::envoy::config::route::v3::Route) -> Vec<String> 
 
 #[test]
 fn istio_sidecar_routes() {
-    let cases = load("sidecar_routes.json");
+    let (pass, total, failures) = run_route_cases(&load("sidecar_routes.json"));
+    println!("sidecar_routes.json: cases {pass}/{total}");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(
+        pass >= ROUTE_CASE_PASS_FLOOR,
+        "{pass} route cases pass, below the floor of {ROUTE_CASE_PASS_FLOOR}"
+    );
+}
+
+/// `TestSidecarRoutes` cases the shared folder keeps back, transcribed by weft.
+#[test]
+fn weft_transcribed_sidecar_routes() {
+    let (pass, total, failures) =
+        run_route_cases(&load_from(&extra_dir(), "sidecar_routes_extra.json"));
+    println!("sidecar_routes_extra.json: cases {pass}/{total}");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} transcribed route cases fail",
+        failures.len()
+    );
+}
+
+/// Checks route cases; returns (passing, total, failure lines).
+fn run_route_cases(cases: &[Value]) -> (usize, usize, Vec<String>) {
     let mut pass = 0;
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         let name = case["name"].as_str().unwrap_or("?");
         let (env, proxy, _) = setup(case);
         let rc_name = case["route_config"].as_str().unwrap_or("");
@@ -349,12 +377,5 @@ fn istio_sidecar_routes() {
             ));
         }
     }
-    println!("sidecar_routes.json: cases {pass}/{}", cases.len());
-    for f in &failures {
-        println!("FAIL {f}");
-    }
-    assert!(
-        pass >= ROUTE_CASE_PASS_FLOOR,
-        "{pass} route cases pass, below the floor of {ROUTE_CASE_PASS_FLOOR}"
-    );
+    (pass, cases.len(), failures)
 }
