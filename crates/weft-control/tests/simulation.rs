@@ -25,6 +25,14 @@ const CALL_FILES: &[&str] = &[
     "peerauthentication.json",
 ];
 
+/// weft's own transcriptions (see [`extra_dir`]).
+const EXTRA_CALL_FILES: &[&str] = &[
+    "gateway_extra.json",
+    "sidecar_extra.json",
+    "serviceentry_extra.json",
+    "peerauthentication_extra.json",
+];
+
 fn simulation_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("WEFT_CONFORMANCE_DIR") {
         return PathBuf::from(dir).join("simulation");
@@ -272,8 +280,7 @@ fn istio_simulation_calls() {
 /// into `tests/data/` (same format). Every one must pass.
 #[test]
 fn weft_transcribed_simulation_calls() {
-    let (pass, total, failures) =
-        run_call_files(&extra_dir(), &["gateway_extra.json", "sidecar_extra.json"]);
+    let (pass, total, failures) = run_call_files(&extra_dir(), EXTRA_CALL_FILES);
     for f in &failures {
         println!("FAIL {f}");
     }
