@@ -28,7 +28,7 @@ ports: [{name: http, port: 9080}]
 ---
 apiVersion: v1
 kind: Pod
-metadata: {name: reviews-v1, namespace: bookinfo, labels: {app: reviews, version: v1}}
+metadata: {name: reviews-v1, namespace: bookinfo, labels: {app: reviews, version: v1, security.istio.io/tlsMode: istio}}
 spec: {containers: [{name: app, image: reviews}]}
 status: {podIP: 10.1.0.1}
 ---
@@ -138,6 +138,37 @@ fn clusters_and_endpoints() {
         .map(|g| g.locality.as_ref().map(|l| l.zone.as_str()).unwrap_or(""))
         .collect();
     assert_eq!(zones, vec!["", "zone-a"]);
+}
+
+#[test]
+fn auto_mtls_for_workloads_with_sidecars() {
+    let r = resources();
+    let c = r
+        .cluster("outbound|9080||reviews.bookinfo.svc.cluster.local")
+        .expect("cluster");
+    let names: Vec<&str> = c
+        .transport_socket_matches
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["tlsMode-istio", "tlsMode-disabled"]);
+    let cla = r
+        .endpoints
+        .iter()
+        .find(|e| e.cluster_name == "outbound|9080||reviews.bookinfo.svc.cluster.local")
+        .expect("endpoints");
+    let marked: usize = cla
+        .endpoints
+        .iter()
+        .flat_map(|g| g.lb_endpoints.iter())
+        .filter(|e| {
+            e.metadata.as_ref().is_some_and(|m| {
+                m.filter_metadata
+                    .contains_key("envoy.transport_socket_match")
+            })
+        })
+        .count();
+    assert_eq!(marked, 1, "only the injected pod is marked for Istio mTLS");
 }
 
 #[test]

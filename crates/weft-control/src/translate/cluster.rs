@@ -22,8 +22,34 @@ use crate::model::{
     ServicePort,
 };
 
-/// One endpoint of an assignment: address, weight (0: unset) and health.
-pub(crate) type LbHost = (core::Address, u32, bool);
+/// One endpoint of an assignment.
+pub(crate) struct LbHost {
+    pub address: core::Address,
+    /// Load-balancing weight (0: unset).
+    pub weight: u32,
+    pub healthy: bool,
+    /// The workload has an Istio sidecar (`security.istio.io/tlsMode: istio`), so auto mTLS
+    /// may send it Istio mTLS.
+    pub istio_mtls: bool,
+}
+
+/// Label Istio's injector sets on workloads with a sidecar.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+/// Filter metadata key Envoy reads for `transport_socket_matches`.
+const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+fn struct_with(key: &str, value: &str) -> weft_xds::google::protobuf::Struct {
+    use weft_xds::google::protobuf::{Value, value::Kind};
+    weft_xds::google::protobuf::Struct {
+        fields: [(
+            key.to_string(),
+            Value {
+                kind: Some(Kind::StringValue(value.to_string())),
+            },
+        )]
+        .into(),
+    }
+}
 /// Endpoints of one locality.
 pub(crate) type LocalityGroup = (Locality, Vec<LbHost>);
 
@@ -44,7 +70,7 @@ pub(crate) fn load_assignment(
         endpoints: groups
             .into_iter()
             .map(|(loc, eps)| {
-                let total: u32 = eps.iter().map(|(_, w, _)| (*w).max(1)).sum();
+                let total: u32 = eps.iter().map(|h| h.weight.max(1)).sum();
                 endpoint::LocalityLbEndpoints {
                     locality: Some(core::Locality {
                         region: loc.region,
@@ -53,22 +79,29 @@ pub(crate) fn load_assignment(
                     }),
                     lb_endpoints: eps
                         .into_iter()
-                        .map(|(address, weight, healthy)| endpoint::LbEndpoint {
+                        .map(|h| endpoint::LbEndpoint {
                             host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
                                 endpoint::Endpoint {
-                                    address: Some(address),
+                                    address: Some(h.address),
                                     ..Default::default()
                                 },
                             )),
-                            health_status: if healthy {
+                            metadata: h.istio_mtls.then(|| core::Metadata {
+                                filter_metadata: [(
+                                    TRANSPORT_SOCKET_MATCH.to_string(),
+                                    struct_with("tlsMode", "istio"),
+                                )]
+                                .into(),
+                                ..Default::default()
+                            }),
+                            health_status: if h.healthy {
                                 core::HealthStatus::Healthy as i32
                             } else {
                                 core::HealthStatus::Unhealthy as i32
                             },
                             load_balancing_weight: Some(UInt32Value {
-                                value: weight.max(1),
+                                value: h.weight.max(1),
                             }),
-                            ..Default::default()
                         })
                         .collect(),
                     load_balancing_weight: Some(UInt32Value { value: total }),
@@ -88,10 +121,12 @@ fn endpoint_groups(eps: &[Endpoint]) -> Vec<LocalityGroup> {
         } else {
             envoy::socket_address(&e.address, e.port)
         };
-        groups
-            .entry(e.locality.clone())
-            .or_default()
-            .push((address, e.weight, e.healthy));
+        groups.entry(e.locality.clone()).or_default().push(LbHost {
+            address,
+            weight: e.weight,
+            healthy: e.healthy,
+            istio_mtls: e.labels.get(TLS_MODE_LABEL).is_some_and(|m| m == "istio"),
+        });
     }
     groups.into_iter().collect()
 }
@@ -321,6 +356,33 @@ fn upstream_tls(
     }))
 }
 
+/// Auto mTLS (Istio's default): Istio mTLS to endpoints labelled as having a sidecar,
+/// plaintext to the others.
+fn auto_mtls_matches(sni: &str) -> Vec<cluster::cluster::TransportSocketMatch> {
+    use weft_xds::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
+    vec![
+        cluster::cluster::TransportSocketMatch {
+            name: "tlsMode-istio".to_string(),
+            r#match: Some(struct_with("tlsMode", "istio")),
+            transport_socket: Some(envoy::upstream_tls(tls::UpstreamTlsContext {
+                common_tls_context: Some(envoy::istio_common_tls(envoy::MTLS_TCP_ALPNS)),
+                sni: sni.to_string(),
+                ..Default::default()
+            })),
+        },
+        cluster::cluster::TransportSocketMatch {
+            name: "tlsMode-disabled".to_string(),
+            r#match: Some(Default::default()),
+            transport_socket: Some(core::TransportSocket {
+                name: "envoy.transport_sockets.raw_buffer".to_string(),
+                config_type: Some(core::transport_socket::ConfigType::TypedConfig(envoy::any(
+                    &RawBuffer::default(),
+                ))),
+            }),
+        },
+    ]
+}
+
 /// Upstream HTTP protocol options: HTTP/2 for h2 ports, and the per-connection request
 /// limit of the connection pool.
 fn protocol_options(
@@ -399,6 +461,9 @@ fn build_cluster(
     }
     let sni = format!("outbound_.{}_.{}_.{}", port.port, subset, svc.hostname);
     let max_requests = apply_policy(&mut c, policy, port, &sni);
+    if c.transport_socket.is_none() && env.mesh.enable_auto_mtls && !svc.mesh_external {
+        c.transport_socket_matches = auto_mtls_matches(&sni);
+    }
     if matches!(
         svc.resolution,
         Resolution::Passthrough | Resolution::DynamicDns

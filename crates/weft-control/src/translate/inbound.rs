@@ -380,7 +380,15 @@ pub(crate) fn inbound_clusters(
             ));
             c.load_assignment = Some(super::cluster::load_assignment(
                 &name,
-                vec![(Default::default(), vec![(address, 0, true)])],
+                vec![(
+                    Default::default(),
+                    vec![super::cluster::LbHost {
+                        address,
+                        weight: 0,
+                        healthy: true,
+                        istio_mtls: false,
+                    }],
+                )],
             ));
         }
         out.push(c);
