@@ -265,3 +265,75 @@ fn resources_transcode_to_json() {
         weft_xds::json::to_value(e).unwrap_or_else(|err| panic!("{}: {err}", e.cluster_name));
     }
 }
+
+#[test]
+fn delegate_virtual_services_merge_into_the_root() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: front}
+spec: {clusterIP: 10.0.0.8, ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: front}
+spec:
+  hosts: [web]
+  http:
+  - name: api
+    match: [{uri: {prefix: /api}}]
+    delegate: {name: api-routes, namespace: team}
+    timeout: 5s
+  - route: [{destination: {host: web}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api-routes, namespace: team}
+spec:
+  http:
+  - name: v2
+    match: [{uri: {prefix: /api/v2}}]
+    route: [{destination: {host: api-v2}}]
+  - name: other
+    match: [{uri: {prefix: /elsewhere}}]
+    route: [{destination: {host: nowhere}}]
+  - route: [{destination: {host: api-v1}}]
+"#;
+    let parsed = weft_config::parse_str(yaml, "delegate.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+    let proxy =
+        Proxy::from_node_id("sidecar~10.1.0.9~app.front~front.svc.cluster.local").expect("node id");
+    let r = translate(&env, &proxy);
+    let route_to = |path: &str| {
+        simulate(
+            &r,
+            &Call {
+                path: path.to_string(),
+                ..Call::http("web", 80)
+            },
+        )
+        .map(|o| (o.route, o.cluster))
+        .expect("routed")
+    };
+    assert_eq!(
+        route_to("/api/v2/x"),
+        (
+            "api-v2".to_string(),
+            "outbound|80||api-v2.team.svc.cluster.local".to_string()
+        )
+    );
+    // The delegate's catch-all inherits the root's /api match.
+    assert_eq!(
+        route_to("/api/v1"),
+        (
+            "api".to_string(),
+            "outbound|80||api-v1.team.svc.cluster.local".to_string()
+        )
+    );
+    // A delegate match outside the root's prefix is dropped.
+    assert_eq!(
+        route_to("/elsewhere").1,
+        "outbound|80||web.front.svc.cluster.local"
+    );
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use weft_config::networking::VirtualService;
 use weft_config::networking::virtual_service::{
     Destination, HeaderOperations, HttpMatchRequest, HttpRoute, Percent, StringMatch,
+    StringMatchKind,
 };
 use weft_xds::envoy::config::core::v3 as core;
 use weft_xds::envoy::config::route::v3 as route;
@@ -573,20 +574,44 @@ pub(crate) fn build_http_routes(
     vs: &Cfg<VirtualService>,
 ) -> Vec<route::Route> {
     let mut out = Vec::new();
+    let mut rules: Vec<(std::borrow::Cow<'_, Cfg<VirtualService>>, HttpRoute)> = Vec::new();
     for rule in &vs.spec.http {
-        if rule.delegate.is_some() {
-            continue;
+        match &rule.delegate {
+            None => rules.push((std::borrow::Cow::Borrowed(vs), rule.clone())),
+            Some(d) => {
+                // A delegate's rules are merged into the root rule's matches and translated
+                // with the delegate's namespace, as Istio's `mergeVirtualServicesIfNeeded`.
+                let ns = if d.namespace.is_empty() {
+                    &vs.namespace
+                } else {
+                    &d.namespace
+                };
+                let Some(delegate) =
+                    ctx.env.virtual_services.iter().find(|v| {
+                        v.name == d.name && &v.namespace == ns && v.spec.hosts.is_empty()
+                    })
+                else {
+                    continue;
+                };
+                for drule in &delegate.spec.http {
+                    if let Some(merged) = merge_delegate_rule(rule, drule) {
+                        rules.push((std::borrow::Cow::Owned((**delegate).clone()), merged));
+                    }
+                }
+            }
         }
+    }
+    for (owner, rule) in &rules {
         if rule.r#match.is_empty() {
-            out.push(translate_rule(ctx, vs, rule, None));
+            out.push(translate_rule(ctx, owner, rule, None));
             break;
         }
         let mut catch_all = false;
         for m in &rule.r#match {
-            if !match_applies(ctx, vs, m) {
+            if !match_applies(ctx, owner, m) {
                 continue;
             }
-            out.push(translate_rule(ctx, vs, rule, Some(m)));
+            out.push(translate_rule(ctx, owner, rule, Some(m)));
             if is_catch_all(m) {
                 catch_all = true;
                 break;
@@ -597,6 +622,129 @@ pub(crate) fn build_http_routes(
         }
     }
     out
+}
+
+/// True when the delegate's URI condition narrows the root's (Istio rejects the pair
+/// otherwise).
+fn uri_within(root: &StringMatch, delegate: &StringMatch) -> bool {
+    match (root.kind(), delegate.kind()) {
+        (
+            Some((StringMatchKind::Prefix, r)),
+            Some((StringMatchKind::Prefix | StringMatchKind::Exact, d)),
+        ) => d.starts_with(r),
+        (Some((StringMatchKind::Exact, r)), Some((StringMatchKind::Exact, d))) => r == d,
+        (Some((StringMatchKind::Regex, r)), Some((StringMatchKind::Regex, d))) => r == d,
+        _ => false,
+    }
+}
+
+fn merge_match(root: &HttpMatchRequest, delegate: &HttpMatchRequest) -> Option<HttpMatchRequest> {
+    let mut out = delegate.clone();
+    match (&root.uri, &delegate.uri) {
+        (Some(r), Some(d)) if !uri_within(r, d) => return None,
+        (Some(r), None) => out.uri = Some(r.clone()),
+        _ => {}
+    }
+    for (k, v) in &root.headers {
+        match delegate.headers.get(k) {
+            Some(dv) if dv != v => return None,
+            _ => {
+                out.headers.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (k, v) in &root.query_params {
+        match delegate.query_params.get(k) {
+            Some(dv) if dv != v => return None,
+            _ => {
+                out.query_params.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for (field, d) in [
+        (&root.method, &mut out.method),
+        (&root.authority, &mut out.authority),
+        (&root.scheme, &mut out.scheme),
+    ] {
+        match (field, &*d) {
+            (Some(r), Some(dv)) if r != dv => return None,
+            (Some(r), None) => *d = Some(r.clone()),
+            _ => {}
+        }
+    }
+    if root.port != 0 {
+        if delegate.port != 0 && delegate.port != root.port {
+            return None;
+        }
+        out.port = root.port;
+    }
+    if out.source_labels.is_empty() {
+        out.source_labels = root.source_labels.clone();
+    }
+    if out.gateways.is_empty() {
+        out.gateways = root.gateways.clone();
+    }
+    if out.source_namespace.is_empty() {
+        out.source_namespace = root.source_namespace.clone();
+    }
+    Some(out)
+}
+
+/// Merges a root rule that delegates with one rule of the delegate: matches are combined
+/// (the delegate's must narrow the root's), and settings the delegate leaves unset come from
+/// the root. `None` when no match combination is valid.
+fn merge_delegate_rule(root: &HttpRoute, delegate: &HttpRoute) -> Option<HttpRoute> {
+    let matches = match (root.r#match.is_empty(), delegate.r#match.is_empty()) {
+        (true, _) => delegate.r#match.clone(),
+        (false, true) => root.r#match.clone(),
+        (false, false) => {
+            let merged: Vec<HttpMatchRequest> = root
+                .r#match
+                .iter()
+                .flat_map(|r| {
+                    delegate
+                        .r#match
+                        .iter()
+                        .filter_map(move |d| merge_match(r, d))
+                })
+                .collect();
+            if merged.is_empty() {
+                return None;
+            }
+            merged
+        }
+    };
+    let mut out = delegate.clone();
+    out.r#match = matches;
+    out.delegate = None;
+    out.name = match (root.name.is_empty(), delegate.name.is_empty()) {
+        (false, false) => format!("{}-{}", root.name, delegate.name),
+        (false, true) => root.name.clone(),
+        _ => delegate.name.clone(),
+    };
+    if out.rewrite.is_none() {
+        out.rewrite = root.rewrite.clone();
+    }
+    if out.timeout.is_none() {
+        out.timeout = root.timeout;
+    }
+    if out.retries.is_none() {
+        out.retries = root.retries.clone();
+    }
+    if out.fault.is_none() {
+        out.fault = root.fault.clone();
+    }
+    if out.mirror.is_none() && out.mirrors.is_empty() {
+        out.mirror = root.mirror.clone();
+        out.mirrors = root.mirrors.clone();
+    }
+    if out.cors_policy.is_none() {
+        out.cors_policy = root.cors_policy.clone();
+    }
+    if out.headers.is_none() {
+        out.headers = root.headers.clone();
+    }
+    Some(out)
 }
 
 /// The default route of a service port without VirtualService: everything to its cluster.
