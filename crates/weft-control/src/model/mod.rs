@@ -230,6 +230,9 @@ pub struct Environment {
     /// PeerAuthentications, oldest first.
     pub peer_authentications: Vec<Arc<Cfg<PeerAuthentication>>>,
     services: Vec<Arc<Service>>,
+    /// Services by hostname (one hostname may exist in several namespaces), for the lookups
+    /// every route destination makes.
+    by_host: std::collections::HashMap<String, Vec<Arc<Service>>>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -279,6 +282,14 @@ impl Environment {
             }
         }
         let services = registry.services();
+        let mut by_host: std::collections::HashMap<String, Vec<Arc<Service>>> =
+            std::collections::HashMap::new();
+        for s in &services {
+            by_host
+                .entry(s.hostname.clone())
+                .or_default()
+                .push(s.clone());
+        }
         Environment {
             registry,
             mesh,
@@ -288,6 +299,7 @@ impl Environment {
             sidecars: sorted(sc),
             peer_authentications: sorted(pa),
             services,
+            by_host,
         }
     }
 
@@ -324,9 +336,10 @@ impl Environment {
     /// Finds a service by hostname as seen from a namespace (own namespace preferred).
     pub fn service_for_host(&self, hostname: &str, namespace: &str) -> Option<Arc<Service>> {
         let mut candidates = self
-            .services
+            .by_host
+            .get(hostname)?
             .iter()
-            .filter(|s| s.hostname == hostname && s.export_to.visible_to(&s.namespace, namespace));
+            .filter(|s| s.export_to.visible_to(&s.namespace, namespace));
         let first = candidates.next()?;
         if first.namespace == namespace {
             return Some(first.clone());
