@@ -230,7 +230,9 @@ fn vs_for_host<'v>(
     hostname: &str,
     domain: &str,
 ) -> Vec<&'v Arc<Cfg<VirtualService>>> {
+    // Only TCP and TLS rules matter to network filter chains.
     vses.iter()
+        .filter(|v| !v.spec.tcp.is_empty() || !v.spec.tls.is_empty())
         .filter(|v| {
             v.spec.hosts.iter().any(|h| {
                 host::matches(&host::resolve_short_name(h, &v.namespace, domain), hostname)
