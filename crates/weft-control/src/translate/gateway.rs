@@ -507,7 +507,7 @@ pub(crate) fn gateway_listeners(
                                 filters: vec![
                                     envoy::network_filter(
                                         envoy::wellknown::SNI_CLUSTER,
-                                        envoy::any(&weft_xds::google::protobuf::Empty::default()),
+                                        envoy::any(&weft_xds::envoy::extensions::filters::network::sni_cluster::v3::SniCluster::default()),
                                     ),
                                     envoy::tcp_proxy(
                                         BLACKHOLE_CLUSTER,
