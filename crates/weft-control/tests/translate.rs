@@ -337,3 +337,78 @@ spec:
         "outbound|80||web.front.svc.cluster.local"
     );
 }
+
+#[test]
+fn gateway_servers_translate_and_transcode() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [secure.example.com]
+    tls: {mode: SIMPLE, credentialName: secure-cert}
+  - port: {number: 443, name: tls-pass, protocol: TLS}
+    hosts: [pass.example.com]
+    tls: {mode: PASSTHROUGH}
+  - port: {number: 15443, name: tls-auto, protocol: TLS}
+    hosts: ["*.local"]
+    tls: {mode: AUTO_PASSTHROUGH}
+  - port: {number: 31400, name: tcp, protocol: TCP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: default}
+spec:
+  hosts: [secure.example.com, pass.example.com, "*"]
+  gateways: [istio-system/gw]
+  http:
+  - route: [{destination: {host: web, port: {number: 8080}}}]
+  tls:
+  - match: [{sniHosts: [pass.example.com]}]
+    route: [{destination: {host: pass, port: {number: 443}}}]
+  tcp:
+  - route: [{destination: {host: db, port: {number: 5432}}}]
+"#;
+    let parsed = weft_config::parse_str(yaml, "gw.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+    let mut proxy =
+        Proxy::from_node_id("router~10.0.0.1~gw.istio-system~istio-system.svc.cluster.local")
+            .expect("node id");
+    proxy.labels.insert("istio".into(), "ingressgateway".into());
+    let r = translate(&env, &proxy);
+    let names: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, vec!["0.0.0.0_15443", "0.0.0.0_31400", "0.0.0.0_443"]);
+    for l in &r.listeners {
+        weft_xds::json::to_value(l).unwrap_or_else(|e| panic!("{}: {e}", l.name));
+    }
+    let https = simulate(
+        &r,
+        &Call {
+            tls: weft_control::simulate::CallTls::Tls,
+            ..Call::http("secure.example.com", 443)
+        },
+    )
+    .expect("https routed");
+    assert_eq!(https.route_config, "https.443.https.gw.istio-system");
+    assert_eq!(
+        https.cluster,
+        "outbound|8080||web.default.svc.cluster.local"
+    );
+    let pass = simulate(
+        &r,
+        &Call {
+            tls: weft_control::simulate::CallTls::Tls,
+            protocol: weft_control::simulate::CallProtocol::Tcp,
+            ..Call::http("pass.example.com", 443)
+        },
+    )
+    .expect("passthrough routed");
+    assert_eq!(pass.cluster, "outbound|443||pass.default.svc.cluster.local");
+    let tcp = simulate(&r, &Call::tcp("1.2.3.4", 31400)).expect("tcp routed");
+    assert_eq!(tcp.cluster, "outbound|5432||db.default.svc.cluster.local");
+}
