@@ -48,7 +48,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::mesh::MeshConfig;
+use crate::mesh::{MeshConfig, MeshNetworks};
 use crate::resource::{Kind, Resource, Source};
 
 /// How serious a message is, as istioctl ranks them.
@@ -312,6 +312,8 @@ pub struct Context<'a> {
     pub mesh: &'a MeshConfig,
     /// `rootNamespace` from the mesh configuration, or `istio-system`.
     root_ns: String,
+    /// The mesh networks (the `meshNetworks` key of the `istio` ConfigMap), when given.
+    mesh_networks: Option<&'a MeshNetworks>,
 }
 
 impl<'a> Context<'a> {
@@ -341,7 +343,21 @@ impl<'a> Context<'a> {
             by_namespace,
             mesh,
             root_ns,
+            mesh_networks: None,
         }
+    }
+
+    /// Adds the mesh networks to analyze (istioctl reads them from the `meshNetworks` key of
+    /// the cluster's `istio` ConfigMap; without them, as with istioctl on files, the mesh has
+    /// no networks).
+    pub fn with_mesh_networks(mut self, networks: &'a MeshNetworks) -> Self {
+        self.mesh_networks = Some(networks);
+        self
+    }
+
+    /// The mesh networks given with [`Context::with_mesh_networks`], if any.
+    pub fn mesh_networks(&self) -> Option<&'a MeshNetworks> {
+        self.mesh_networks
     }
 
     /// Every resource of `kind`, in input order.
@@ -448,13 +464,19 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
 /// messages sorted as istioctl prints them.
 pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>) -> Vec<Message> {
-    let ctx = Context::new(resources, mesh);
+    analyze_context(&Context::new(resources, mesh), only)
+}
+
+/// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over a prepared [`Context`] (for inputs
+/// beyond resources and MeshConfig, such as [`Context::with_mesh_networks`]) and returns the
+/// messages sorted as istioctl prints them.
+pub fn analyze_context(ctx: &Context<'_>, only: Option<&[&str]>) -> Vec<Message> {
     let mut out = Vec::new();
     for a in ANALYZERS {
         if only.is_some_and(|names| !names.contains(&a.name())) {
             continue;
         }
-        a.analyze(&ctx, &mut out);
+        a.analyze(ctx, &mut out);
     }
     sort_messages(&mut out);
     // istioctl reports each distinct message once (analyzers may find the same problem
