@@ -12,6 +12,7 @@ pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
+pub mod deprecation_field;
 pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
 pub mod envoyfilter_patch;
@@ -419,6 +420,7 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &conditions_condition::ConditionAnalyzer,
     &deployment_application_uid::ApplicationUidAnalyzer,
     &deployment_service_association::ServiceAssociationAnalyzer,
+    &deprecation_field::FieldAnalyzer,
     &externalcontrolplane_external_control_plane::ExternalControlPlaneAnalyzer,
     &injection_analyzer::InjectionAnalyzer,
     &injection_image::ImageAnalyzer,
