@@ -34,6 +34,7 @@ pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
 pub mod sidecar_selector;
 pub mod telemetry_default_selector;
+pub mod telemetry_lightstep;
 pub mod telemetry_provider;
 pub mod telemetry_selector;
 pub mod util;
@@ -461,6 +462,7 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
     &telemetry_provider::TelemetryProviderAnalyzer,
     &telemetry_selector::TelemetrySelectorAnalyzer,
+    &telemetry_lightstep::LightstepAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
