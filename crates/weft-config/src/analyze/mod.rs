@@ -27,6 +27,7 @@ pub mod injection_image_auto;
 pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
+pub mod multicluster_mesh_networks;
 pub mod networking_util;
 pub mod schema_validation;
 pub mod service_port_name;
@@ -426,6 +427,7 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &injection_analyzer::InjectionAnalyzer,
     &injection_image::ImageAnalyzer,
     &injection_image_auto::ImageAutoAnalyzer,
+    &multicluster_mesh_networks::MeshNetworksAnalyzer,
     &maturity_alpha::AlphaAnalyzer,
     &service_port_name::PortNameAnalyzer,
     &webhook_analyzer::WebhookAnalyzer,
