@@ -19,6 +19,7 @@ pub mod envoyfilter_patch;
 pub mod externalcontrolplane_external_control_plane;
 pub mod gateway_certificate;
 pub mod gateway_conflicting_gateway;
+pub mod gateway_credential;
 pub mod gateway_ingress_gateway_port;
 pub mod gateway_secret;
 pub mod injection_analyzer;
@@ -434,6 +435,7 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &gateway_ingress_gateway_port::IngressGatewayPortAnalyzer,
     &gateway_certificate::CertificateAnalyzer,
     &gateway_secret::SecretAnalyzer,
+    &gateway_credential::CredentialAnalyzer,
     &gateway_conflicting_gateway::ConflictingGatewayAnalyzer,
     &sidecar_selector::SelectorAnalyzer,
     &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
