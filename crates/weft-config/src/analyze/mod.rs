@@ -12,12 +12,14 @@ pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
+pub mod deprecation_field;
 pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
 pub mod envoyfilter_patch;
 pub mod externalcontrolplane_external_control_plane;
 pub mod gateway_certificate;
 pub mod gateway_conflicting_gateway;
+pub mod gateway_credential;
 pub mod gateway_ingress_gateway_port;
 pub mod gateway_secret;
 pub mod injection_analyzer;
@@ -26,6 +28,7 @@ pub mod injection_image_auto;
 pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
+pub mod multicluster_mesh_networks;
 pub mod networking_util;
 pub mod schema_validation;
 pub mod service_port_name;
@@ -33,6 +36,7 @@ pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
 pub mod sidecar_selector;
 pub mod telemetry_default_selector;
+pub mod telemetry_lightstep;
 pub mod telemetry_provider;
 pub mod telemetry_selector;
 pub mod util;
@@ -48,7 +52,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::mesh::MeshConfig;
+use crate::mesh::{MeshConfig, MeshNetworks};
 use crate::resource::{Kind, Resource, Source};
 
 /// How serious a message is, as istioctl ranks them.
@@ -312,6 +316,8 @@ pub struct Context<'a> {
     pub mesh: &'a MeshConfig,
     /// `rootNamespace` from the mesh configuration, or `istio-system`.
     root_ns: String,
+    /// The mesh networks (the `meshNetworks` key of the `istio` ConfigMap), when given.
+    mesh_networks: Option<&'a MeshNetworks>,
 }
 
 impl<'a> Context<'a> {
@@ -341,7 +347,21 @@ impl<'a> Context<'a> {
             by_namespace,
             mesh,
             root_ns,
+            mesh_networks: None,
         }
+    }
+
+    /// Adds the mesh networks to analyze (istioctl reads them from the `meshNetworks` key of
+    /// the cluster's `istio` ConfigMap; without them, as with istioctl on files, the mesh has
+    /// no networks).
+    pub fn with_mesh_networks(mut self, networks: &'a MeshNetworks) -> Self {
+        self.mesh_networks = Some(networks);
+        self
+    }
+
+    /// The mesh networks given with [`Context::with_mesh_networks`], if any.
+    pub fn mesh_networks(&self) -> Option<&'a MeshNetworks> {
+        self.mesh_networks
     }
 
     /// Every resource of `kind`, in input order.
@@ -403,16 +423,19 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &conditions_condition::ConditionAnalyzer,
     &deployment_application_uid::ApplicationUidAnalyzer,
     &deployment_service_association::ServiceAssociationAnalyzer,
+    &deprecation_field::FieldAnalyzer,
     &externalcontrolplane_external_control_plane::ExternalControlPlaneAnalyzer,
     &injection_analyzer::InjectionAnalyzer,
     &injection_image::ImageAnalyzer,
     &injection_image_auto::ImageAutoAnalyzer,
+    &multicluster_mesh_networks::MeshNetworksAnalyzer,
     &maturity_alpha::AlphaAnalyzer,
     &service_port_name::PortNameAnalyzer,
     &webhook_analyzer::WebhookAnalyzer,
     &gateway_ingress_gateway_port::IngressGatewayPortAnalyzer,
     &gateway_certificate::CertificateAnalyzer,
     &gateway_secret::SecretAnalyzer,
+    &gateway_credential::CredentialAnalyzer,
     &gateway_conflicting_gateway::ConflictingGatewayAnalyzer,
     &sidecar_selector::SelectorAnalyzer,
     &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
@@ -443,18 +466,25 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
     &telemetry_provider::TelemetryProviderAnalyzer,
     &telemetry_selector::TelemetrySelectorAnalyzer,
+    &telemetry_lightstep::LightstepAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
 /// messages sorted as istioctl prints them.
 pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>) -> Vec<Message> {
-    let ctx = Context::new(resources, mesh);
+    analyze_context(&Context::new(resources, mesh), only)
+}
+
+/// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over a prepared [`Context`] (for inputs
+/// beyond resources and MeshConfig, such as [`Context::with_mesh_networks`]) and returns the
+/// messages sorted as istioctl prints them.
+pub fn analyze_context(ctx: &Context<'_>, only: Option<&[&str]>) -> Vec<Message> {
     let mut out = Vec::new();
     for a in ANALYZERS {
         if only.is_some_and(|names| !names.contains(&a.name())) {
             continue;
         }
-        a.analyze(&ctx, &mut out);
+        a.analyze(ctx, &mut out);
     }
     sort_messages(&mut out);
     // istioctl reports each distinct message once (analyzers may find the same problem
