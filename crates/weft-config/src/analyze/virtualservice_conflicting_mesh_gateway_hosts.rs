@@ -11,8 +11,8 @@ use super::networking_util::{
 };
 use super::{Analyzer, Context, Message};
 use crate::networking::virtual_service::MESH_GATEWAY;
-use crate::networking::virtual_service::checks::host_matches;
 use crate::resource::{Kind, Resource, Spec};
+use crate::validate::hosts::host_matches;
 
 /// Checks that VirtualServices on the mesh gateway do not define the same host.
 pub struct ConflictingMeshGatewayHostsAnalyzer;

@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{validate_fqdn, validate_ip, validate_namespace_slash_hostname, validate_port};
 use super::proxy::TraceContext;
 use crate::duration::Duration;
+use crate::validate::addresses::validate_ip_address;
+use crate::validate::hosts::{validate_fqdn, validate_namespace_slash_wildcard_hostname};
+use crate::validate::ports::validate_port;
 
 fn is_zero_u32(v: &u32) -> bool {
     *v == 0
@@ -692,13 +694,13 @@ fn validate_service(service: &str) -> Vec<String> {
     }
     if !service.contains('/') {
         if validate_fqdn(service).is_err()
-            && let Err(e) = validate_ip(service)
+            && let Err(e) = validate_ip_address(service)
         {
             return vec![format!("invalid service fmt {service}: {e}")];
         }
         return vec![];
     }
-    validate_namespace_slash_hostname(service)
+    validate_namespace_slash_wildcard_hostname(service, false)
 }
 
 fn service_and_port(service: &str, port: u32, port_prefix: &str, errs: &mut Vec<String>) {

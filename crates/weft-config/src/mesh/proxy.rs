@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{self, validate_port, validate_proxy_address};
 use crate::duration::Duration;
 use crate::networking::proxy_config::ProxyImage;
+use crate::validate::addresses::validate_proxy_address;
+use crate::validate::durations::validate_duration;
+use crate::validate::ports::validate_port;
 use crate::validate::{Path, Report};
 
 fn is_zero_i32(v: &i32) -> bool {
@@ -842,7 +844,7 @@ pub(crate) fn validate_proxy_config(pc: &ProxyConfig, path: &Path, report: &mut 
     }
     if let Some(d) = pc.drain_duration {
         let p = path.field("drainDuration");
-        match checks::validate_duration(d) {
+        match validate_duration(d) {
             Err(e) => err(report, &p, format!("invalid drain duration: {e}")),
             Ok(()) if d.get().subsec_nanos() != 0 => err(
                 report,

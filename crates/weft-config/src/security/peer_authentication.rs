@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::shared::{self, ProtoEnum};
 use crate::meta::WorkloadSelector;
+use crate::validate::labels::validate_workload_selector;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `PeerAuthentication` spec: the mTLS mode for the selected workloads (or the namespace /
@@ -120,7 +121,7 @@ fn parse_port_key(k: &str) -> Result<u32, String> {
 
 impl Validate for PeerAuthentication {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
+        validate_workload_selector(self.selector.as_ref(), &path.field("selector"), report);
         let ports = path.field("portLevelMtls");
         if !self.port_level_mtls.is_empty() && !self.has_workload_selector() {
             report.error(

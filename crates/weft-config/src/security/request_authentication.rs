@@ -7,6 +7,8 @@ use serde_json::Value;
 use super::shared::{self, ProtoEnum};
 use crate::duration::Duration;
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::validate::messages::{max_len_msg, non_empty_items, too_many_msg};
+use crate::validate::policy::validate_policy_attachment;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `RequestAuthentication` spec: the JWT rules that apply to the selected workloads.
@@ -142,21 +144,17 @@ impl JwtRule {
 
 impl Validate for RequestAuthentication {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::validate_one_of_selector(
-            self.selector.is_some(),
-            self.target_ref.is_some(),
-            !self.target_refs.is_empty(),
+        validate_policy_attachment(
+            self.selector.as_ref(),
+            self.target_ref.as_ref(),
+            &self.target_refs,
+            "selector",
             path,
             report,
         );
-        shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
-        if let Some(r) = &self.target_ref {
-            shared::validate_target_ref(r, &path.field("targetRef"), report);
-        }
-        shared::validate_target_refs(&self.target_refs, &path.field("targetRefs"), report);
         let rules = path.field("jwtRules");
         if self.jwt_rules.len() > 4096 {
-            shared::too_many(report, &rules, self.jwt_rules.len(), 4096);
+            report.error(&rules, too_many_msg(self.jwt_rules.len(), 4096));
         }
         for (i, rule) in self.jwt_rules.iter().enumerate() {
             validate_jwt_rule(rule, &rules.index(i), report);
@@ -165,7 +163,7 @@ impl Validate for RequestAuthentication {
 }
 
 fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
-    shared::non_empty_items(report, &path.field("audiences"), &rule.audiences);
+    non_empty_items(report, &path.field("audiences"), &rule.audiences);
     if rule.issuer.is_empty() && rule.jwks_uri.is_empty() {
         report.error(
             &path.field("issuer"),
@@ -180,7 +178,7 @@ fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
     }
     let uri = path.field("jwksUri");
     if rule.jwks_uri.len() > 2048 {
-        shared::too_long(report, &uri, 2048);
+        report.error(&uri, max_len_msg(&uri, &rule.jwks_uri, 2048));
     }
     if !rule.jwks_uri.is_empty()
         && let Err(e) = check_jwks_uri(&rule.jwks_uri)
@@ -215,9 +213,9 @@ fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
             );
         }
     }
-    shared::non_empty_items(report, &path.field("fromParams"), &rule.from_params);
-    shared::non_empty_items(report, &path.field("fromCookies"), &rule.from_cookies);
-    shared::non_empty_items(
+    non_empty_items(report, &path.field("fromParams"), &rule.from_params);
+    non_empty_items(report, &path.field("fromCookies"), &rule.from_cookies);
+    non_empty_items(
         report,
         &path.field("spaceDelimitedClaims"),
         &rule.space_delimited_claims,

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesh::checks;
 use crate::meta::PolicyTargetReference;
+use crate::validate::labels::validate_labels_selector;
+use crate::validate::messages::value_text;
+use crate::validate::policy::validate_target_refs;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `EnvoyFilter` spec: which proxies to patch and the patches.
@@ -508,28 +510,14 @@ impl Validate for EnvoyFilter {
             );
         }
         if let Some(sel) = &self.workload_selector {
-            let sp = path.field("workloadSelector");
-            checks::check_selector_labels(&sel.labels, &sp.field("labels"), report, false);
-            if sel.labels.is_empty() {
-                report.warning(
-                    &sp,
-                    "Envoy filter: workload selector specified without labels, will be applied to all services in namespace",
-                );
-            }
-        }
-        let refs = path.field("targetRefs");
-        if self.target_refs.len() > 16 {
-            report.error(
-                &refs,
-                format!(
-                    "Too many: {}: must have at most 16 items",
-                    self.target_refs.len()
-                ),
+            validate_labels_selector(
+                &sel.labels,
+                &path.field("workloadSelector"),
+                report,
+                "Envoy filter",
             );
         }
-        for (i, r) in self.target_refs.iter().enumerate() {
-            checks::validate_target_ref(r, &refs.index(i), report);
-        }
+        validate_target_refs(&self.target_refs, &path.field("targetRefs"), report);
         let patches = path.field("configPatches");
         for (i, cp) in self.config_patches.iter().enumerate() {
             validate_patch(cp, &patches.index(i), report);
@@ -697,7 +685,7 @@ fn validate_patch(cp: &EnvoyConfigObjectPatch, path: &Path, report: &mut Report)
                 &vp,
                 format!(
                     "Invalid value: {}: {vp} in body must be of type object",
-                    checks::value_text(v)
+                    value_text(v)
                 ),
             );
             return;
