@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::serde_util::{is_false, is_zero_i32};
 use crate::validate::durations::validate_duration;
 use crate::validate::hosts::{validate_trust_domain, validate_wildcard_domain};
 use crate::validate::ports::validate_port;
@@ -18,14 +19,6 @@ use crate::validate::{Context, Path, Report, Validate};
 pub use network::{MeshNetworks, Network};
 pub use providers::ExtensionProvider;
 pub use proxy::ProxyConfig;
-
-fn is_zero_i32(v: &i32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
 
 /// `MeshConfig`: settings for the whole mesh.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

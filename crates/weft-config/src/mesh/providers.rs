@@ -7,17 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::proxy::TraceContext;
 use crate::duration::Duration;
+use crate::serde_util::{is_false, is_zero_u32};
 use crate::validate::addresses::validate_ip_address;
 use crate::validate::hosts::{validate_fqdn, validate_namespace_slash_wildcard_hostname};
 use crate::validate::ports::validate_port;
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
 
 /// A named extension provider; exactly one provider kind is set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

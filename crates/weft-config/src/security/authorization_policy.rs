@@ -5,8 +5,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
-use super::shared::{self, ProtoEnum};
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::serde_util::{self, ProtoEnum};
 use crate::validate::addresses::validate_ip_or_cidr;
 use crate::validate::go::parse_go_bool;
 use crate::validate::messages::{required, too_many_msg};
@@ -35,7 +35,7 @@ pub struct AuthorizationPolicy {
     /// What to do when a rule matches (default ALLOW).
     #[serde(
         default,
-        deserialize_with = "shared::opt_enum",
+        deserialize_with = "serde_util::opt_enum",
         skip_serializing_if = "Option::is_none"
     )]
     pub action: Option<Action>,
@@ -371,12 +371,12 @@ fn action_name(a: Action) -> &'static str {
 
 /// `istio.io/dry-run` is only supported with ALLOW and DENY, and must be a boolean.
 fn validate_dry_run(ctx: &Context<'_>, action: Action, report: &mut Report) {
-    let Some(v) = ctx.metadata.annotations.get(shared::DRY_RUN_ANNOTATION) else {
+    let Some(v) = ctx.metadata.annotations.get(super::DRY_RUN_ANNOTATION) else {
         return;
     };
     let p = Path::root("metadata")
         .field("annotations")
-        .key(shared::DRY_RUN_ANNOTATION);
+        .key(super::DRY_RUN_ANNOTATION);
     match action {
         Action::Allow | Action::Deny => {
             if parse_go_bool(v).is_none() {
@@ -384,7 +384,7 @@ fn validate_dry_run(ctx: &Context<'_>, action: Action, report: &mut Report) {
                     &p,
                     format!(
                         "annotation {} has invalid value ({v}): must be a boolean such as \"true\" or \"false\"",
-                        shared::DRY_RUN_ANNOTATION
+                        super::DRY_RUN_ANNOTATION
                     ),
                 );
             }
@@ -393,7 +393,7 @@ fn validate_dry_run(ctx: &Context<'_>, action: Action, report: &mut Report) {
             &p,
             format!(
                 "the annotation {} currently only supports action ALLOW/DENY, found action {}",
-                shared::DRY_RUN_ANNOTATION,
+                super::DRY_RUN_ANNOTATION,
                 action_name(other)
             ),
         ),

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 
-use super::shared::{self, ProtoEnum};
 use crate::meta::WorkloadSelector;
+use crate::serde_util::{self, ProtoEnum};
 use crate::validate::labels::validate_workload_selector;
 use crate::validate::{Context, Path, Report, Validate};
 
@@ -39,7 +39,7 @@ pub struct MutualTls {
     /// The mode; unset inherits from the parent scope.
     #[serde(
         default,
-        deserialize_with = "shared::opt_enum",
+        deserialize_with = "serde_util::opt_enum",
         skip_serializing_if = "Option::is_none"
     )]
     pub mode: Option<Mode>,

@@ -186,7 +186,7 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
     let meta = Path::root("metadata");
     // Istio understands `istio.io/dry-run` only on AuthorizationPolicy (checked there) and
     // refuses it on every other kind rather than silently enforcing the resource.
-    const DRY_RUN: &str = "istio.io/dry-run";
+    const DRY_RUN: &str = crate::security::DRY_RUN_ANNOTATION;
     if r.kind.is_istio()
         && r.kind != Kind::AuthorizationPolicy
         && r.metadata.annotations.contains_key(DRY_RUN)

@@ -5,7 +5,6 @@
 //! them (`ClientTlsSettings`, `ConnectionPoolSettings`, `LocalityLoadBalancerSetting`, ...) are
 //! reused by Sidecar and MeshConfig.
 
-pub mod checks;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -14,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::meta::WorkloadSelector;
-use checks::{is_default, istio_enum};
+use crate::serde_util::{is_default, istio_enum};
 
 pub use validation::{
     validate_client_tls_settings, validate_connection_pool, validate_load_balancer,

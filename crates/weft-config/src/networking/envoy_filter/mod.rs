@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::PolicyTargetReference;
+use crate::serde_util::{is_zero_i32, is_zero_u32};
 use crate::validate::labels::validate_labels_selector;
 use crate::validate::messages::value_text;
 use crate::validate::policy::validate_target_refs;
@@ -33,16 +34,8 @@ pub struct EnvoyFilter {
     )]
     pub config_patches: Vec<EnvoyConfigObjectPatch>,
     /// Order of application among EnvoyFilters of the same context (lower first).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
     pub priority: i32,
-}
-
-fn is_zero(v: &i32) -> bool {
-    *v == 0
-}
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
 }
 
 /// `networking.v1alpha3.WorkloadSelector`: workload labels to match.

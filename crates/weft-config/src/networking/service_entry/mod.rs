@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::networking::destination_rule::checks::{is_default, istio_enum};
 use crate::networking::workload::WorkloadEntry;
+use crate::serde_util::{is_default, istio_enum};
 
 /// `ServiceEntry` spec: hosts, ports and endpoints of a service added to the registry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::networking::destination_rule::ConnectionPoolSettings;
 use crate::networking::gateway::ServerTlsSettings;
 use crate::networking::virtual_service::Destination;
-use crate::networking::virtual_service::serde_util::{is_default, is_zero_u32};
+use crate::serde_util::{is_default, is_zero_u32};
 
 /// `Sidecar` spec: what a workload's proxy accepts inbound and can reach outbound.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::serde_util::{base64_opt, is_default, is_false, is_zero_i32, is_zero_u32};
 use crate::duration::Duration;
+use crate::serde_util::{base64_bytes, is_default, is_false, is_zero_i32, is_zero_u32};
 
 /// `VirtualService` spec: routing rules applied to traffic addressed to a set of hosts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -480,7 +480,11 @@ pub struct HttpBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub string: Option<String>,
     /// Body as raw bytes.
-    #[serde(default, with = "base64_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "base64_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bytes: Option<Vec<u8>>,
 }
 
