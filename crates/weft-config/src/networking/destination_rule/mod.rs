@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::meta::WorkloadSelector;
+pub use crate::networking::virtual_service::PortSelector;
 use crate::serde_util::{is_default, istio_enum};
 
 pub use validation::{
@@ -135,15 +136,6 @@ pub struct PortTrafficPolicy {
     /// TLS settings for this port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTlsSettings>,
-}
-
-/// A port of the destination service, by number (Istio's `PortSelector`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PortSelector {
-    /// The port number.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub number: u32,
 }
 
 /// Tunneling of TCP to the destination (`TrafficPolicy.TunnelSettings`).

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::meta::NetworkingWorkloadSelector;
+
 use crate::meta::PolicyTargetReference;
 use crate::serde_util::{is_zero_i32, is_zero_u32};
 use crate::validate::labels::validate_labels_selector;
@@ -22,7 +24,7 @@ pub struct EnvoyFilter {
         alias = "workload_selector",
         skip_serializing_if = "Option::is_none"
     )]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<NetworkingWorkloadSelector>,
     /// Resources (gateways, services) whose proxies are patched.
     #[serde(default, alias = "target_refs", skip_serializing_if = "Vec::is_empty")]
     pub target_refs: Vec<PolicyTargetReference>,
@@ -36,15 +38,6 @@ pub struct EnvoyFilter {
     /// Order of application among EnvoyFilters of the same context (lower first).
     #[serde(default, skip_serializing_if = "is_zero_i32")]
     pub priority: i32,
-}
-
-/// `networking.v1alpha3.WorkloadSelector`: workload labels to match.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Labels a workload must carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// Which part of the Envoy configuration a patch applies to.

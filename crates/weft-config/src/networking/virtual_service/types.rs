@@ -48,12 +48,14 @@ pub struct Destination {
     pub port: Option<PortSelector>,
 }
 
-/// Selects a port of a destination by number.
+/// Selects a port of a destination by number (`networking.v1alpha3.PortSelector`, used by
+/// VirtualService destinations and DestinationRule port-level settings). A zero number is
+/// left out when written, as protobuf JSON does.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortSelector {
     /// The port number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub number: u32,
 }
 
