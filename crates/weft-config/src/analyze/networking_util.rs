@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::Context;
-use super::util::{DEFAULT_DOMAIN_SUFFIX, ISTIO_SYSTEM_NAMESPACE};
-use crate::mesh::IngressControllerMode;
+use super::util::DEFAULT_DOMAIN_SUFFIX;
 use crate::resource::{Kind, Resource, Spec};
 
 /// `*`: scope of hosts exported to every namespace.
@@ -168,56 +167,18 @@ fn service_info(r: &Resource) -> Option<ServiceInfo> {
     })
 }
 
-/// The name of the ingress gateway Service from MeshConfig (`istio-ingressgateway` by
-/// default), or `None` when MeshConfig turns the ingress controller off.
-fn default_ingress_service(ctx: &Context<'_>) -> Option<String> {
-    if ctx.mesh.ingress_controller_mode == Some(IngressControllerMode::Off) {
-        return None;
-    }
-    let name = &ctx.mesh.ingress_service;
-    Some(if name.is_empty() {
-        "istio-ingressgateway".to_string()
-    } else {
-        name.clone()
-    })
-}
-
-/// Every pod of the inputs, then the placeholder ingress gateway pod istioctl adds in
-/// `istio-system` when it analyzes files.
+/// Every pod of the inputs (with istioctl's placeholder ingress gateway pod, which
+/// [`analyze`](super::analyze) adds).
 pub fn pods(ctx: &Context<'_>) -> Vec<PodInfo> {
-    let mut out: Vec<PodInfo> = ctx.of_kind(Kind::Pod).map(pod_info).collect();
-    if let Some(svc) = default_ingress_service(ctx) {
-        out.push(PodInfo {
-            namespace: ISTIO_SYSTEM_NAMESPACE.to_string(),
-            name: format!("{svc}-dummypod"),
-            labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
-            annotations: BTreeMap::new(),
-        });
-    }
-    out
+    ctx.of_kind(Kind::Pod).map(pod_info).collect()
 }
 
-/// Every Service of the inputs, then the placeholder ingress gateway Service istioctl adds
-/// (ports 80, 443, 31400 and 15443).
+/// Every Service of the inputs (with istioctl's placeholder ingress gateway Service, which
+/// [`analyze`](super::analyze) adds).
 pub fn services(ctx: &Context<'_>) -> Vec<ServiceInfo> {
-    let mut out: Vec<ServiceInfo> = ctx
-        .of_kind(Kind::Service)
+    ctx.of_kind(Kind::Service)
         .filter_map(service_info)
-        .collect();
-    if let Some(svc) = default_ingress_service(ctx) {
-        let port = |p: i32| ServicePortInfo {
-            port: p,
-            protocol: "TCP".to_string(),
-            target_port: p,
-        };
-        out.push(ServiceInfo {
-            namespace: ISTIO_SYSTEM_NAMESPACE.to_string(),
-            name: svc,
-            selector: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
-            ports: vec![port(80), port(443), port(31400), port(15443)],
-        });
-    }
-    out
+        .collect()
 }
 
 #[cfg(test)]
