@@ -26,7 +26,6 @@ pub mod injection_image_auto;
 pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
-pub mod networking_util;
 pub mod schema_validation;
 pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;

@@ -6,7 +6,7 @@ use super::messages::{
     REFERENCED_INTERNAL_GATEWAY, REFERENCED_RESOURCE_NOT_FOUND,
     VIRTUAL_SERVICE_HOST_NOT_FOUND_IN_GATEWAY,
 };
-use super::networking_util::{full_name, short_or_full_name};
+use super::util::{namespaced_name, short_or_full_name};
 use super::{Analyzer, Arg, Context, Message};
 use crate::networking::virtual_service::MESH_GATEWAY;
 use crate::resource::{Kind, Resource, Spec};
@@ -119,7 +119,7 @@ impl Analyzer for GatewayAnalyzer {
                 continue;
             };
             let vs_ns = r.namespace();
-            let vs_name = full_name(vs_ns, r.name());
+            let vs_name = namespaced_name(vs_ns, r.name());
             for (i, gw_name) in vs.gateways.iter().enumerate() {
                 if gw_name == MESH_GATEWAY {
                     continue;
@@ -164,7 +164,7 @@ impl Analyzer for GatewayAnalyzer {
                             vec![
                                 Arg::StrList(vs.hosts.clone()),
                                 vs_name.clone().into(),
-                                full_name(gw_ns, gw_local).into(),
+                                namespaced_name(gw_ns, gw_local).into(),
                             ],
                         )
                         .at(at),

@@ -1,14 +1,13 @@
-//! Helpers shared by the VirtualService, Gateway and Sidecar analyzers: Istio's name and host
-//! conventions (`resource.FullName`, `util.ScopedFqdn`), label selectors as istioctl prints
-//! them, and the workloads (pods and services) analysis sees, including the default ingress
-//! gateway istioctl adds when it analyzes files (`IstiodAnalyzer.AddDefaultResources`).
+//! Networking helpers of the analyzers: Istio's name and host conventions
+//! (`resource.FullName`, `util.ScopedFqdn`), label selectors as istioctl prints them, and the
+//! workloads (pods and services) analysis sees.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Context;
-use super::util::DEFAULT_DOMAIN_SUFFIX;
+use super::DEFAULT_DOMAIN_SUFFIX;
+use crate::analyze::Context;
 use crate::resource::{Kind, Resource, Spec};
 
 /// `*`: scope of hosts exported to every namespace.
@@ -17,8 +16,9 @@ pub const EXPORT_TO_ALL: &str = "*";
 /// `.`: scope of hosts exported to their own namespace only.
 pub const EXPORT_TO_LOCAL: &str = ".";
 
-/// Istio's `resource.FullName.String()`: `namespace/name`, or `name` without a namespace.
-pub fn full_name(namespace: &str, name: &str) -> String {
+/// Istio's `resource.FullName.String()`: `namespace/name`, or `name` without a namespace
+/// (see [`full_name`](super::full_name) for a resource's).
+pub fn namespaced_name(namespace: &str, name: &str) -> String {
     if namespace.is_empty() {
         name.to_string()
     } else {
@@ -81,14 +81,6 @@ pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Whether a map selector matches `labels` (an empty selector matches everything).
-pub fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// A pod as the analyzers see it.
@@ -187,8 +179,8 @@ mod tests {
 
     #[test]
     fn names_and_hosts() {
-        assert_eq!(full_name("", "a"), "a");
-        assert_eq!(full_name("ns", "a"), "ns/a");
+        assert_eq!(namespaced_name("", "a"), "a");
+        assert_eq!(namespaced_name("ns", "a"), "ns/a");
         assert_eq!(short_or_full_name("d", "ns/gw"), ("ns", "gw"));
         assert_eq!(short_or_full_name("d", "gw"), ("d", "gw"));
         assert_eq!(
