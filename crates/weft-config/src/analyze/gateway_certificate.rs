@@ -2,7 +2,7 @@
 //! certificate; clients that reuse an HTTP/2 connection across their hosts get 404s.
 
 use super::messages::GATEWAY_DUPLICATE_CERTIFICATE;
-use super::networking_util::full_name;
+use super::util::full_name;
 use super::{Analyzer, Arg, Context, Message};
 use crate::networking::gateway::ServerTlsSettings;
 use crate::resource::{Kind, Resource, Spec};
@@ -64,9 +64,9 @@ impl Analyzer for CertificateAnalyzer {
             let Spec::Gateway(cur) = &r.spec else {
                 continue;
             };
-            let cur_name = full_name(r.namespace(), r.name());
+            let cur_name = full_name(r);
             for other in gateways_with_selector(ctx, r) {
-                let other_name = full_name(other.namespace(), other.name());
+                let other_name = full_name(other);
                 if other_name == cur_name {
                     continue;
                 }

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::messages::{CONFLICTING_GATEWAYS, REFERENCED_RESOURCE_NOT_FOUND};
-use super::networking_util::{full_name, pods, selector_matches, selector_string};
+use super::util::{full_name, pods, selector_string};
 use super::{Analyzer, Context, Message};
+use crate::meta::selector_matches;
 use crate::resource::{Kind, Spec};
 
 /// Checks a gateway's selector, port number and hosts.
@@ -20,7 +21,7 @@ fn gateways_map(ctx: &Context<'_>) -> GatewayMap {
         let Spec::Gateway(gw) = &r.spec else {
             continue;
         };
-        let name = full_name(r.namespace(), r.name());
+        let name = full_name(r);
         let selector = selector_string(&gw.selector);
         for server in &gw.servers {
             let port = server.port.as_ref().map_or(0, |p| p.number);
@@ -63,7 +64,7 @@ impl Analyzer for ConflictingGatewayAnalyzer {
             let Spec::Gateway(gw) = &r.spec else {
                 continue;
             };
-            let name = full_name(r.namespace(), r.name());
+            let name = full_name(r);
             let selector = selector_string(&gw.selector);
 
             // Entries whose selector picks the same workload as this gateway's.

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use super::messages::{GATEWAY_PORT_NOT_DEFINED_ON_SERVICE, REFERENCED_RESOURCE_NOT_FOUND};
-use super::networking_util::{pods, selector_matches, selector_string, services};
+use super::util::{pods, selector_string, services};
 use super::{Analyzer, Context, Message};
+use crate::meta::selector_matches;
 use crate::resource::{Kind, Spec};
 
 /// Checks a gateway's ports against the gateway's Kubernetes service ports.

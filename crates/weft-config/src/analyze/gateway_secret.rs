@@ -2,8 +2,9 @@
 //! the namespace of the gateway workload (not of the Gateway resource).
 
 use super::messages::REFERENCED_RESOURCE_NOT_FOUND;
-use super::networking_util::{pods, selector_matches, selector_string, short_or_full_name};
+use super::util::{pods, selector_string, short_or_full_name};
 use super::{Analyzer, Context, Message};
+use crate::meta::selector_matches;
 use crate::resource::{Kind, Spec};
 
 /// Checks a gateway's referenced secrets for correctness.

@@ -29,7 +29,6 @@ pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
 pub mod multicluster_mesh_networks;
-pub mod networking_util;
 pub mod schema_validation;
 pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;
@@ -52,7 +51,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::mesh::{MeshConfig, MeshNetworks};
+use crate::mesh::{IngressControllerMode, MeshConfig, MeshNetworks};
 use crate::resource::{Kind, Resource, Source};
 
 /// How serious a message is, as istioctl ranks them.
@@ -323,6 +322,11 @@ pub struct Context<'a> {
 impl<'a> Context<'a> {
     /// Indexes `resources` for analysis.
     pub fn new(resources: &'a [Resource], mesh: &'a MeshConfig) -> Self {
+        Self::index(resources.iter(), mesh)
+    }
+
+    /// Indexes the resources `resources` yields, in that order.
+    fn index(resources: impl Iterator<Item = &'a Resource>, mesh: &'a MeshConfig) -> Self {
         let mut by_kind: HashMap<Kind, Vec<&'a Resource>> = HashMap::new();
         let mut by_name: HashMap<Kind, HashMap<(&'a str, &'a str), &'a Resource>> = HashMap::new();
         let mut by_namespace: HashMap<Kind, HashMap<&'a str, Vec<&'a Resource>>> = HashMap::new();
@@ -470,9 +474,24 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
-/// messages sorted as istioctl prints them.
+/// messages sorted as istioctl prints them. The Istio control plane is taken to be in
+/// `istio-system`; see [`analyze_in`].
 pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>) -> Vec<Message> {
-    analyze_context(&Context::new(resources, mesh), only)
+    analyze_in(resources, mesh, only, util::ISTIO_SYSTEM_NAMESPACE)
+}
+
+/// As [`analyze`], with the Istio control plane in `istio_namespace` (`--istioNamespace`).
+/// Like istioctl analyzing files, every analyzer also sees the placeholder ingress gateway
+/// Pod and Service of [`default_resources`].
+pub fn analyze_in(
+    resources: &[Resource],
+    mesh: &MeshConfig,
+    only: Option<&[&str]>,
+    istio_namespace: &str,
+) -> Vec<Message> {
+    let defaults = default_resources(mesh, istio_namespace);
+    let ctx = Context::index(resources.iter().chain(&defaults), mesh);
+    analyze_context(&ctx, only)
 }
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over a prepared [`Context`] (for inputs
@@ -491,6 +510,66 @@ pub fn analyze_context(ctx: &Context<'_>, only: Option<&[&str]>) -> Vec<Message>
     // through several paths, e.g. one webhook overlap per label permutation).
     out.dedup();
     out
+}
+
+/// istioctl's stand-ins for the ingress gateway when it analyzes files only
+/// (`AddDefaultResources`): a Pod `<ingressService>-dummypod` and a Service `<ingressService>`
+/// (ports 80, 443, 31400, 15443) selecting `istio: ingressgateway` in `istio_namespace`, so that
+/// Gateways selecting the default ingress do not look orphaned. None when MeshConfig turns the
+/// ingress controller off (`ingressControllerMode: OFF`).
+pub fn default_resources(mesh: &MeshConfig, istio_namespace: &str) -> Vec<Resource> {
+    if mesh.ingress_controller_mode == Some(IngressControllerMode::Off) {
+        return Vec::new();
+    }
+    let service = if mesh.ingress_service.is_empty() {
+        "istio-ingressgateway"
+    } else {
+        mesh.ingress_service.as_str()
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    istio: ingressgateway
+  name: {service}-dummypod
+  namespace: {istio_namespace}
+spec:
+  containers:
+    - name: istio-proxy
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {service}
+  namespace: {istio_namespace}
+spec:
+  ports:
+  - name: http2
+    nodePort: 31380
+    port: 80
+    protocol: TCP
+    targetPort: 80
+  - name: https
+    nodePort: 31390
+    port: 443
+    protocol: TCP
+    targetPort: 443
+  - name: tcp
+    nodePort: 31400
+    port: 31400
+    protocol: TCP
+    targetPort: 31400
+  - name: tls
+    nodePort: 31447
+    port: 15443
+    protocol: TCP
+    targetPort: 15443
+  selector:
+    istio: ingressgateway
+"#
+    );
+    crate::document::parse_str(&yaml, "internal-ingress").resources
 }
 
 /// istioctl's order: by origin, then code, then text.

@@ -9,9 +9,10 @@ use super::messages::{
     CONFLICTING_SIDECAR_WORKLOAD_SELECTORS, INEFFECTIVE_POLICY,
     MULTIPLE_SIDECARS_WITHOUT_WORKLOAD_SELECTORS, REFERENCED_RESOURCE_NOT_FOUND,
 };
-use super::networking_util::{PodInfo, full_name, pods, selector_matches, selector_string};
 use super::util::{DATAPLANE_MODE_LABEL, INJECTION_ENABLED, INJECTION_LABEL, REVISION_LABEL};
+use super::util::{PodInfo, full_name, pods, selector_string};
 use super::{Analyzer, Arg, Context, Message};
+use crate::meta::selector_matches;
 use crate::resource::{Kind, Resource, Spec};
 
 /// Pod annotation set by the ambient CNI on redirected pods.
@@ -41,10 +42,7 @@ fn namespace_in_ambient_mode(ns: Option<&Resource>) -> bool {
 }
 
 fn sorted_names(list: &[&Resource]) -> Vec<String> {
-    let mut names: Vec<String> = list
-        .iter()
-        .map(|r| full_name(r.namespace(), r.name()))
-        .collect();
+    let mut names: Vec<String> = list.iter().map(|r| full_name(r)).collect();
     names.sort();
     names
 }
@@ -101,7 +99,7 @@ impl Analyzer for SelectorAnalyzer {
             let names = sorted_names(list);
             for r in list {
                 if ambient {
-                    let key = full_name(r.namespace(), r.name());
+                    let key = full_name(r);
                     if !reported.contains(&key) {
                         out.push(Message::new(
                             &INEFFECTIVE_POLICY,
@@ -133,7 +131,7 @@ impl Analyzer for SelectorAnalyzer {
         for (ns, list) in &ns_to_sidecars {
             if namespace_in_ambient_mode(ctx.namespace(ns)) {
                 for r in list {
-                    let key = full_name(r.namespace(), r.name());
+                    let key = full_name(r);
                     if !reported.contains(&key) {
                         out.push(Message::new(
                             &INEFFECTIVE_POLICY,

@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::messages::CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS;
-use super::networking_util::{
+use super::util::{
     EXPORT_TO_ALL, EXPORT_TO_LOCAL, full_name, is_export_to_all, scoped_fqdn, split_scoped,
 };
 use super::{Analyzer, Context, Message};
 use crate::networking::virtual_service::MESH_GATEWAY;
-use crate::networking::virtual_service::checks::host_matches;
 use crate::resource::{Kind, Resource, Spec};
+use crate::validate::hosts::host_matches;
 
 /// Checks that VirtualServices on the mesh gateway do not define the same host.
 pub struct ConflictingMeshGatewayHostsAnalyzer;
@@ -81,11 +81,11 @@ impl Analyzer for ConflictingMeshGatewayHostsAnalyzer {
             }
             let names = list
                 .iter()
-                .map(|r| full_name(r.namespace(), r.name()))
+                .map(|r| full_name(r))
                 .collect::<Vec<_>>()
                 .join(",");
             for r in list {
-                let key = full_name(r.namespace(), r.name());
+                let key = full_name(r);
                 if !reported.insert(key) {
                     continue;
                 }

@@ -11,8 +11,8 @@ use super::messages::{
     INGRESS_ROUTE_RULES_NOT_AFFECTED, REFERENCED_RESOURCE_NOT_FOUND,
     VIRTUAL_SERVICE_DESTINATION_PORT_SELECTOR_REQUIRED,
 };
-use super::networking_util::{
-    EXPORT_TO_ALL, EXPORT_TO_LOCAL, full_name, scoped_fqdn, split_scoped,
+use super::util::{
+    EXPORT_TO_ALL, EXPORT_TO_LOCAL, full_name, namespaced_name, scoped_fqdn, split_scoped,
 };
 use super::{Analyzer, Arg, Context, Message};
 use crate::networking::virtual_service::{Destination, VirtualService};
@@ -282,9 +282,7 @@ fn subset_destinations<'a>(ctx: &Context<'a>) -> BTreeMap<String, Vec<&'a Destin
                 }
                 for h in &vs.hosts {
                     if &d.host == h {
-                        out.entry(full_name(r.namespace(), r.name()))
-                            .or_default()
-                            .push(d);
+                        out.entry(full_name(r)).or_default().push(d);
                     }
                 }
             }
@@ -348,7 +346,10 @@ impl Analyzer for DestinationHostAnalyzer {
                                     Message::new(
                                         &INGRESS_ROUTE_RULES_NOT_AFFECTED,
                                         r,
-                                        vec![other.clone().into(), full_name(ns, r.name()).into()],
+                                        vec![
+                                            other.clone().into(),
+                                            namespaced_name(ns, r.name()).into(),
+                                        ],
                                     )
                                     .at(format!("spec.http[{i}].route[{j}].destination.host")),
                                 );

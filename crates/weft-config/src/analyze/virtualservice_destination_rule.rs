@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::messages::REFERENCED_RESOURCE_NOT_FOUND;
-use super::networking_util::{convert_host_to_fqdn, resource_name_from_host};
+use super::util::{convert_host_to_fqdn, resource_name_from_host};
 use super::virtualservice_destination_host::{mirror_destinations, route_destinations};
 use super::{Analyzer, Context, Message};
 use crate::resource::{Kind, Spec};

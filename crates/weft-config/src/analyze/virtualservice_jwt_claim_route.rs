@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use super::messages::JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTH_N;
-use super::networking_util::{full_name, pods, selector_matches, short_or_full_name};
 use super::util::ISTIO_SYSTEM_NAMESPACE;
+use super::util::{namespaced_name, pods, short_or_full_name};
 use super::{Analyzer, Context, Message};
+use crate::meta::selector_matches;
 use crate::networking::virtual_service::{MESH_GATEWAY, VirtualService};
 use crate::resource::{Kind, Spec};
 
@@ -86,7 +87,7 @@ impl Analyzer for JwtClaimRouteAnalyzer {
                             r,
                             vec![
                                 key.into(),
-                                full_name(gw_ns, gw_local).into(),
+                                namespaced_name(gw_ns, gw_local).into(),
                                 pod.name.as_str().into(),
                             ],
                         ));

@@ -1,15 +1,13 @@
-//! Helpers shared by the VirtualService, Gateway and Sidecar analyzers: Istio's name and host
-//! conventions (`resource.FullName`, `util.ScopedFqdn`), label selectors as istioctl prints
-//! them, and the workloads (pods and services) analysis sees, including the default ingress
-//! gateway istioctl adds when it analyzes files (`IstiodAnalyzer.AddDefaultResources`).
+//! Networking helpers of the analyzers: Istio's name and host conventions
+//! (`resource.FullName`, `util.ScopedFqdn`), label selectors as istioctl prints them, and the
+//! workloads (pods and services) analysis sees.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Context;
-use super::util::{DEFAULT_DOMAIN_SUFFIX, ISTIO_SYSTEM_NAMESPACE};
-use crate::mesh::IngressControllerMode;
+use super::DEFAULT_DOMAIN_SUFFIX;
+use crate::analyze::Context;
 use crate::resource::{Kind, Resource, Spec};
 
 /// `*`: scope of hosts exported to every namespace.
@@ -18,8 +16,9 @@ pub const EXPORT_TO_ALL: &str = "*";
 /// `.`: scope of hosts exported to their own namespace only.
 pub const EXPORT_TO_LOCAL: &str = ".";
 
-/// Istio's `resource.FullName.String()`: `namespace/name`, or `name` without a namespace.
-pub fn full_name(namespace: &str, name: &str) -> String {
+/// Istio's `resource.FullName.String()`: `namespace/name`, or `name` without a namespace
+/// (see [`full_name`](super::full_name) for a resource's).
+pub fn namespaced_name(namespace: &str, name: &str) -> String {
     if namespace.is_empty() {
         name.to_string()
     } else {
@@ -82,14 +81,6 @@ pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Whether a map selector matches `labels` (an empty selector matches everything).
-pub fn selector_matches(
-    selector: &BTreeMap<String, String>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// A pod as the analyzers see it.
@@ -168,56 +159,18 @@ fn service_info(r: &Resource) -> Option<ServiceInfo> {
     })
 }
 
-/// The name of the ingress gateway Service from MeshConfig (`istio-ingressgateway` by
-/// default), or `None` when MeshConfig turns the ingress controller off.
-fn default_ingress_service(ctx: &Context<'_>) -> Option<String> {
-    if ctx.mesh.ingress_controller_mode == Some(IngressControllerMode::Off) {
-        return None;
-    }
-    let name = &ctx.mesh.ingress_service;
-    Some(if name.is_empty() {
-        "istio-ingressgateway".to_string()
-    } else {
-        name.clone()
-    })
-}
-
-/// Every pod of the inputs, then the placeholder ingress gateway pod istioctl adds in
-/// `istio-system` when it analyzes files.
+/// Every pod of the inputs (with istioctl's placeholder ingress gateway pod, which
+/// [`analyze`](super::analyze) adds).
 pub fn pods(ctx: &Context<'_>) -> Vec<PodInfo> {
-    let mut out: Vec<PodInfo> = ctx.of_kind(Kind::Pod).map(pod_info).collect();
-    if let Some(svc) = default_ingress_service(ctx) {
-        out.push(PodInfo {
-            namespace: ISTIO_SYSTEM_NAMESPACE.to_string(),
-            name: format!("{svc}-dummypod"),
-            labels: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
-            annotations: BTreeMap::new(),
-        });
-    }
-    out
+    ctx.of_kind(Kind::Pod).map(pod_info).collect()
 }
 
-/// Every Service of the inputs, then the placeholder ingress gateway Service istioctl adds
-/// (ports 80, 443, 31400 and 15443).
+/// Every Service of the inputs (with istioctl's placeholder ingress gateway Service, which
+/// [`analyze`](super::analyze) adds).
 pub fn services(ctx: &Context<'_>) -> Vec<ServiceInfo> {
-    let mut out: Vec<ServiceInfo> = ctx
-        .of_kind(Kind::Service)
+    ctx.of_kind(Kind::Service)
         .filter_map(service_info)
-        .collect();
-    if let Some(svc) = default_ingress_service(ctx) {
-        let port = |p: i32| ServicePortInfo {
-            port: p,
-            protocol: "TCP".to_string(),
-            target_port: p,
-        };
-        out.push(ServiceInfo {
-            namespace: ISTIO_SYSTEM_NAMESPACE.to_string(),
-            name: svc,
-            selector: BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
-            ports: vec![port(80), port(443), port(31400), port(15443)],
-        });
-    }
-    out
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,8 +179,8 @@ mod tests {
 
     #[test]
     fn names_and_hosts() {
-        assert_eq!(full_name("", "a"), "a");
-        assert_eq!(full_name("ns", "a"), "ns/a");
+        assert_eq!(namespaced_name("", "a"), "a");
+        assert_eq!(namespaced_name("ns", "a"), "ns/a");
         assert_eq!(short_or_full_name("d", "ns/gw"), ("ns", "gw"));
         assert_eq!(short_or_full_name("d", "gw"), ("d", "gw"));
         assert_eq!(
