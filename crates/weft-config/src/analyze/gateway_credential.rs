@@ -9,16 +9,8 @@
 //!   more DER X.509 certificates, each within its validity period now. The private key is not
 //!   parsed and not matched against the certificate.
 //!
-//! Gateways are resolved as `gateway.SecretAnalyzer` does: the namespace of the first pod the
-//! selector matches (with istioctl's placeholder ingress gateway pod in `istio-system`), the
-//! credential `[namespace/]name` looked up there. A Gateway without a workload or with a missing
-//! Secret is `gateway.SecretAnalyzer`'s IST0101 (in `gateway_secret.rs`) and is skipped here. The
-//! message is reported on the Gateway, with the Gateway's name and the workload's namespace.
-//!
-//! This analyzer carries Istio's name, `gateway.SecretAnalyzer`, so selecting that analyzer runs
-//! both halves. The checks are meant to move into `gateway_secret.rs`: after its "Secret not
-//! found" branch, call [`credential_problem`] on the Secret it found and report IST0161 when it
-//! returns a problem; then drop this analyzer from `ANALYZERS`.
+//! `gateway.SecretAnalyzer` (`gateway_secret.rs`) resolves the Gateway's workload namespace and
+//! Secret and calls [`credential_problem`]; this module holds the certificate checks.
 //!
 //! Deliberate difference: Istio reads only the Secret's `data`; weft also reads `stringData`,
 //! which the API server merges into `data` (overriding it) when the Secret is applied.
@@ -29,16 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use x509_parser::pem::parse_x509_pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::messages::INVALID_GATEWAY_CREDENTIAL;
-use super::{Analyzer, Context, Message};
-use crate::mesh::IngressControllerMode;
-use crate::resource::{Kind, Resource, Spec};
-
-/// Reports Gateways whose credential Secret holds no valid certificate.
-pub struct CredentialAnalyzer;
-
-/// The namespace of istioctl's placeholder ingress gateway pod.
-const ISTIO_NAMESPACE: &str = "istio-system";
+use crate::resource::{Resource, Spec};
 
 /// A Secret's entries as the cluster stores them: `data`, overridden by `stringData`.
 fn secret_data(r: &Resource) -> BTreeMap<&str, &[u8]> {
@@ -115,84 +98,6 @@ fn credential_problem_at(r: &Resource, now: i64) -> Option<String> {
     certificate(&data)
         .and_then(|cert| validate_certificate(cert, now))
         .err()
-}
-
-/// Every key of `selector` is a label of the pod with the same value (an empty selector matches
-/// every pod, as Kubernetes' `SelectorFromSet` does).
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-/// The namespace of the gateway workload: that of the first input pod the selector matches, then
-/// of istioctl's placeholder ingress gateway pod (`istio: ingressgateway` in `istio-system`,
-/// absent when MeshConfig turns the ingress controller off). `None` when nothing matches.
-fn workload_namespace<'a>(
-    ctx: &Context<'a>,
-    selector: &BTreeMap<String, String>,
-) -> Option<&'a str> {
-    if let Some(p) = ctx
-        .of_kind(Kind::Pod)
-        .find(|p| selects(selector, &p.metadata.labels))
-    {
-        return Some(p.namespace()).filter(|ns| !ns.is_empty());
-    }
-    let placeholder = ctx.mesh.ingress_controller_mode != Some(IngressControllerMode::Off)
-        && selects(
-            selector,
-            &BTreeMap::from([("istio".to_string(), "ingressgateway".to_string())]),
-        );
-    placeholder.then_some(ISTIO_NAMESPACE)
-}
-
-/// `credentialName` as `namespace/name`, or `name` in the workload's namespace.
-fn secret_name<'a>(workload_ns: &'a str, credential: &'a str) -> (&'a str, &'a str) {
-    credential
-        .split_once('/')
-        .unwrap_or((workload_ns, credential))
-}
-
-impl Analyzer for CredentialAnalyzer {
-    fn name(&self) -> &'static str {
-        "gateway.SecretAnalyzer"
-    }
-
-    fn description(&self) -> &'static str {
-        "Checks a gateway's referenced secrets for correctness"
-    }
-
-    fn analyze(&self, ctx: &Context<'_>, out: &mut Vec<Message>) {
-        let now = now_unix();
-        for r in ctx.of_kind(Kind::Gateway) {
-            let Spec::Gateway(gw) = &r.spec else {
-                continue;
-            };
-            let Some(ns) = workload_namespace(ctx, &gw.selector) else {
-                continue;
-            };
-            for (i, server) in gw.servers.iter().enumerate() {
-                let Some(tls) = &server.tls else {
-                    continue;
-                };
-                if tls.credential_name.is_empty() {
-                    continue;
-                }
-                let (sns, sname) = secret_name(ns, &tls.credential_name);
-                let Some(secret) = ctx.get(Kind::Secret, sns, sname) else {
-                    continue;
-                };
-                if credential_problem_at(secret, now).is_some() {
-                    out.push(
-                        Message::new(
-                            &INVALID_GATEWAY_CREDENTIAL,
-                            r,
-                            vec![r.name().into(), ns.into()],
-                        )
-                        .at(format!("spec.servers[{i}].tls.credentialName")),
-                    );
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

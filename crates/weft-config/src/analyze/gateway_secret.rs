@@ -1,7 +1,8 @@
 //! `gateway.SecretAnalyzer`: the Secret a Gateway server names in `credentialName` exists in
 //! the namespace of the gateway workload (not of the Gateway resource).
 
-use super::messages::REFERENCED_RESOURCE_NOT_FOUND;
+use super::gateway_credential::credential_problem;
+use super::messages::{INVALID_GATEWAY_CREDENTIAL, REFERENCED_RESOURCE_NOT_FOUND};
 use super::util::{pods, selector_string, short_or_full_name};
 use super::{Analyzer, Context, Message};
 use crate::meta::selector_matches;
@@ -51,15 +52,24 @@ impl Analyzer for SecretAnalyzer {
                     continue;
                 }
                 let (sns, sname) = short_or_full_name(ns, cn);
-                if ctx.get(Kind::Secret, sns, sname).is_none() {
-                    out.push(
+                match ctx.get(Kind::Secret, sns, sname) {
+                    None => out.push(
                         Message::new(
                             &REFERENCED_RESOURCE_NOT_FOUND,
                             r,
                             vec!["credentialName".into(), cn.as_str().into()],
                         )
                         .at(format!("spec.servers[{i}].tls.credentialName")),
-                    );
+                    ),
+                    Some(secret) if credential_problem(secret).is_some() => out.push(
+                        Message::new(
+                            &INVALID_GATEWAY_CREDENTIAL,
+                            r,
+                            vec![r.name().into(), ns.into()],
+                        )
+                        .at(format!("spec.servers[{i}].tls.credentialName")),
+                    ),
+                    Some(_) => {}
                 }
             }
         }

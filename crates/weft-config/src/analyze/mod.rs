@@ -439,7 +439,6 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &gateway_ingress_gateway_port::IngressGatewayPortAnalyzer,
     &gateway_certificate::CertificateAnalyzer,
     &gateway_secret::SecretAnalyzer,
-    &gateway_credential::CredentialAnalyzer,
     &gateway_conflicting_gateway::ConflictingGatewayAnalyzer,
     &sidecar_selector::SelectorAnalyzer,
     &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
