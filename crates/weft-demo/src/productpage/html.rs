@@ -29,7 +29,7 @@ const STYLE: &str = r#"
   main { max-width: 980px; margin: 1.5rem auto; padding: 0 1rem; }
   h1 { text-align: center; color: #2a6ebb; margin: .5rem 0 .25rem; }
   .summary { text-align: center; max-width: 720px; margin: 0 auto 1.5rem; color: #444; }
-  .columns { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; }
+  .columns { display: grid; grid-template-columns: 1fr 1fr; gap: 1.5rem; align-items: start; }
   .card { background: #fff; border-radius: 6px; padding: 1rem 1.25rem;
           box-shadow: 0 1px 3px rgba(0, 0, 0, .12); }
   .card h2 { font-size: 1.1rem; text-align: center; color: #2a6ebb; margin: 0 0 .75rem; }
