@@ -108,9 +108,31 @@ fn to_rustls_error(err: VerifyError) -> rustls::Error {
             CertificateError::BadEncoding
         }
         VerifyError::Chain(W::CertRevoked) => CertificateError::Revoked,
-        other => CertificateError::Other(OtherError(Arc::new(other))),
+        other => CertificateError::Other(OtherError(Arc::new(Reason(other)))),
     };
     rustls::Error::InvalidCertificate(cert_err)
+}
+
+/// Carries a [`VerifyError`] through rustls, whose messages print the error with `{:?}`: this
+/// makes that print the readable message.
+struct Reason(VerifyError);
+
+impl std::fmt::Debug for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Reason {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 /// The SPIFFE verifier: chain to the store's current bundle, then SPIFFE id in the allowed set.
