@@ -703,7 +703,7 @@ fn persist_self_signed(dir: &Path, state: &CaState) -> Result<(), CaError> {
     let key_path = dir.join(CA_KEY_FILE);
     write_atomic(
         &key_path,
-        state.signer.issuer.key().serialize_pem().as_bytes(),
+        pem_files::key_to_pem(state.signer.issuer.key()).as_bytes(),
         KEY_FILE_MODE,
     )
     .map_err(io_err(&key_path))?;
@@ -720,18 +720,16 @@ fn persist_self_signed(dir: &Path, state: &CaState) -> Result<(), CaError> {
 /// Checks a CSR and returns its public key: PEM and DER well formed, signature valid, SANs
 /// exactly `identity`, key strong enough.
 fn check_csr(csr_pem: &str, identity: &SpiffeId) -> Result<rcgen::SubjectPublicKeyInfo, CaError> {
-    let block = pem::parse(csr_pem).map_err(|e| CaError::InvalidCsr(format!("not PEM: {e}")))?;
-    if !matches!(
-        block.tag(),
-        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"
-    ) {
-        return Err(CaError::InvalidCsr(format!(
-            "PEM block is {:?}, expected \"CERTIFICATE REQUEST\"",
-            block.tag()
-        )));
-    }
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                CaError::InvalidCsr("no \"CERTIFICATE REQUEST\" PEM block".to_string())
+            }
+            other => CaError::InvalidCsr(format!("not PEM: {other}")),
+        })?;
     let (rest, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(block.contents())
+        x509_parser::certification_request::X509CertificationRequest::from_der(der.as_ref())
             .map_err(|e| CaError::InvalidCsr(format!("not a PKCS#10 request: {e}")))?;
     if !rest.is_empty() {
         return Err(CaError::InvalidCsr(
@@ -823,11 +821,8 @@ mod tests {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.subject_alt_names = sans;
-        params
-            .serialize_request(&key)
-            .expect("csr")
-            .pem()
-            .expect("pem")
+        let csr = params.serialize_request(&key).expect("csr");
+        pem_files::encode("CERTIFICATE REQUEST", csr.der())
     }
 
     #[test]
@@ -895,17 +890,23 @@ mod tests {
             ca.sign_csr("garbage", &me, None),
             Err(CaError::InvalidCsr(_))
         ));
-        let not_csr = pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]));
+        let not_csr = pem_files::encode("CERTIFICATE", &[1, 2, 3]);
         assert!(matches!(
             ca.sign_csr(&not_csr, &me, None),
             Err(CaError::InvalidCsr(_))
         ));
         // Tamper with the signed body: the signature must no longer verify.
         let good = csr_for(vec![me.to_san().expect("san")]);
-        let mut der = pem::parse(&good).expect("pem").into_contents();
+        let mut der = {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(good.as_bytes())
+                .expect("pem")
+                .as_ref()
+                .to_vec()
+        };
         let n = der.len();
         der[n - 80] ^= 0x01;
-        let tampered = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der));
+        let tampered = pem_files::encode("CERTIFICATE REQUEST", &der);
         let err = ca.sign_csr(&tampered, &me, None).expect_err("tampered");
         assert!(matches!(err, CaError::InvalidCsr(_)), "{err}");
     }

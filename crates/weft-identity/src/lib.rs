@@ -39,6 +39,11 @@ pub use workload::{CertStore, WorkloadCertificate, WorkloadError, WorkloadKey};
 /// File modes of the CA's files, for callers that write key material themselves.
 pub use pem_files::{CERT_FILE_MODE, KEY_FILE_MODE};
 
+/// PEM helpers for the strings Istio's certificate API and `cacerts` files carry.
+pub mod pem {
+    pub use crate::pem_files::{cert_to_pem, certs_to_pem, encode, parse_certs_pem};
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::path::{Path, PathBuf};

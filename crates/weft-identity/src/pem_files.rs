@@ -9,7 +9,9 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls_pki_types::CertificateDer;
+use base64::Engine;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::FromDer;
 
 /// Mode of private key files: owner read/write only.
@@ -65,6 +67,25 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// PEM-encodes `der` under `label` (`CERTIFICATE`, `PRIVATE KEY`, `CERTIFICATE REQUEST`):
+/// base64 in 64-character lines, LF line endings.
+pub fn encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        // base64 output is ASCII, so every chunk is valid UTF-8.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
 /// PEM-encodes certificates, one block after the other.
 pub fn certs_to_pem<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> String {
     certs.into_iter().map(cert_to_pem).collect()
@@ -72,25 +93,23 @@ pub fn certs_to_pem<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>)
 
 /// PEM-encodes one certificate.
 pub fn cert_to_pem(cert: &CertificateDer<'_>) -> String {
-    pem::encode_config(
-        &pem::Pem::new("CERTIFICATE", cert.as_ref()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    )
+    encode("CERTIFICATE", cert.as_ref())
+}
+
+/// PEM-encodes a key pair's private key as PKCS#8 (`PRIVATE KEY`).
+pub fn key_to_pem(key: &rcgen::KeyPair) -> String {
+    encode("PRIVATE KEY", &key.serialize_der())
 }
 
 /// Parses every `CERTIFICATE` block of `text` (other blocks are skipped), checking that each
 /// parses as X.509. An input without any certificate is an error.
 pub fn parse_certs_pem(text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let blocks = pem::parse_many(text).map_err(|e| format!("not valid PEM: {e}"))?;
     let mut certs = Vec::new();
-    for block in blocks {
-        if block.tag() != "CERTIFICATE" {
-            continue;
-        }
-        let der = block.into_contents();
-        x509_parser::certificate::X509Certificate::from_der(&der)
+    for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        let cert = cert.map_err(|e| format!("not valid PEM: {e}"))?;
+        x509_parser::certificate::X509Certificate::from_der(&cert)
             .map_err(|e| format!("a CERTIFICATE block is not a valid X.509 certificate: {e}"))?;
-        certs.push(CertificateDer::from(der));
+        certs.push(cert);
     }
     if certs.is_empty() {
         return Err("no CERTIFICATE block found".to_string());
@@ -102,27 +121,29 @@ pub fn parse_certs_pem(text: &str) -> Result<Vec<CertificateDer<'static>>, Strin
 /// sample `cacerts` use) or SEC1 (`EC PRIVATE KEY`). The ring provider reads only PKCS#8, so
 /// the other two are wrapped into PKCS#8 first.
 pub fn parse_private_key_pem(text: &str) -> Result<rcgen::KeyPair, String> {
-    let blocks = pem::parse_many(text).map_err(|e| format!("not valid PEM: {e}"))?;
-    let block = blocks
-        .into_iter()
-        .find(|b| b.tag().ends_with("PRIVATE KEY"))
-        .ok_or_else(|| "no PRIVATE KEY block found".to_string())?;
-    let der = block.contents();
-    match block.tag() {
-        "PRIVATE KEY" => rcgen::KeyPair::try_from(der)
+    let key = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            "no private key found: use an unencrypted PKCS#8, PKCS#1 RSA or SEC1 EC key".to_string()
+        }
+        other => format!("not valid PEM: {other}"),
+    })?;
+    match &key {
+        PrivateKeyDer::Pkcs8(der) => rcgen::KeyPair::try_from(der.secret_pkcs8_der())
             .map_err(|e| format!("unsupported PKCS#8 private key: {e}")),
-        "RSA PRIVATE KEY" => rcgen::KeyPair::try_from(pkcs8_wrap(RSA_ALGORITHM_ID, der).as_slice())
-            .map_err(|e| format!("unsupported PKCS#1 RSA private key: {e}")),
-        "EC PRIVATE KEY" => [EC_P256_ALGORITHM_ID, EC_P384_ALGORITHM_ID]
+        PrivateKeyDer::Pkcs1(der) => {
+            rcgen::KeyPair::try_from(pkcs8_wrap(RSA_ALGORITHM_ID, der.secret_pkcs1_der()).as_slice())
+                .map_err(|e| format!("unsupported PKCS#1 RSA private key: {e}"))
+        }
+        PrivateKeyDer::Sec1(der) => [EC_P256_ALGORITHM_ID, EC_P384_ALGORITHM_ID]
             .iter()
-            .find_map(|alg| rcgen::KeyPair::try_from(pkcs8_wrap(alg, der).as_slice()).ok())
+            .find_map(|alg| {
+                rcgen::KeyPair::try_from(pkcs8_wrap(alg, der.secret_sec1_der()).as_slice()).ok()
+            })
             .ok_or_else(|| {
                 "unsupported SEC1 EC private key: only P-256 and P-384 keys with their public key are supported"
                     .to_string()
             }),
-        other => Err(format!(
-            "unsupported private key type {other:?}: use PKCS#8, PKCS#1 RSA or SEC1 EC, unencrypted"
-        )),
+        _ => Err("unsupported private key type: use PKCS#8, PKCS#1 RSA or SEC1 EC".to_string()),
     }
 }
 
@@ -198,6 +219,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn encode_wraps_at_64() {
+        let text = encode("CERTIFICATE", &[0u8; 60]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "-----BEGIN CERTIFICATE-----");
+        assert_eq!(lines[1].len(), 64);
+        assert_eq!(lines[2].len(), 80 - 64);
+        assert_eq!(lines[3], "-----END CERTIFICATE-----");
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
     fn der_lengths() {
         assert_eq!(der_tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
         let long = der_tlv(0x04, &[0; 200]);
@@ -209,7 +241,7 @@ mod tests {
     #[test]
     fn pkcs8_key_round_trip() {
         let key = rcgen::KeyPair::generate().expect("key");
-        let parsed = parse_private_key_pem(&key.serialize_pem()).expect("parse");
+        let parsed = parse_private_key_pem(&key_to_pem(&key)).expect("parse");
         assert_eq!(parsed.public_key_raw(), key.public_key_raw());
         assert!(parse_private_key_pem("nothing").is_err());
         let cert_only = cert_to_pem(&CertificateDer::from(vec![1, 2, 3]));
@@ -224,7 +256,7 @@ mod tests {
         let rsa = parse_private_key_pem(include_str!("../tests/fixtures/rsa-pkcs1-key.pem"))
             .expect("pkcs1");
         assert_eq!(rsa.algorithm(), &rcgen::PKCS_RSA_SHA256);
-        let unknown = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", vec![1, 2, 3]));
+        let unknown = encode("ENCRYPTED PRIVATE KEY", &[1, 2, 3]);
         let err = parse_private_key_pem(&unknown).expect_err("encrypted");
         assert!(err.contains("unencrypted"), "{err}");
     }
@@ -257,7 +289,7 @@ mod tests {
         assert_eq!(parsed.len(), 2);
         assert_eq!(&parsed[0], cert.der());
         assert!(parse_certs_pem("").is_err());
-        let bad = pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3]));
+        let bad = encode("CERTIFICATE", &[1, 2, 3]);
         assert!(parse_certs_pem(&bad).is_err());
     }
 }

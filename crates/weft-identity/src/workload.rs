@@ -86,7 +86,7 @@ impl WorkloadKey {
 
     /// The key as PKCS#8 PEM, for writing to a 0600 file.
     pub fn to_pem(&self) -> String {
-        self.key.serialize_pem()
+        crate::pem_files::key_to_pem(&self.key)
     }
 
     /// A PKCS#10 CSR (PEM) for `identity`: empty subject, the SPIFFE id as the only SAN,
@@ -99,7 +99,8 @@ impl WorkloadKey {
                 .to_san()
                 .map_err(|e| WorkloadError::BadCertificate(e.to_string()))?,
         ];
-        Ok(params.serialize_request(&self.key)?.pem()?)
+        let csr = params.serialize_request(&self.key)?;
+        Ok(crate::pem_files::encode("CERTIFICATE REQUEST", csr.der()))
     }
 
     /// The raw public key (as in the certificate's subjectPublicKey).
@@ -379,7 +380,12 @@ mod tests {
         let key = WorkloadKey::generate().expect("key");
         let id = SpiffeId::parse("spiffe://cluster.local/ns/a/sa/b").expect("id");
         let csr = key.csr_pem(&id).expect("csr");
-        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).expect("parse");
+        let der = {
+            use rustls_pki_types::pem::PemObject;
+            rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+                .expect("pem")
+        };
+        let parsed = rcgen::CertificateSigningRequestParams::from_der(&der).expect("parse");
         assert_eq!(
             parsed.params.subject_alt_names,
             vec![id.to_san().expect("san")]
