@@ -163,20 +163,38 @@ pub enum CaMode {
 /// A workload certificate as issued: the chain to present and the roots to trust.
 #[derive(Debug, Clone)]
 pub struct IssuedCertificate {
-    /// The leaf first, then the intermediates up to (not including) the root.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The trust bundle: every root currently trusted.
-    pub roots: Vec<CertificateDer<'static>>,
-    /// Start of the leaf's validity.
-    pub not_before: SystemTime,
-    /// End of the leaf's validity.
-    pub not_after: SystemTime,
+    /// Never empty: the leaf first, then the intermediates up to (not including) the root.
+    chain: Vec<CertificateDer<'static>>,
+    roots: Vec<CertificateDer<'static>>,
+    not_before: SystemTime,
+    not_after: SystemTime,
 }
 
 impl IssuedCertificate {
     /// The workload's own certificate.
     pub fn leaf(&self) -> &CertificateDer<'static> {
         &self.chain[0]
+    }
+
+    /// The chain to present: the leaf first, then the intermediates up to (not including)
+    /// the root.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The trust bundle: every root currently trusted.
+    pub fn roots(&self) -> &[CertificateDer<'static>] {
+        &self.roots
+    }
+
+    /// Start of the leaf's validity.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// End of the leaf's validity.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
     }
 
     /// The chain (leaf, intermediates) as one PEM string each.
@@ -283,6 +301,7 @@ fn signer_from(
     intermediates: Vec<CertificateDer<'static>>,
     cert_path: &Path,
 ) -> Result<Signer, CaError> {
+    check_subject_encodable(&cert).map_err(|reason| bad_file(cert_path, reason))?;
     let issuer = Issuer::from_ca_cert_der(&cert, key)
         .map_err(|e| bad_file(cert_path, format!("cannot use as an issuer: {e}")))?;
     let mut not_after = pem_files::cert_validity(&cert)
@@ -298,6 +317,20 @@ fn signer_from(
         intermediates,
         not_after,
     })
+}
+
+/// rcgen re-encodes the issuer name from the CA certificate's subject; it supports one
+/// attribute per RDN and panics on an empty RDN, so such names are refused here first.
+fn check_subject_encodable(cert: &CertificateDer<'_>) -> Result<(), String> {
+    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert)
+        .map_err(|e| format!("cannot parse certificate: {e}"))?;
+    if parsed.subject().iter().any(|rdn| rdn.iter().count() != 1) {
+        return Err(
+            "the subject has an empty or multi-valued RDN, which cannot be used as an issuer name"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 fn key_matches(key: &KeyPair, cert: &CertificateDer<'_>) -> bool {

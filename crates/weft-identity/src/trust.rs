@@ -114,9 +114,7 @@ impl TrustBundle {
         usage: Usage,
     ) -> Result<SpiffeId, VerifyError> {
         let cert = webpki::EndEntityCert::try_from(end_entity).map_err(VerifyError::Chain)?;
-        let algs = rustls::crypto::ring::default_provider()
-            .signature_verification_algorithms
-            .all;
+        let algs = crate::tls::provider().signature_verification_algorithms.all;
         let key_usage = match usage {
             Usage::Server => webpki::KeyUsage::server_auth(),
             Usage::Client => webpki::KeyUsage::client_auth(),

@@ -204,8 +204,8 @@ impl WorkloadCertificate {
     ) -> Result<Self, WorkloadError> {
         Self::new(
             key,
-            issued.chain.clone(),
-            TrustBundle::new(issued.roots.clone())?,
+            issued.chain().to_vec(),
+            TrustBundle::new(issued.roots().to_vec())?,
         )
     }
 

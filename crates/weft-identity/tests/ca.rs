@@ -41,14 +41,14 @@ fn issue_and_verify() {
 
     // Validity: starts a little in the past (clock skew), lasts the default 24 h.
     let now = SystemTime::now();
-    assert!(issued.not_before < now - Duration::from_secs(60));
-    let ttl = issued.not_after.duration_since(now).expect("future");
+    assert!(issued.not_before() < now - Duration::from_secs(60));
+    let ttl = issued.not_after().duration_since(now).expect("future");
     assert!(ttl <= Duration::from_secs(24 * 3600) && ttl > Duration::from_secs(24 * 3600 - 60));
 
-    let bundle = TrustBundle::new(issued.roots.clone()).expect("bundle");
+    let bundle = TrustBundle::new(issued.roots().to_vec()).expect("bundle");
     for usage in [Usage::Client, Usage::Server] {
         let verified = bundle
-            .verify(issued.leaf(), &issued.chain[1..], UnixTime::now(), usage)
+            .verify(issued.leaf(), &issued.chain()[1..], UnixTime::now(), usage)
             .expect("verifies");
         assert_eq!(verified, me);
     }
@@ -181,7 +181,7 @@ async fn plugged_in_openssl_cacerts_sign_with_the_intermediate() {
     let issued = ca
         .sign_csr(&key.csr_pem(&me).expect("csr"), &me, None)
         .expect("sign");
-    assert_eq!(issued.chain.len(), 2, "leaf and intermediate");
+    assert_eq!(issued.chain().len(), 2, "leaf and intermediate");
     assert_eq!(issued.chain_pem()[1].trim(), intermediate_pem.trim());
     assert_eq!(issued.roots_pem().trim(), root_pem.trim());
 
@@ -192,7 +192,7 @@ async fn plugged_in_openssl_cacerts_sign_with_the_intermediate() {
         bundle
             .verify(
                 issued.leaf(),
-                &issued.chain[1..],
+                &issued.chain()[1..],
                 UnixTime::now(),
                 Usage::Server
             )
@@ -271,7 +271,7 @@ fn plugged_in_rcgen_cacerts_and_reload() {
     let csr = key.csr_pem(&me).expect("csr");
     let first = ca.sign_csr(&csr, &me, None).expect("sign");
     assert_eq!(
-        first.chain.len(),
+        first.chain().len(),
         2,
         "the root in cert-chain.pem is not handed out as a chain member"
     );
@@ -281,14 +281,14 @@ fn plugged_in_rcgen_cacerts_and_reload() {
     write_rcgen_cacerts(dir.path(), false);
     ca.reload().expect("reload");
     let second = ca.sign_csr(&csr, &me, None).expect("sign");
-    assert_eq!(second.chain.len(), 2);
-    assert_ne!(first.chain[1], second.chain[1]);
-    let bundle = TrustBundle::new(second.roots.clone()).expect("bundle");
+    assert_eq!(second.chain().len(), 2);
+    assert_ne!(first.chain()[1], second.chain()[1]);
+    let bundle = TrustBundle::new(second.roots().to_vec()).expect("bundle");
     assert!(
         bundle
             .verify(
                 second.leaf(),
-                &second.chain[1..],
+                &second.chain()[1..],
                 UnixTime::now(),
                 Usage::Client
             )
@@ -363,7 +363,7 @@ fn max_ttl_is_configurable() {
     assert!(matches!(err, CaError::BadTtl { .. }), "{err}");
     let issued = ca.sign_csr(&csr, &me, None).expect("default");
     let ttl = issued
-        .not_after
+        .not_after()
         .duration_since(SystemTime::now())
         .expect("future");
     assert!(ttl <= Duration::from_secs(1800) && ttl > Duration::from_secs(1700));
@@ -379,11 +379,11 @@ fn rotation_timing_is_within_the_jitter_window() {
     let csr = key.csr_pem(&me).expect("csr");
     let issued = ca.sign_csr(&csr, &me, None).expect("sign");
     let lifetime = issued
-        .not_after
-        .duration_since(issued.not_before)
+        .not_after()
+        .duration_since(issued.not_before())
         .expect("ordered");
-    let earliest = issued.not_before + lifetime.mul_f64(0.5 * (1.0 - ROTATION_JITTER));
-    let latest = issued.not_before + lifetime.mul_f64(0.5 * (1.0 + ROTATION_JITTER));
+    let earliest = issued.not_before() + lifetime.mul_f64(0.5 * (1.0 - ROTATION_JITTER));
+    let latest = issued.not_before() + lifetime.mul_f64(0.5 * (1.0 + ROTATION_JITTER));
     let mut instants = Vec::new();
     for _ in 0..200 {
         let cert = WorkloadCertificate::from_issued(&key, &issued).expect("cert");
@@ -406,5 +406,5 @@ fn rotation_timing_is_within_the_jitter_window() {
     assert!(store.needs_rotation(store.rotate_at()));
     let wait = store.time_until_rotation(now);
     assert!(wait > Duration::from_secs(10 * 3600) && wait < Duration::from_secs(14 * 3600));
-    assert_eq!(store.expires_at(), issued.not_after);
+    assert_eq!(store.expires_at(), issued.not_after());
 }

@@ -486,7 +486,7 @@ async fn rotation_applies_to_new_connections_without_disturbing_old_ones() {
     let second = connect().await;
     let second_leaf = second.get_ref().1.peer_certificates().expect("certs")[0].clone();
     assert_ne!(second_leaf, first_leaf);
-    assert_eq!(second_leaf, issued.chain[0]);
+    assert_eq!(second_leaf, issued.chain()[0]);
     let mut second = echo(second, b"new connection").await;
     first.shutdown().await.expect("close first");
     second.shutdown().await.expect("close second");
