@@ -111,6 +111,12 @@ pub enum CaError {
         "{0}: this CA is plugged in; rotate it by updating the cacerts directory and calling reload"
     )]
     NotSelfSigned(&'static str),
+    /// The signing CA (or a certificate above it) has expired or is about to, so no usable
+    /// certificate can be issued.
+    #[error(
+        "the signing CA certificate or its chain has expired: rotate the root (self-signed) or install new cacerts (plugged-in)"
+    )]
+    CaExpired,
     /// A root cannot be retired.
     #[error("cannot retire root: {0}")]
     Retire(String),
@@ -561,6 +567,9 @@ impl CertificateAuthority {
             });
         }
         let now = SystemTime::now();
+        if self.state.load().signer.not_after <= now {
+            return Err(CaError::CaExpired);
+        }
         let not_before = now.checked_sub(self.config.backdate).unwrap_or(now);
         self.sign_csr_inner(csr_pem, identity, not_before, now + ttl)
     }
@@ -588,6 +597,9 @@ impl CertificateAuthority {
         let public_key = check_csr(csr_pem, identity)?;
         let state = self.state.load();
         let not_after = not_after.min(state.signer.not_after);
+        if not_after <= not_before {
+            return Err(CaError::CaExpired);
+        }
         let leaf = issue_leaf(&state.signer, &public_key, identity, not_before, not_after)?;
         let mut chain = vec![leaf];
         chain.extend(state.signer.intermediates.iter().cloned());
