@@ -60,6 +60,7 @@ use crate::envoy::service::discovery::v3::aggregated_discovery_service_server::{
 use crate::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use status::Connection;
 pub use status::{Nack, NodeStatus, StatusRegistry, SyncState, TypeStatus};
 
 /// Largest message the server accepts or sends; config for a big mesh exceeds gRPC's 4 MiB.
@@ -229,88 +230,111 @@ async fn next_event<R>(
     }
 }
 
-async fn run_sotw(
-    server: AdsServer,
-    mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-) {
-    let first = match inbound.message().await {
-        Ok(Some(r)) => r,
-        _ => return,
-    };
-    let node = match node_of(first.node.as_ref()) {
-        Ok(n) => n,
-        Err(s) => {
-            let _ = tx.send(Err(s)).await;
-            return;
-        }
-    };
-    if let Some(hook) = &server.on_connect {
-        hook(&node);
-    }
-    let key = server.cache.key_for(&node);
-    let mut snapshots = server.cache.watch(&key);
-    let mut shutdown = server.shutdown.clone();
-    shutdown.mark_unchanged();
-    let conn = server.status.connect(&node, &key, false);
-    info!(node = %node.id, cluster = %node.cluster, key = %key, "xDS stream opened (SotW)");
-    let mut state = sotw::SotwStream::new();
-    let mut next = Some(first);
-    loop {
-        let out: Vec<DiscoveryResponse> = if let Some(req) = next.take() {
-            if let Err(s) = check_type_url(
-                &req.type_url,
-                state.has_type(&req.type_url),
-                state.type_count(),
-            ) {
-                let _ = tx.send(Err(s)).await;
-                break;
-            }
-            let snap = snapshots.borrow().clone();
-            state
-                .on_request(req, snap.as_deref(), &conn)
-                .into_iter()
-                .collect()
-        } else {
-            match next_event(&mut inbound, &mut snapshots, &mut shutdown, &node.id).await {
-                Event::Request(r) => {
-                    next = Some(r);
-                    continue;
-                }
-                Event::Snapshot => {
-                    let snap = snapshots.borrow_and_update().clone();
-                    match snap {
-                        Some(s) => state.on_snapshot(&s, &conn),
-                        None => Vec::new(),
-                    }
-                }
-                Event::End => break,
-            }
-        };
-        for r in out {
-            if tx.send(Ok(r)).await.is_err() {
-                break;
-            }
-        }
-    }
-    drop(conn);
-    server.cache.unwatch(&key, snapshots);
-    if let Some(hook) = &server.on_disconnect {
-        hook(&node);
-    }
-    info!(node = %node.id, "xDS stream closed (SotW)");
+/// What differs between a state-of-the-world and a delta stream: the message types and the
+/// per-stream protocol state. [`run_stream`] is the one loop both share.
+trait StreamProtocol: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    /// `"SotW"` or `"delta"`, for logs.
+    const NAME: &'static str;
+    /// Whether the status registry records the stream as delta.
+    const DELTA: bool;
+    fn new() -> Self;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn type_url(req: &Self::Request) -> &str;
+    fn has_type(&self, type_url: &str) -> bool;
+    fn type_count(&self) -> usize;
+    fn on_request(
+        &mut self,
+        req: Self::Request,
+        snapshot: Option<&Snapshot>,
+        conn: &Connection,
+    ) -> Option<Self::Response>;
+    fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<Self::Response>;
 }
 
-async fn run_delta(
+impl StreamProtocol for sotw::SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "SotW";
+    const DELTA: bool = false;
+    fn new() -> Self {
+        sotw::SotwStream::new()
+    }
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn has_type(&self, type_url: &str) -> bool {
+        sotw::SotwStream::has_type(self, type_url)
+    }
+    fn type_count(&self) -> usize {
+        sotw::SotwStream::type_count(self)
+    }
+    fn on_request(
+        &mut self,
+        req: DiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+        conn: &Connection,
+    ) -> Option<DiscoveryResponse> {
+        sotw::SotwStream::on_request(self, req, snapshot, conn)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<DiscoveryResponse> {
+        sotw::SotwStream::on_snapshot(self, snapshot, conn)
+    }
+}
+
+impl StreamProtocol for delta::DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+    const DELTA: bool = true;
+    fn new() -> Self {
+        delta::DeltaStream::new()
+    }
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DeltaDiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn has_type(&self, type_url: &str) -> bool {
+        delta::DeltaStream::has_type(self, type_url)
+    }
+    fn type_count(&self) -> usize {
+        delta::DeltaStream::type_count(self)
+    }
+    fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+        conn: &Connection,
+    ) -> Option<DeltaDiscoveryResponse> {
+        delta::DeltaStream::on_request(self, req, snapshot, conn)
+    }
+    fn on_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        conn: &Connection,
+    ) -> Vec<DeltaDiscoveryResponse> {
+        delta::DeltaStream::on_snapshot(self, snapshot, conn)
+    }
+}
+
+/// One ADS stream: identify the node from its first request, watch its snapshot, and answer
+/// requests and snapshot changes until the client, the server or a protocol error ends it.
+async fn run_stream<P: StreamProtocol>(
     server: AdsServer,
-    mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    mut inbound: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
 ) {
     let first = match inbound.message().await {
         Ok(Some(r)) => r,
         _ => return,
     };
-    let node = match node_of(first.node.as_ref()) {
+    let node = match node_of(P::node(&first)) {
         Ok(n) => n,
         Err(s) => {
             let _ = tx.send(Err(s)).await;
@@ -324,15 +348,15 @@ async fn run_delta(
     let mut snapshots = server.cache.watch(&key);
     let mut shutdown = server.shutdown.clone();
     shutdown.mark_unchanged();
-    let conn = server.status.connect(&node, &key, true);
-    info!(node = %node.id, cluster = %node.cluster, key = %key, "xDS stream opened (delta)");
-    let mut state = delta::DeltaStream::new();
+    let conn = server.status.connect(&node, &key, P::DELTA);
+    info!(node = %node.id, cluster = %node.cluster, key = %key, "xDS stream opened ({})", P::NAME);
+    let mut state = P::new();
     let mut next = Some(first);
     loop {
-        let out: Vec<DeltaDiscoveryResponse> = if let Some(req) = next.take() {
+        let out: Vec<P::Response> = if let Some(req) = next.take() {
             if let Err(s) = check_type_url(
-                &req.type_url,
-                state.has_type(&req.type_url),
+                P::type_url(&req),
+                state.has_type(P::type_url(&req)),
                 state.type_count(),
             ) {
                 let _ = tx.send(Err(s)).await;
@@ -370,7 +394,7 @@ async fn run_delta(
     if let Some(hook) = &server.on_disconnect {
         hook(&node);
     }
-    info!(node = %node.id, "xDS stream closed (delta)");
+    info!(node = %node.id, "xDS stream closed ({})", P::NAME);
 }
 
 #[tonic::async_trait]
@@ -383,7 +407,11 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(run_sotw(self.clone(), request.into_inner(), tx));
+        tokio::spawn(run_stream::<sotw::SotwStream>(
+            self.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -392,7 +420,11 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(run_delta(self.clone(), request.into_inner(), tx));
+        tokio::spawn(run_stream::<delta::DeltaStream>(
+            self.clone(),
+            request.into_inner(),
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
