@@ -22,7 +22,27 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
+# Debian packages the tests drive as real peers (curl through weft-proxy). Installed once; a
+# machine without apt must have them already.
+need_pkgs=()
+command -v curl >/dev/null || need_pkgs+=(curl)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    echo "error: missing ${need_pkgs[*]}; install them (the tests use them as real peers)" >&2
+    exit 1
+  fi
+fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+
+# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests.
+venv="${WEFT_VENV:-$HOME/.cache/weft-venv}"
+if ! "$venv/bin/python3" -c "import grpc" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio
+fi
+export PATH="$venv/bin:$PATH"
 
 step "format"
 cargo fmt --all --check
@@ -34,6 +54,9 @@ step "tests"
 out="${CARGO_TARGET_DIR}/test-output.txt"
 status=0
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$out" || status=$?
+
+step "benchmark tools' tests"
+cargo test -q --locked --manifest-path bench/proxy/loadgen/Cargo.toml 2>&1 | tee -a "$out" || status=$?
 
 step "conformance summary"
 cargo test -q -p weft-config --test conformance_validation --test conformance_analyzers -- --nocapture 2>&1 \

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use weft_config::analyze::{ANALYZERS, Analyzer, Level, Message, OutputMessage, analyze};
+use weft_config::analyze::{ANALYZERS, Analyzer, Level, Message, OutputMessage, analyze_in};
 use weft_config::document::parse_mesh_config;
 use weft_config::mesh::MeshConfig;
-use weft_config::{Diagnostic, Resource, parse_str};
+use weft_config::{Diagnostic, Resource};
 
 use crate::files::{self, Input};
 
@@ -29,51 +29,6 @@ const DEFAULT_NAMESPACE: &str = "default";
 
 /// Annotation listing message codes (or `*`) to suppress on the annotated resource.
 const SUPPRESS_ANNOTATION: &str = "galley.istio.io/analyze-suppress";
-
-/// Istio's stand-ins for the ingress gateway when analyzing files only (`AddDefaultResources`):
-/// without them, every Gateway selecting `istio: ingressgateway` would look orphaned.
-const DEFAULT_INGRESS: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata:
-  labels:
-    istio: ingressgateway
-  name: istio-ingressgateway-dummypod
-  namespace: istio-system
-spec:
-  containers:
-    - name: istio-proxy
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-spec:
-  ports:
-  - name: http2
-    nodePort: 31380
-    port: 80
-    protocol: TCP
-    targetPort: 80
-  - name: https
-    nodePort: 31390
-    port: 443
-    protocol: TCP
-    targetPort: 443
-  - name: tcp
-    nodePort: 31400
-    port: 31400
-    protocol: TCP
-    targetPort: 31400
-  - name: tls
-    nodePort: 31447
-    port: 15443
-    protocol: TCP
-    targetPort: 15443
-  selector:
-    istio: ingressgateway
-"#;
 
 fn parse_level(s: &str) -> Result<Level, String> {
     Level::parse(s).ok_or_else(|| format!("{s:?} is not a level; use one of Info, Warning, Error"))
@@ -293,15 +248,13 @@ fn target(args: &Args) -> String {
 }
 
 /// Reads `--meshConfigFile`, or Istio's defaults.
-fn load_mesh(path: Option<&PathBuf>) -> Result<(MeshConfig, serde_json::Value), String> {
+fn load_mesh(path: Option<&PathBuf>) -> Result<MeshConfig, String> {
     let Some(path) = path else {
-        return Ok((MeshConfig::default(), serde_json::Value::Null));
+        return Ok(MeshConfig::default());
     };
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
-    let mesh = parse_mesh_config(&text, &name).map_err(|d| d.to_string())?;
-    let raw = serde_norway::from_str::<serde_json::Value>(&text).unwrap_or_default();
-    Ok((mesh, raw))
+    parse_mesh_config(&text, &name).map_err(|d| d.to_string())
 }
 
 fn is_config_file(p: &std::path::Path) -> bool {
@@ -354,7 +307,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             }
         }
     }
-    let (mesh, mesh_raw) = match load_mesh(args.mesh_config_file.as_ref()) {
+    let mesh = match load_mesh(args.mesh_config_file.as_ref()) {
         Ok(m) => m,
         Err(e) => {
             writeln!(err, "Error: mesh config: {e}")?;
@@ -384,14 +337,6 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         diagnostics.extend(parsed.diagnostics);
         resources.extend(parsed.resources);
-    }
-    if mesh_raw
-        .get("ingressControllerMode")
-        .and_then(|v| v.as_str())
-        != Some("OFF")
-    {
-        let ingress = DEFAULT_INGRESS.replace("istio-system", &args.istio_namespace);
-        resources.extend(parse_str(&ingress, "internal-ingress").resources);
     }
     for r in &mut resources {
         r.default_namespace(&args.namespace);
@@ -423,7 +368,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             ))
         })
         .collect();
-    let messages: Vec<Message> = analyze(&resources, &mesh, Some(&names))
+    let messages: Vec<Message> = analyze_in(&resources, &mesh, Some(&names), &args.istio_namespace)
         .into_iter()
         .filter(|m| {
             let (_, ns, _) = split_origin(&m.origin);

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod networking;
 pub mod resource;
 pub mod security;
+pub mod serde_util;
 pub mod telemetry;
 pub mod validate;
 

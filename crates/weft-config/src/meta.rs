@@ -42,7 +42,10 @@ pub struct ObjectMeta {
     pub self_link: Option<String>,
 }
 
-/// Istio's `WorkloadSelector`: the labels a policy or config applies to.
+/// Istio's `istio.type.v1beta1.WorkloadSelector` (`selector` of the security kinds, Telemetry,
+/// WasmPlugin, ProxyConfig; `workloadSelector` of DestinationRule): the labels a policy or
+/// config applies to, under `matchLabels`. The networking kinds' older selector, which writes
+/// them under `labels`, is [`NetworkingWorkloadSelector`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkloadSelector {
@@ -52,6 +55,17 @@ pub struct WorkloadSelector {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub match_labels: BTreeMap<String, String>,
+}
+
+/// Istio's `networking.v1alpha3.WorkloadSelector` (`workloadSelector` of Sidecar, ServiceEntry
+/// and EnvoyFilter): the labels a workload must carry, under `labels` (where
+/// [`WorkloadSelector`] says `matchLabels`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkingWorkloadSelector {
+    /// Labels a workload must carry to be selected (no wildcards).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Istio's `PolicyTargetReference` (`targetRef` / `targetRefs`): a Kubernetes Gateway API

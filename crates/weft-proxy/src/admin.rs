@@ -113,7 +113,9 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 text(StatusCode::OK, "OK\n")
             }
         }
-        "/config_dump" => match config_dump(&shared.snapshot.load()) {
+        "/config_dump" => match config_dump(&shared.snapshot.load())
+            .and_then(|v| crate::xds::extend_config_dump(shared, v))
+        {
             Ok(v) => json(&v),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
@@ -121,6 +123,9 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/listeners" => {
             let mut s = String::new();
             for (name, addr) in &shared.listener_addrs {
+                let _ = writeln!(s, "{name}::{addr}");
+            }
+            for (name, addr) in shared.xds.listener_addrs() {
                 let _ = writeln!(s, "{name}::{addr}");
             }
             text(StatusCode::OK, s)

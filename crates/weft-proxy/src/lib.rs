@@ -15,6 +15,7 @@ pub mod http;
 mod listener;
 pub mod stats;
 mod tcp;
+pub mod xds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,6 +184,8 @@ pub(crate) struct Shared {
     pub listener_addrs: Vec<(String, SocketAddr)>,
     /// What the current configuration uses that weft does not implement.
     pub unsupported: ArcSwap<Vec<Unsupported>>,
+    /// Dynamic (xDS) listeners and state for `/config_dump`.
+    pub xds: xds::XdsShared,
 }
 
 impl Shared {
@@ -220,6 +223,7 @@ impl ProxyHandle {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)
+            .or_else(|| self.shared.xds.listener_addr(name))
     }
 
     /// The admin interface's address, when there is one.
@@ -297,7 +301,8 @@ impl Drop for ProxyHandle {
 /// Returns once every listener is bound: connections made after this call are accepted.
 pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, StartError> {
     let stats = Arc::new(Stats::default());
-    let compiled = config::compile(bootstrap, &stats, &options.compile)?;
+    let ads = xds::AdsSettings::from_bootstrap(bootstrap)?;
+    let compiled = xds::compile_bootstrap(bootstrap, &stats, &options.compile, ads.is_some())?;
     for u in &compiled.unsupported {
         tracing::warn!("{u}");
     }
@@ -346,6 +351,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         log_control: options.log_control.clone(),
         listener_addrs: bound.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
         unsupported: ArcSwap::from_pointee(compiled.unsupported),
+        xds: xds::XdsShared::default(),
     });
 
     let workers = tokio::runtime::Builder::new_multi_thread()
@@ -370,7 +376,17 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
             stop,
         ));
     }
-    shared.ready.store(true, Ordering::Release);
+    // With ADS, ready once the first full set from the control plane is applied.
+    shared.ready.store(ads.is_none(), Ordering::Release);
+    if let Some(ads) = ads {
+        xds::start(
+            ads,
+            &shared,
+            workers.handle(),
+            bootstrap,
+            options.compile.clone(),
+        )?;
+    }
 
     if let Some(l) = admin_listener {
         let admin_rt = tokio::runtime::Builder::new_current_thread()
@@ -418,7 +434,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
 
 /// Binds a listening socket the way a proxy needs it: `SO_REUSEADDR` (restart without waiting
 /// for TIME_WAIT), non-blocking, a deep accept backlog.
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

@@ -109,7 +109,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
                 peer,
                 Arc::clone(hcm),
                 Arc::clone(&shared),
-                shared.draining.subscribe(),
+                crate::xds::drain_signal(&shared, name),
             )
             .await
         }

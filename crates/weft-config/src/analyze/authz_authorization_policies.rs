@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::messages::{NO_MATCHING_WORKLOADS_FOUND, REFERENCED_RESOURCE_NOT_FOUND};
+use super::util::{pod_in_ambient, pod_in_mesh, selector_string};
 use super::{Analyzer, Context, Message};
 use crate::meta::selector_matches;
 use crate::resource::{Kind, Resource, Spec};
@@ -106,14 +107,6 @@ fn no_matching_workloads(
     }
 }
 
-/// A label selector as Kubernetes prints it: `k1=v1,k2=v2`, sorted by key.
-pub fn selector_string(sel: &BTreeMap<String, String>) -> String {
-    sel.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Istio's namespace pattern match: `*`, `prefix*`, `*suffix`, or an exact name (any case).
 pub fn namespace_matches(ns: &str, pattern: &str) -> bool {
     if pattern == "*" {
@@ -132,52 +125,11 @@ fn mesh_pod_labels<'a>(ctx: &Context<'a>) -> HashMap<String, Vec<&'a BTreeMap<St
     let mut out: HashMap<String, Vec<&'a BTreeMap<String, String>>> = HashMap::new();
     for pod in ctx.of_kind(Kind::Pod) {
         let entry = out.entry(pod.namespace().to_string()).or_default();
-        if pod_in_mesh(ctx, pod) {
+        if pod_in_mesh(ctx, pod) || pod_in_ambient(pod) {
             entry.push(&pod.metadata.labels);
         }
     }
     out
-}
-
-/// Istio's rule for whether a pod is in the mesh: it runs an `istio-proxy` container, or is
-/// captured by ambient, or its `sidecar.istio.io/inject` label/annotation says so, or else its
-/// namespace has `istio-injection=enabled`.
-pub fn pod_in_mesh(ctx: &Context<'_>, pod: &Resource) -> bool {
-    if pod
-        .metadata
-        .annotations
-        .get("ambient.istio.io/redirection")
-        .is_some_and(|v| v == "enabled")
-    {
-        return true;
-    }
-    if let Spec::Pod(p) = &pod.spec
-        && let Some(spec) = &p.spec
-    {
-        let has_proxy = spec
-            .containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-            .find(|c| c.name == "istio-proxy")
-            .is_some_and(|c| c.image.as_deref().is_some_and(|i| !i.is_empty()));
-        if has_proxy {
-            return true;
-        }
-    }
-    const INJECT: &str = "sidecar.istio.io/inject";
-    if let Some(v) = pod.metadata.labels.get(INJECT) {
-        return v == "true";
-    }
-    if let Some(v) = pod.metadata.annotations.get(INJECT) {
-        return v == "true";
-    }
-    ctx.get(Kind::Namespace, "", pod.namespace())
-        .is_some_and(|ns| {
-            ns.metadata
-                .labels
-                .get("istio-injection")
-                .is_some_and(|v| v == "enabled")
-        })
 }
 
 #[cfg(test)]
@@ -258,7 +210,7 @@ metadata:
         let ctx = Context::new(&parsed.resources, &mesh);
         let in_mesh: Vec<&str> = ctx
             .of_kind(Kind::Pod)
-            .filter(|p| pod_in_mesh(&ctx, p))
+            .filter(|p| pod_in_mesh(&ctx, p) || pod_in_ambient(p))
             .map(Resource::name)
             .collect();
         assert_eq!(in_mesh, vec!["by-namespace", "with-proxy", "ambient"]);

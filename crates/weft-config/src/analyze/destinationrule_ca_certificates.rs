@@ -6,6 +6,7 @@ use super::messages::{
     NO_SERVER_CERTIFICATE_VERIFICATION_DESTINATION_LEVEL,
     NO_SERVER_CERTIFICATE_VERIFICATION_PORT_LEVEL,
 };
+use super::util::full_name;
 use super::{Analyzer, Context, Message};
 use crate::networking::destination_rule::{ClientTlsSettings, DestinationRule, TlsMode};
 use crate::resource::{Kind, Spec};
@@ -19,15 +20,6 @@ fn lacks_ca(tls: &ClientTlsSettings, dr: &DestinationRule) -> bool {
     matches!(tls.mode, TlsMode::Simple | TlsMode::Mutual)
         && tls.ca_certificates.is_empty()
         && (tls.credential_name.is_empty() || dr.workload_selector.is_none())
-}
-
-/// `namespace/name` (or `name` without a namespace), as Istio prints a resource's full name.
-fn full_name(namespace: &str, name: &str) -> String {
-    if namespace.is_empty() {
-        name.to_string()
-    } else {
-        format!("{namespace}/{name}")
-    }
 }
 
 impl Analyzer for CaCertificateAnalyzer {
@@ -47,7 +39,7 @@ impl Analyzer for CaCertificateAnalyzer {
             let Some(tp) = &dr.traffic_policy else {
                 continue;
             };
-            let name = full_name(r.namespace(), r.name());
+            let name = full_name(r);
             if let Some(tls) = &tp.tls
                 && lacks_ca(tls, dr)
             {

@@ -12,7 +12,6 @@ use super::messages::{
 };
 use super::{Analyzer, Context, Message, util};
 use crate::resource::{Kind, Resource, Spec};
-use crate::validate::common::is_ip;
 
 /// Reports Istio webhooks whose client configuration cannot reach an external istiod.
 pub struct ExternalControlPlaneAnalyzer;
@@ -33,7 +32,7 @@ fn check_hook(
             let problem = match util::url_host(url) {
                 None => Some("was provided in an invalid format"),
                 Some("") => Some("cannot be resolved via a DNS lookup"),
-                Some(host) if is_ip(host) => {
+                Some(host) if host.parse::<std::net::IpAddr>().is_ok() => {
                     out.push(
                         Message::new(
                             &EXTERNAL_CONTROL_PLANE_ADDRESS_IS_NOT_A_HOSTNAME,

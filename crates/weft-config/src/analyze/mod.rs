@@ -12,24 +12,38 @@ pub mod authz_authorization_policies;
 pub mod conditions_condition;
 pub mod deployment_application_uid;
 pub mod deployment_service_association;
+pub mod deprecation_field;
 pub mod destinationrule_ca_certificates;
 pub mod destinationrule_pod_not_selected;
 pub mod envoyfilter_patch;
 pub mod externalcontrolplane_external_control_plane;
+pub mod gateway_certificate;
+pub mod gateway_conflicting_gateway;
+pub mod gateway_credential;
+pub mod gateway_ingress_gateway_port;
+pub mod gateway_secret;
 pub mod injection_analyzer;
 pub mod injection_image;
 pub mod injection_image_auto;
 pub mod k8sgateway_selector;
 pub mod maturity_alpha;
 pub mod messages;
+pub mod multicluster_mesh_networks;
 pub mod schema_validation;
 pub mod service_port_name;
 pub mod serviceentry_conflicting_protocol;
 pub mod serviceentry_protocol_addresses;
+pub mod sidecar_selector;
 pub mod telemetry_default_selector;
+pub mod telemetry_lightstep;
 pub mod telemetry_provider;
 pub mod telemetry_selector;
 pub mod util;
+pub mod virtualservice_conflicting_mesh_gateway_hosts;
+pub mod virtualservice_destination_host;
+pub mod virtualservice_destination_rule;
+pub mod virtualservice_gateway;
+pub mod virtualservice_jwt_claim_route;
 pub mod webhook_analyzer;
 
 use std::collections::HashMap;
@@ -37,7 +51,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::mesh::MeshConfig;
+use crate::mesh::{IngressControllerMode, MeshConfig, MeshNetworks};
 use crate::resource::{Kind, Resource, Source};
 
 /// How serious a message is, as istioctl ranks them.
@@ -301,11 +315,18 @@ pub struct Context<'a> {
     pub mesh: &'a MeshConfig,
     /// `rootNamespace` from the mesh configuration, or `istio-system`.
     root_ns: String,
+    /// The mesh networks (the `meshNetworks` key of the `istio` ConfigMap), when given.
+    mesh_networks: Option<&'a MeshNetworks>,
 }
 
 impl<'a> Context<'a> {
     /// Indexes `resources` for analysis.
     pub fn new(resources: &'a [Resource], mesh: &'a MeshConfig) -> Self {
+        Self::index(resources.iter(), mesh)
+    }
+
+    /// Indexes the resources `resources` yields, in that order.
+    fn index(resources: impl Iterator<Item = &'a Resource>, mesh: &'a MeshConfig) -> Self {
         let mut by_kind: HashMap<Kind, Vec<&'a Resource>> = HashMap::new();
         let mut by_name: HashMap<Kind, HashMap<(&'a str, &'a str), &'a Resource>> = HashMap::new();
         let mut by_namespace: HashMap<Kind, HashMap<&'a str, Vec<&'a Resource>>> = HashMap::new();
@@ -330,7 +351,21 @@ impl<'a> Context<'a> {
             by_namespace,
             mesh,
             root_ns,
+            mesh_networks: None,
         }
+    }
+
+    /// Adds the mesh networks to analyze (istioctl reads them from the `meshNetworks` key of
+    /// the cluster's `istio` ConfigMap; without them, as with istioctl on files, the mesh has
+    /// no networks).
+    pub fn with_mesh_networks(mut self, networks: &'a MeshNetworks) -> Self {
+        self.mesh_networks = Some(networks);
+        self
+    }
+
+    /// The mesh networks given with [`Context::with_mesh_networks`], if any.
+    pub fn mesh_networks(&self) -> Option<&'a MeshNetworks> {
+        self.mesh_networks
     }
 
     /// Every resource of `kind`, in input order.
@@ -392,13 +427,25 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &conditions_condition::ConditionAnalyzer,
     &deployment_application_uid::ApplicationUidAnalyzer,
     &deployment_service_association::ServiceAssociationAnalyzer,
+    &deprecation_field::FieldAnalyzer,
     &externalcontrolplane_external_control_plane::ExternalControlPlaneAnalyzer,
     &injection_analyzer::InjectionAnalyzer,
     &injection_image::ImageAnalyzer,
     &injection_image_auto::ImageAutoAnalyzer,
+    &multicluster_mesh_networks::MeshNetworksAnalyzer,
     &maturity_alpha::AlphaAnalyzer,
     &service_port_name::PortNameAnalyzer,
     &webhook_analyzer::WebhookAnalyzer,
+    &gateway_ingress_gateway_port::IngressGatewayPortAnalyzer,
+    &gateway_certificate::CertificateAnalyzer,
+    &gateway_secret::SecretAnalyzer,
+    &gateway_conflicting_gateway::ConflictingGatewayAnalyzer,
+    &sidecar_selector::SelectorAnalyzer,
+    &virtualservice_conflicting_mesh_gateway_hosts::ConflictingMeshGatewayHostsAnalyzer,
+    &virtualservice_destination_host::DestinationHostAnalyzer,
+    &virtualservice_destination_rule::DestinationRuleAnalyzer,
+    &virtualservice_gateway::GatewayAnalyzer,
+    &virtualservice_jwt_claim_route::JwtClaimRouteAnalyzer,
     &schema_validation::VIRTUAL_SERVICE,
     &schema_validation::DESTINATION_RULE,
     &schema_validation::GATEWAY,
@@ -422,24 +469,106 @@ pub static ANALYZERS: &[&dyn Analyzer] = &[
     &telemetry_default_selector::TelemetryDefaultSelectorAnalyzer,
     &telemetry_provider::TelemetryProviderAnalyzer,
     &telemetry_selector::TelemetrySelectorAnalyzer,
+    &telemetry_lightstep::LightstepAnalyzer,
 ];
 
 /// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over `resources` and returns the
-/// messages sorted as istioctl prints them.
+/// messages sorted as istioctl prints them. The Istio control plane is taken to be in
+/// `istio-system`; see [`analyze_in`].
 pub fn analyze(resources: &[Resource], mesh: &MeshConfig, only: Option<&[&str]>) -> Vec<Message> {
-    let ctx = Context::new(resources, mesh);
+    analyze_in(resources, mesh, only, util::ISTIO_SYSTEM_NAMESPACE)
+}
+
+/// As [`analyze`], with the Istio control plane in `istio_namespace` (`--istioNamespace`).
+/// Like istioctl analyzing files, every analyzer also sees the placeholder ingress gateway
+/// Pod and Service of [`default_resources`].
+pub fn analyze_in(
+    resources: &[Resource],
+    mesh: &MeshConfig,
+    only: Option<&[&str]>,
+    istio_namespace: &str,
+) -> Vec<Message> {
+    let defaults = default_resources(mesh, istio_namespace);
+    let ctx = Context::index(resources.iter().chain(&defaults), mesh);
+    analyze_context(&ctx, only)
+}
+
+/// Runs `analyzers` (all of [`ANALYZERS`] when `None`) over a prepared [`Context`] (for inputs
+/// beyond resources and MeshConfig, such as [`Context::with_mesh_networks`]) and returns the
+/// messages sorted as istioctl prints them.
+pub fn analyze_context(ctx: &Context<'_>, only: Option<&[&str]>) -> Vec<Message> {
     let mut out = Vec::new();
     for a in ANALYZERS {
         if only.is_some_and(|names| !names.contains(&a.name())) {
             continue;
         }
-        a.analyze(&ctx, &mut out);
+        a.analyze(ctx, &mut out);
     }
     sort_messages(&mut out);
     // istioctl reports each distinct message once (analyzers may find the same problem
     // through several paths, e.g. one webhook overlap per label permutation).
     out.dedup();
     out
+}
+
+/// istioctl's stand-ins for the ingress gateway when it analyzes files only
+/// (`AddDefaultResources`): a Pod `<ingressService>-dummypod` and a Service `<ingressService>`
+/// (ports 80, 443, 31400, 15443) selecting `istio: ingressgateway` in `istio_namespace`, so that
+/// Gateways selecting the default ingress do not look orphaned. None when MeshConfig turns the
+/// ingress controller off (`ingressControllerMode: OFF`).
+pub fn default_resources(mesh: &MeshConfig, istio_namespace: &str) -> Vec<Resource> {
+    if mesh.ingress_controller_mode == Some(IngressControllerMode::Off) {
+        return Vec::new();
+    }
+    let service = if mesh.ingress_service.is_empty() {
+        "istio-ingressgateway"
+    } else {
+        mesh.ingress_service.as_str()
+    };
+    let yaml = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    istio: ingressgateway
+  name: {service}-dummypod
+  namespace: {istio_namespace}
+spec:
+  containers:
+    - name: istio-proxy
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {service}
+  namespace: {istio_namespace}
+spec:
+  ports:
+  - name: http2
+    nodePort: 31380
+    port: 80
+    protocol: TCP
+    targetPort: 80
+  - name: https
+    nodePort: 31390
+    port: 443
+    protocol: TCP
+    targetPort: 443
+  - name: tcp
+    nodePort: 31400
+    port: 31400
+    protocol: TCP
+    targetPort: 31400
+  - name: tls
+    nodePort: 31447
+    port: 15443
+    protocol: TCP
+    targetPort: 15443
+  selector:
+    istio: ingressgateway
+"#
+    );
+    crate::document::parse_str(&yaml, "internal-ingress").resources
 }
 
 /// istioctl's order: by origin, then code, then text.

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::messages::CONFLICTING_SERVICE_ENTRY_PROTOCOL;
+use super::util::full_name;
 use super::{Analyzer, Context, Message};
 use crate::resource::{Kind, Resource, Spec};
 
@@ -29,14 +30,6 @@ fn export_scopes(export_to: &[String], namespace: &str) -> BTreeSet<String> {
             }
         })
         .collect()
-}
-
-fn full_name(r: &Resource) -> String {
-    if r.namespace().is_empty() {
-        r.name().to_string()
-    } else {
-        format!("{}/{}", r.namespace(), r.name())
-    }
 }
 
 impl Analyzer for ConflictingServiceEntryProtocolAnalyzer {

@@ -4,8 +4,9 @@
 use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
-use crate::mesh::checks::{self, check_len, min_len_msg, required};
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::validate::messages::{check_len, min_len_msg, required};
+use crate::validate::policy::validate_policy_attachment;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `WasmPlugin` spec: a Wasm module, where it runs in the filter chain, and its settings.
@@ -264,10 +265,11 @@ fn url_scheme(url: &str) -> Result<String, String> {
 
 impl Validate for WasmPlugin {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        checks::validate_policy_attachment(
+        validate_policy_attachment(
             self.selector.as_ref(),
             self.target_ref.as_ref(),
             &self.target_refs,
+            "workloadSelector",
             path,
             report,
         );
@@ -327,7 +329,7 @@ impl Validate for WasmPlugin {
             for (i, e) in vm.env.iter().enumerate() {
                 let ep = env.index(i);
                 if e.name.is_empty() {
-                    required(report, &ep.field("name"));
+                    required(report, &ep.field("name"), "");
                 } else {
                     check_len(report, &ep.field("name"), &e.name, 1, 256);
                     if !seen.insert(e.name.as_str()) {
@@ -355,7 +357,7 @@ impl Validate for WasmPlugin {
             for (j, port) in sel.ports.iter().enumerate() {
                 let np = ports.index(j).field("number");
                 match port.number {
-                    None => required(report, &np),
+                    None => required(report, &np, ""),
                     Some(n) => {
                         if n == 0 {
                             report.error(

@@ -2,7 +2,6 @@
 //! proxy settings (`defaultConfig`) and the extension providers, with Istio's
 //! `ValidateMeshConfig` rules; and `MeshNetworks`.
 
-pub(crate) mod checks;
 pub mod network;
 pub mod providers;
 pub mod proxy;
@@ -11,19 +10,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::serde_util::{is_false, is_zero_i32};
+use crate::validate::durations::validate_duration;
+use crate::validate::hosts::{validate_trust_domain, validate_wildcard_domain};
+use crate::validate::ports::validate_port;
 use crate::validate::{Context, Path, Report, Validate};
 
 pub use network::{MeshNetworks, Network};
 pub use providers::ExtensionProvider;
 pub use proxy::ProxyConfig;
-
-fn is_zero_i32(v: &i32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
 
 /// `MeshConfig`: settings for the whole mesh.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -688,29 +683,12 @@ const ECDH_CURVES: &[&str] = &[
     "X25519MLKEM768",
 ];
 
-/// Istio's `ValidateTrustDomain`.
-fn validate_trust_domain(domain: &str) -> Result<(), String> {
-    if domain.is_empty() {
-        return Err("empty domain name not allowed".into());
-    }
-    let parts: Vec<&str> = domain.split('.').collect();
-    for (i, label) in parts.iter().enumerate() {
-        if i == parts.len() - 1 && label.is_empty() {
-            return Ok(());
-        }
-        if !checks::is_dns1123_label(label) {
-            return Err(format!("trust domain name {domain:?} invalid"));
-        }
-    }
-    Ok(())
-}
-
 impl MeshConfig {
     /// Istio's `ValidateMeshConfig` on the fields that are written (Istio validates the
     /// configuration after filling in its defaults, which always pass).
     pub fn validate_at(&self, path: &Path, report: &mut Report) {
         if self.proxy_listen_port != 0
-            && let Err(e) = checks::validate_port(i64::from(self.proxy_listen_port))
+            && let Err(e) = validate_port(i64::from(self.proxy_listen_port))
         {
             report.error(
                 &path.field("proxyListenPort"),
@@ -722,14 +700,14 @@ impl MeshConfig {
             ("proxyHttpPort", self.proxy_http_port),
         ] {
             if port != 0
-                && let Err(e) = checks::validate_port(i64::from(port))
+                && let Err(e) = validate_port(i64::from(port))
             {
                 report.error(&path.field(field), e);
             }
         }
         if let Some(t) = self.connect_timeout {
             let p = path.field("connectTimeout");
-            if let Err(e) = checks::validate_duration(t) {
+            if let Err(e) = validate_duration(t) {
                 report.error(&p, format!("invalid connect timeout: {e}"));
             } else if t.get() > std::time::Duration::from_secs(3600) {
                 report.error(
@@ -761,7 +739,7 @@ impl MeshConfig {
         let ss = path.field("serviceSettings");
         for (i, s) in self.service_settings.iter().enumerate() {
             for (j, h) in s.hosts.iter().enumerate() {
-                if let Err(e) = checks::validate_wildcard_domain(h) {
+                if let Err(e) = validate_wildcard_domain(h) {
                     report.error(
                         &ss.index(i).field("hosts").index(j),
                         format!("serviceSettings[{i}], host `{h}`: {e}"),

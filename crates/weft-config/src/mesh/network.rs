@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{
-    is_dns1123_label, validate_fqdn, validate_ip, validate_ip_subnet, validate_port,
-};
+use crate::validate::addresses::{validate_ip_address, validate_ip_subnet};
+use crate::validate::hosts::{is_k8s_dns1123_label, validate_fqdn};
+use crate::validate::ports::validate_port;
 use crate::validate::{Path, Report};
 
 /// The networks of the mesh, by name.
@@ -87,7 +87,9 @@ impl MeshNetworks {
                         }
                     }
                     (None, Some(r)) => {
-                        if !is_dns1123_label(r) {
+                        // weft keeps Kubernetes' lower-case rule for registry names (Istio's
+                        // label rule would also accept upper case).
+                        if !is_k8s_dns1123_label(r) {
                             report.error(
                                 &ep.field("fromRegistry"),
                                 format!("invalid registry name: {r}"),
@@ -109,7 +111,7 @@ impl MeshNetworks {
                         }
                     }
                     (None, Some(a)) => {
-                        if validate_ip(a).is_err() && validate_fqdn(a).is_err() {
+                        if validate_ip_address(a).is_err() && validate_fqdn(a).is_err() {
                             report.error(
                                 &gp.field("address"),
                                 format!("{a} is not a valid IP or host name"),

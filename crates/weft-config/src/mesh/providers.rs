@@ -5,17 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{validate_fqdn, validate_ip, validate_namespace_slash_hostname, validate_port};
 use super::proxy::TraceContext;
 use crate::duration::Duration;
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
+use crate::serde_util::{is_false, is_zero_u32};
+use crate::validate::addresses::validate_ip_address;
+use crate::validate::hosts::{validate_fqdn, validate_namespace_slash_wildcard_hostname};
+use crate::validate::ports::validate_port;
 
 /// A named extension provider; exactly one provider kind is set.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -692,13 +687,13 @@ fn validate_service(service: &str) -> Vec<String> {
     }
     if !service.contains('/') {
         if validate_fqdn(service).is_err()
-            && let Err(e) = validate_ip(service)
+            && let Err(e) = validate_ip_address(service)
         {
             return vec![format!("invalid service fmt {service}: {e}")];
         }
         return vec![];
     }
-    validate_namespace_slash_hostname(service)
+    validate_namespace_slash_wildcard_hostname(service, false)
 }
 
 fn service_and_port(service: &str, port: u32, port_prefix: &str, errs: &mut Vec<String>) {

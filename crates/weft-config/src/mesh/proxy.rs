@@ -5,26 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::checks::{self, validate_port, validate_proxy_address};
 use crate::duration::Duration;
 use crate::networking::proxy_config::ProxyImage;
+use crate::serde_util::{is_false, is_zero_f64, is_zero_i32, is_zero_u32};
+use crate::validate::addresses::validate_proxy_address;
+use crate::validate::durations::validate_duration;
+use crate::validate::ports::validate_port;
 use crate::validate::{Path, Report};
-
-fn is_zero_i32(v: &i32) -> bool {
-    *v == 0
-}
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
-fn is_zero_f64(v: &f64) -> bool {
-    *v == 0.0
-}
 
 /// How a proxy authenticates to the control plane.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -842,7 +829,7 @@ pub(crate) fn validate_proxy_config(pc: &ProxyConfig, path: &Path, report: &mut 
     }
     if let Some(d) = pc.drain_duration {
         let p = path.field("drainDuration");
-        match checks::validate_duration(d) {
+        match validate_duration(d) {
             Err(e) => err(report, &p, format!("invalid drain duration: {e}")),
             Ok(()) if d.get().subsec_nanos() != 0 => err(
                 report,

@@ -5,8 +5,13 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
-use super::shared::{self, ProtoEnum};
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::serde_util::{self, ProtoEnum};
+use crate::validate::addresses::validate_ip_or_cidr;
+use crate::validate::go::parse_go_bool;
+use crate::validate::messages::{required, too_many_msg};
+use crate::validate::policy::validate_policy_attachment;
+use crate::validate::ports::validate_port_string;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `AuthorizationPolicy` spec.
@@ -30,7 +35,7 @@ pub struct AuthorizationPolicy {
     /// What to do when a rule matches (default ALLOW).
     #[serde(
         default,
-        deserialize_with = "shared::opt_enum",
+        deserialize_with = "serde_util::opt_enum",
         skip_serializing_if = "Option::is_none"
     )]
     pub action: Option<Action>,
@@ -305,18 +310,14 @@ impl Validate for AuthorizationPolicy {
     fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
         let action = self.action();
         validate_dry_run(ctx, action, report);
-        shared::validate_one_of_selector(
-            self.selector.is_some(),
-            self.target_ref.is_some(),
-            !self.target_refs.is_empty(),
+        validate_policy_attachment(
+            self.selector.as_ref(),
+            self.target_ref.as_ref(),
+            &self.target_refs,
+            "selector",
             path,
             report,
         );
-        shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
-        if let Some(r) = &self.target_ref {
-            shared::validate_target_ref(r, &path.field("targetRef"), report);
-        }
-        shared::validate_target_refs(&self.target_refs, &path.field("targetRefs"), report);
 
         let rules = path.field("rules");
         if action == Action::Custom {
@@ -351,7 +352,7 @@ impl Validate for AuthorizationPolicy {
             );
         }
         if self.rules.len() > 512 {
-            shared::too_many(report, &rules, self.rules.len(), 512);
+            report.error(&rules, too_many_msg(self.rules.len(), 512));
         }
         for (i, rule) in self.rules.iter().enumerate() {
             validate_rule(rule, action, &rules.index(i), report);
@@ -370,20 +371,20 @@ fn action_name(a: Action) -> &'static str {
 
 /// `istio.io/dry-run` is only supported with ALLOW and DENY, and must be a boolean.
 fn validate_dry_run(ctx: &Context<'_>, action: Action, report: &mut Report) {
-    let Some(v) = ctx.metadata.annotations.get(shared::DRY_RUN_ANNOTATION) else {
+    let Some(v) = ctx.metadata.annotations.get(super::DRY_RUN_ANNOTATION) else {
         return;
     };
     let p = Path::root("metadata")
         .field("annotations")
-        .key(shared::DRY_RUN_ANNOTATION);
+        .key(super::DRY_RUN_ANNOTATION);
     match action {
         Action::Allow | Action::Deny => {
-            if shared::parse_go_bool(v).is_none() {
+            if parse_go_bool(v).is_none() {
                 report.error(
                     &p,
                     format!(
                         "annotation {} has invalid value ({v}): must be a boolean such as \"true\" or \"false\"",
-                        shared::DRY_RUN_ANNOTATION
+                        super::DRY_RUN_ANNOTATION
                     ),
                 );
             }
@@ -392,7 +393,7 @@ fn validate_dry_run(ctx: &Context<'_>, action: Action, report: &mut Report) {
             &p,
             format!(
                 "the annotation {} currently only supports action ALLOW/DENY, found action {}",
-                shared::DRY_RUN_ANNOTATION,
+                super::DRY_RUN_ANNOTATION,
                 action_name(other)
             ),
         ),
@@ -470,7 +471,7 @@ fn validate_rule(rule: &Rule, action: Action, path: &Path, report: &mut Report) 
 
     let from = path.field("from");
     if rule.from.len() > 512 {
-        shared::too_many(report, &from, rule.from.len(), 512);
+        report.error(&from, too_many_msg(rule.from.len(), 512));
     }
     for (i, f) in rule.from.iter().enumerate() {
         let p = from.index(i).field("source");
@@ -580,7 +581,7 @@ fn validate_source(src: &Source, path: &Path, report: &mut Report) {
         let p = path.field(field);
         for (i, v) in values.iter().enumerate() {
             if !v.is_empty()
-                && let Err(e) = shared::validate_ip_or_cidr(v)
+                && let Err(e) = validate_ip_or_cidr(v)
             {
                 report.error(
                     &p.index(i),
@@ -595,7 +596,7 @@ fn validate_source(src: &Source, path: &Path, report: &mut Report) {
     ] {
         let p = path.field(field);
         if values.len() > 16 {
-            shared::too_many(report, &p, values.len(), 16);
+            report.error(&p, too_many_msg(values.len(), 16));
         }
         for (i, v) in values.iter().enumerate() {
             if let Err(e) = check_service_account(v) {
@@ -642,7 +643,7 @@ fn validate_operation(op: &Operation, path: &Path, report: &mut Report) {
         let p = path.field(field);
         for (i, v) in values.iter().enumerate() {
             if !v.is_empty()
-                && let Err(e) = shared::validate_port_string(v)
+                && let Err(e) = validate_port_string(v)
             {
                 report.error(&p.index(i), e);
             }
@@ -751,15 +752,15 @@ fn check_value(check: ValueCheck, key: &str, v: &str) -> Result<(), String> {
     }
     match check {
         ValueCheck::Any => Ok(()),
-        ValueCheck::Ip => shared::validate_ip_or_cidr(v),
-        ValueCheck::Port => shared::validate_port_string(v),
+        ValueCheck::Ip => validate_ip_or_cidr(v),
+        ValueCheck::Port => validate_port_string(v),
     }
 }
 
 fn validate_condition(c: &Condition, path: &Path, report: &mut Report) {
     let key = path.field("key");
     if c.key.is_empty() {
-        shared::required(report, &key, "the condition needs an attribute name");
+        required(report, &key, "the condition needs an attribute name");
         return;
     }
     if c.values.is_empty() && c.not_values.is_empty() {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use serde::de::{Deserializer, Error as _};
 use serde::{Deserialize, Serialize};
 
-use super::shared::{self, ProtoEnum};
 use crate::meta::WorkloadSelector;
+use crate::serde_util::{self, ProtoEnum};
+use crate::validate::labels::validate_workload_selector;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `PeerAuthentication` spec: the mTLS mode for the selected workloads (or the namespace /
@@ -38,7 +39,7 @@ pub struct MutualTls {
     /// The mode; unset inherits from the parent scope.
     #[serde(
         default,
-        deserialize_with = "shared::opt_enum",
+        deserialize_with = "serde_util::opt_enum",
         skip_serializing_if = "Option::is_none"
     )]
     pub mode: Option<Mode>,
@@ -120,7 +121,7 @@ fn parse_port_key(k: &str) -> Result<u32, String> {
 
 impl Validate for PeerAuthentication {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
+        validate_workload_selector(self.selector.as_ref(), &path.field("selector"), report);
         let ports = path.field("portLevelMtls");
         if !self.port_level_mtls.is_empty() && !self.has_workload_selector() {
             report.error(

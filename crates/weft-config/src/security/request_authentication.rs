@@ -4,9 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::shared::{self, ProtoEnum};
 use crate::duration::Duration;
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::serde_util::{self, ProtoEnum, decode_base64};
+use crate::validate::messages::{max_len_msg, non_empty_items, too_many_msg};
+use crate::validate::policy::validate_policy_attachment;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `RequestAuthentication` spec: the JWT rules that apply to the selected workloads.
@@ -87,7 +89,7 @@ pub struct JwtRule {
     /// Whether a request must carry this rule's token (default OPTIONAL).
     #[serde(
         default,
-        deserialize_with = "shared::opt_enum",
+        deserialize_with = "serde_util::opt_enum",
         skip_serializing_if = "Option::is_none"
     )]
     pub presence: Option<JwtRequirement>,
@@ -142,21 +144,17 @@ impl JwtRule {
 
 impl Validate for RequestAuthentication {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        shared::validate_one_of_selector(
-            self.selector.is_some(),
-            self.target_ref.is_some(),
-            !self.target_refs.is_empty(),
+        validate_policy_attachment(
+            self.selector.as_ref(),
+            self.target_ref.as_ref(),
+            &self.target_refs,
+            "selector",
             path,
             report,
         );
-        shared::validate_selector(self.selector.as_ref(), &path.field("selector"), report);
-        if let Some(r) = &self.target_ref {
-            shared::validate_target_ref(r, &path.field("targetRef"), report);
-        }
-        shared::validate_target_refs(&self.target_refs, &path.field("targetRefs"), report);
         let rules = path.field("jwtRules");
         if self.jwt_rules.len() > 4096 {
-            shared::too_many(report, &rules, self.jwt_rules.len(), 4096);
+            report.error(&rules, too_many_msg(self.jwt_rules.len(), 4096));
         }
         for (i, rule) in self.jwt_rules.iter().enumerate() {
             validate_jwt_rule(rule, &rules.index(i), report);
@@ -165,7 +163,7 @@ impl Validate for RequestAuthentication {
 }
 
 fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
-    shared::non_empty_items(report, &path.field("audiences"), &rule.audiences);
+    non_empty_items(report, &path.field("audiences"), &rule.audiences);
     if rule.issuer.is_empty() && rule.jwks_uri.is_empty() {
         report.error(
             &path.field("issuer"),
@@ -180,7 +178,7 @@ fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
     }
     let uri = path.field("jwksUri");
     if rule.jwks_uri.len() > 2048 {
-        shared::too_long(report, &uri, 2048);
+        report.error(&uri, max_len_msg(&uri, &rule.jwks_uri, 2048));
     }
     if !rule.jwks_uri.is_empty()
         && let Err(e) = check_jwks_uri(&rule.jwks_uri)
@@ -215,9 +213,9 @@ fn validate_jwt_rule(rule: &JwtRule, path: &Path, report: &mut Report) {
             );
         }
     }
-    shared::non_empty_items(report, &path.field("fromParams"), &rule.from_params);
-    shared::non_empty_items(report, &path.field("fromCookies"), &rule.from_cookies);
-    shared::non_empty_items(
+    non_empty_items(report, &path.field("fromParams"), &rule.from_params);
+    non_empty_items(report, &path.field("fromCookies"), &rule.from_cookies);
+    non_empty_items(
         report,
         &path.field("spaceDelimitedClaims"),
         &rule.space_delimited_claims,
@@ -379,7 +377,7 @@ pub fn parse_jwks(text: &str) -> Result<Vec<usize>, String> {
                     ));
                 }
                 None => {}
-                Some(Value::String(s)) if decode_base64url(s).is_some() => {}
+                Some(Value::String(s)) if decode_base64(s).is_ok() => {}
                 Some(_) => {
                     return Err(format!(
                         "key at index {i} ({kty}): field {f:?} is not base64url-encoded"
@@ -396,35 +394,6 @@ pub fn parse_jwks(text: &str) -> Result<Vec<usize>, String> {
         }
     }
     Ok(private)
-}
-
-/// Decodes base64 (URL-safe or standard alphabet, padding optional). `None` when malformed.
-fn decode_base64url(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -465,9 +434,9 @@ mod tests {
 
     #[test]
     fn base64() {
-        assert_eq!(decode_base64url("AQAB"), Some(vec![1, 0, 1]));
-        assert_eq!(decode_base64url("aGk"), Some(b"hi".to_vec()));
-        assert_eq!(decode_base64url("a"), None);
+        assert_eq!(decode_base64("AQAB").ok(), Some(vec![1, 0, 1]));
+        assert_eq!(decode_base64("aGk").ok(), Some(b"hi".to_vec()));
+        assert_eq!(decode_base64("a").ok(), None);
     }
 
     #[test]

@@ -8,8 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::mesh::checks::{self, check_min_1ms, min_len_msg};
 use crate::meta::{PolicyTargetReference, WorkloadSelector};
+use crate::validate::durations::check_min_1ms;
+use crate::validate::messages::min_len_msg;
+use crate::validate::policy::validate_policy_attachment;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `Telemetry` spec: how telemetry is generated for the selected workloads.
@@ -349,10 +351,11 @@ fn validate_providers(providers: &[ProviderRef], path: &Path, report: &mut Repor
 
 impl Validate for Telemetry {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        checks::validate_policy_attachment(
+        validate_policy_attachment(
             self.selector.as_ref(),
             self.target_ref.as_ref(),
             &self.target_refs,
+            "workloadSelector",
             path,
             report,
         );

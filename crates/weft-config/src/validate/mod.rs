@@ -1,9 +1,20 @@
 //! Validation of resources with Istio's rules (CRD schema, CEL rules and Istio's own checks).
 //!
 //! Each kind implements [`Validate`] next to its types; this module holds the shared pieces:
-//! the field path, the report, and the entry point [`validate_resource`].
+//! the field path, the report, the entry point [`validate_resource`], and Istio's validation
+//! helpers, one implementation each: [`hosts`], [`addresses`], [`ports`], [`labels`],
+//! [`policy`], [`durations`], [`regex`], Kubernetes' schema wording in [`messages`], and Go's
+//! parsing rules in [`go`].
 
-pub mod common;
+pub mod addresses;
+pub mod durations;
+pub mod go;
+pub mod hosts;
+pub mod labels;
+pub mod messages;
+pub mod policy;
+pub mod ports;
+pub mod regex;
 
 use std::fmt;
 
@@ -175,7 +186,7 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
     let meta = Path::root("metadata");
     // Istio understands `istio.io/dry-run` only on AuthorizationPolicy (checked there) and
     // refuses it on every other kind rather than silently enforcing the resource.
-    const DRY_RUN: &str = "istio.io/dry-run";
+    const DRY_RUN: &str = crate::security::DRY_RUN_ANNOTATION;
     if r.kind.is_istio()
         && r.kind != Kind::AuthorizationPolicy
         && r.metadata.annotations.contains_key(DRY_RUN)
@@ -189,7 +200,7 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
         );
     }
     let name = &r.metadata.name;
-    if !name.is_empty() && !common::is_dns1123_subdomain(name) {
+    if !name.is_empty() && !hosts::is_k8s_dns1123_subdomain(name) {
         report.error(
             &meta.field("name"),
             format!(
@@ -199,7 +210,7 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
     }
     if let Some(ns) = &r.metadata.namespace
         && !ns.is_empty()
-        && !common::is_dns1123_label(ns)
+        && !hosts::is_k8s_dns1123_label(ns)
     {
         report.error(
             &meta.field("namespace"),
@@ -207,10 +218,10 @@ fn validate_metadata(r: &Resource, report: &mut Report) {
         );
     }
     for (k, v) in &r.metadata.labels {
-        if let Err(e) = common::validate_label_key(k) {
+        if let Err(e) = labels::validate_label_key(k) {
             report.error(&meta.field("labels").key(k), e);
         }
-        if let Err(e) = common::validate_label_value(v) {
+        if let Err(e) = labels::validate_label_value(v) {
             report.error(&meta.field("labels").key(k), e);
         }
     }

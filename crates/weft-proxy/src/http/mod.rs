@@ -1141,7 +1141,7 @@ impl Local {
 /// How long the trailer check waits for each next frame of a gRPC response: a unary response's
 /// message and trailers follow its headers at once; a stream that pauses longer is forwarded
 /// as it comes instead of being held.
-const GRPC_TRAILER_WAIT: Duration = Duration::from_millis(5);
+const GRPC_TRAILER_WAIT: Duration = Duration::from_millis(10);
 /// How much of a gRPC response the trailer check holds at most.
 const GRPC_TRAILER_BUDGET: usize = 64 * 1024;
 

@@ -582,6 +582,12 @@ impl http_body::Body for Frames {
                 return std::task::Poll::Ready(None);
             };
             let d = *d;
+            if d.is_zero() {
+                let Some((_, f)) = self.0.pop_front() else {
+                    return std::task::Poll::Ready(None);
+                };
+                return std::task::Poll::Ready(Some(f));
+            }
             self.1 = Some(Box::pin(tokio::time::sleep(d)));
         }
     }

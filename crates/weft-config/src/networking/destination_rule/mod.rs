@@ -5,7 +5,6 @@
 //! them (`ClientTlsSettings`, `ConnectionPoolSettings`, `LocalityLoadBalancerSetting`, ...) are
 //! reused by Sidecar and MeshConfig.
 
-pub mod checks;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -14,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 use crate::meta::WorkloadSelector;
-use checks::{is_default, istio_enum};
+pub use crate::networking::virtual_service::PortSelector;
+use crate::serde_util::{is_default, istio_enum};
 
 pub use validation::{
     validate_client_tls_settings, validate_connection_pool, validate_load_balancer,
@@ -136,15 +136,6 @@ pub struct PortTrafficPolicy {
     /// TLS settings for this port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClientTlsSettings>,
-}
-
-/// A port of the destination service, by number (Istio's `PortSelector`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PortSelector {
-    /// The port number.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub number: u32,
 }
 
 /// Tunneling of TCP to the destination (`TrafficPolicy.TunnelSettings`).

@@ -1,8 +1,8 @@
 //! Unit tests for rules the conformance data does not cover.
 
-use super::checks::validate_wildcard_domain;
 use super::validation::{is_prime_for_test, localities_for_test};
 use super::*;
+use crate::validate::hosts::validate_wildcard_domain;
 use crate::{Severity, parse_str, validate::validate_resource};
 
 /// Errors and warnings of a DestinationRule with this spec (YAML, indented by two spaces).

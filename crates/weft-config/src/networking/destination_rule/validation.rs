@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::checks::{
-    is_dns1123_label, is_ip, validate_duration, validate_export_to, validate_fqdn, validate_labels,
-    validate_port, validate_wildcard_domain,
-};
 use super::*;
-use crate::meta::WorkloadSelector;
+use crate::validate::addresses::is_valid_ip;
+use crate::validate::durations::validate_duration;
+use crate::validate::hosts::{is_dns1123_label, validate_fqdn, validate_wildcard_domain};
+use crate::validate::labels::{report_labels, validate_workload_selector};
+use crate::validate::policy::{report_export_to, validate_export_to};
+use crate::validate::ports::validate_port_crd;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// Kubernetes node labels Istio treats as the locality hierarchy.
@@ -47,17 +48,21 @@ impl Validate for DestinationRule {
             validate_subset(subset, &p, report);
         }
 
-        validate_export_to(
-            ctx.namespace(),
-            &self.export_to,
-            false,
-            self.workload_selector.is_some(),
+        report_export_to(
+            validate_export_to(
+                ctx.namespace(),
+                &self.export_to,
+                false,
+                self.workload_selector.is_some(),
+            ),
             &path.field("exportTo"),
             report,
         );
-        if let Some(sel) = &self.workload_selector {
-            validate_workload_selector(sel, &path.field("workloadSelector"), report);
-        }
+        validate_workload_selector(
+            self.workload_selector.as_ref(),
+            &path.field("workloadSelector"),
+            report,
+        );
     }
 }
 
@@ -76,55 +81,9 @@ fn validate_subset(subset: &Subset, path: &Path, report: &mut Report) {
             ),
         );
     }
-    validate_labels(&subset.labels, &path.field("labels"), report);
+    report_labels(&subset.labels, &path.field("labels"), report);
     if let Some(tp) = &subset.traffic_policy {
         validate_traffic_policy(tp, &path.field("trafficPolicy"), report);
-    }
-}
-
-/// Istio's `validateWorkloadSelector` plus the CRD rules for `matchLabels`.
-fn validate_workload_selector(sel: &WorkloadSelector, path: &Path, report: &mut Report) {
-    let p = path.field("matchLabels");
-    if sel.match_labels.len() > 4096 {
-        report.error(
-            &p,
-            format!(
-                "Too many: {}: must have at most 4096 items",
-                sel.match_labels.len()
-            ),
-        );
-    }
-    for (k, v) in &sel.match_labels {
-        if k.is_empty() {
-            report.error(
-                &p,
-                format!("key must not be empty: empty key is not supported in selector: \"={v}\""),
-            );
-        }
-        if k.contains('*') {
-            report.error(
-                &p.key(k),
-                format!("wildcard not allowed in label key match: wildcard is not supported in selector: \"{k}={v}\""),
-            );
-        }
-        if v.contains('*') {
-            report.error(
-                &p.key(k),
-                format!("wildcard not allowed in label value match: wildcard is not supported in selector: \"{k}={v}\""),
-            );
-        }
-        if v.len() > 63 {
-            report.error(
-                &p.key(k),
-                format!(
-                    "Too long: may not be more than 63 bytes (label value is {} bytes)",
-                    v.len()
-                ),
-            );
-        }
-    }
-    if sel.match_labels.is_empty() {
-        report.warning(path, "workload selector specified without labels");
     }
 }
 
@@ -190,7 +149,7 @@ fn validate_port_traffic_policy(p: &PortTrafficPolicy, path: &Path, report: &mut
             "Required value: portTrafficPolicy must have valid port",
         ),
         Some(sel) => {
-            if let Err(e) = validate_port(sel.number) {
+            if let Err(e) = validate_port_crd(sel.number) {
                 report.error(&path.field("port").field("number"), e);
             }
         }
@@ -238,7 +197,7 @@ fn validate_tunnel(t: &TunnelSettings, path: &Path, report: &mut Report) {
             "Required value: tunnel target host must be a valid FQDN or IP address",
         );
     } else if let Err(e) = validate_fqdn(&t.target_host)
-        && !is_ip(&t.target_host)
+        && !is_valid_ip(&t.target_host)
     {
         report.error(
             &path.field("targetHost"),
@@ -253,7 +212,7 @@ fn validate_tunnel(t: &TunnelSettings, path: &Path, report: &mut Report) {
             &path.field("targetPort"),
             "Required value: tunnel target port must be set (1-65535)",
         );
-    } else if let Err(e) = validate_port(t.target_port) {
+    } else if let Err(e) = validate_port_crd(t.target_port) {
         report.error(
             &path.field("targetPort"),
             format!("tunnel target port is invalid: {e}"),

@@ -5,8 +5,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesh::checks;
+use crate::meta::NetworkingWorkloadSelector;
+
 use crate::meta::PolicyTargetReference;
+use crate::serde_util::{is_zero_i32, is_zero_u32};
+use crate::validate::labels::validate_labels_selector;
+use crate::validate::messages::value_text;
+use crate::validate::policy::validate_target_refs;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `EnvoyFilter` spec: which proxies to patch and the patches.
@@ -19,7 +24,7 @@ pub struct EnvoyFilter {
         alias = "workload_selector",
         skip_serializing_if = "Option::is_none"
     )]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<NetworkingWorkloadSelector>,
     /// Resources (gateways, services) whose proxies are patched.
     #[serde(default, alias = "target_refs", skip_serializing_if = "Vec::is_empty")]
     pub target_refs: Vec<PolicyTargetReference>,
@@ -31,25 +36,8 @@ pub struct EnvoyFilter {
     )]
     pub config_patches: Vec<EnvoyConfigObjectPatch>,
     /// Order of application among EnvoyFilters of the same context (lower first).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
     pub priority: i32,
-}
-
-fn is_zero(v: &i32) -> bool {
-    *v == 0
-}
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
-}
-
-/// `networking.v1alpha3.WorkloadSelector`: workload labels to match.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Labels a workload must carry.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// Which part of the Envoy configuration a patch applies to.
@@ -508,28 +496,14 @@ impl Validate for EnvoyFilter {
             );
         }
         if let Some(sel) = &self.workload_selector {
-            let sp = path.field("workloadSelector");
-            checks::check_selector_labels(&sel.labels, &sp.field("labels"), report, false);
-            if sel.labels.is_empty() {
-                report.warning(
-                    &sp,
-                    "Envoy filter: workload selector specified without labels, will be applied to all services in namespace",
-                );
-            }
-        }
-        let refs = path.field("targetRefs");
-        if self.target_refs.len() > 16 {
-            report.error(
-                &refs,
-                format!(
-                    "Too many: {}: must have at most 16 items",
-                    self.target_refs.len()
-                ),
+            validate_labels_selector(
+                &sel.labels,
+                &path.field("workloadSelector"),
+                report,
+                "Envoy filter",
             );
         }
-        for (i, r) in self.target_refs.iter().enumerate() {
-            checks::validate_target_ref(r, &refs.index(i), report);
-        }
+        validate_target_refs(&self.target_refs, &path.field("targetRefs"), report);
         let patches = path.field("configPatches");
         for (i, cp) in self.config_patches.iter().enumerate() {
             validate_patch(cp, &patches.index(i), report);
@@ -697,7 +671,7 @@ fn validate_patch(cp: &EnvoyConfigObjectPatch, path: &Path, report: &mut Report)
                 &vp,
                 format!(
                     "Invalid value: {}: {vp} in body must be of type object",
-                    checks::value_text(v)
+                    value_text(v)
                 ),
             );
             return;

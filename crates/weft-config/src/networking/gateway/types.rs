@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::networking::virtual_service::serde_util::{is_default, is_false, is_zero_u32};
+use crate::serde_util::{is_default, is_false, is_zero_u32};
 
 /// `Gateway` spec: the listeners (servers) of a load balancer at the mesh edge.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

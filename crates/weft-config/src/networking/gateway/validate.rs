@@ -3,10 +3,9 @@
 use std::collections::BTreeSet;
 
 use super::types::*;
-use crate::networking::virtual_service::checks::{
-    Protocol, is_dns1123_label, validate_ip_address, validate_namespace_slash_wildcard_hostname,
-    validate_port, validate_unix_address,
-};
+use crate::validate::addresses::{validate_ip_address, validate_unix_address};
+use crate::validate::hosts::{is_dns1123_label, validate_namespace_slash_wildcard_hostname};
+use crate::validate::ports::{Protocol, validate_port};
 use crate::validate::{Path, Report};
 
 /// Prefix of a Unix domain socket address in `bind` and `defaultEndpoint`.

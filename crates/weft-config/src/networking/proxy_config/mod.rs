@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mesh::checks;
 use crate::meta::WorkloadSelector;
+use crate::validate::labels::validate_workload_selector;
+use crate::validate::messages::max_len_msg;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// `ProxyConfig` spec: settings for the proxies of the selected workloads.
@@ -46,7 +47,7 @@ pub struct ProxyImage {
 
 impl Validate for ProxyConfig {
     fn validate(&self, _ctx: &Context<'_>, path: &Path, report: &mut Report) {
-        checks::validate_workload_selector(self.selector.as_ref(), &path.field("selector"), report);
+        validate_workload_selector(self.selector.as_ref(), &path.field("selector"), report);
         if let Some(c) = self.concurrency
             && c < 0
         {
@@ -60,7 +61,7 @@ impl Validate for ProxyConfig {
         for (k, v) in &self.environment_variables {
             if v.chars().count() > 2048 {
                 let p = env.key(k);
-                report.error(&p, checks::max_len_msg(&p, v, 2048));
+                report.error(&p, max_len_msg(&p, v, 2048));
             }
         }
     }

@@ -6,12 +6,12 @@
 
 mod validation;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::networking::destination_rule::checks::{is_default, istio_enum};
+use crate::meta::NetworkingWorkloadSelector;
+
 use crate::networking::workload::WorkloadEntry;
+use crate::serde_util::{is_default, istio_enum};
 
 /// `ServiceEntry` spec: hosts, ports and endpoints of a service added to the registry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -41,7 +41,7 @@ pub struct ServiceEntry {
         alias = "workload_selector",
         skip_serializing_if = "Option::is_none"
     )]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<NetworkingWorkloadSelector>,
     /// Namespaces the service is visible to (`.` own, `*` all, `~` none).
     #[serde(default, alias = "export_to", skip_serializing_if = "Vec::is_empty")]
     pub export_to: Vec<String>,
@@ -70,16 +70,6 @@ pub struct ServicePort {
     /// Port on the endpoints that receives the traffic (defaults to `number`).
     #[serde(default, alias = "target_port", skip_serializing_if = "is_default")]
     pub target_port: u32,
-}
-
-/// Label selector of a ServiceEntry or Sidecar (`networking.v1alpha3.WorkloadSelector`, which
-/// uses `labels` where the shared `istio.type` selector uses `matchLabels`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Labels a workload must carry to be selected.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
 }
 
 istio_enum! {

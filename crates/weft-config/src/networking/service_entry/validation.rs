@@ -3,20 +3,26 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::networking::destination_rule::checks::{
-    Protocol, is_ip, validate_export_to, validate_fqdn, validate_ip_subnet, validate_labels,
-    validate_partial_wildcard, validate_port, validate_port_name, validate_protocol,
-    validate_wildcard_domain,
-};
 use crate::networking::workload::validation::{
     UNIX_ADDRESS_PREFIX, validate_entry_istio, validate_entry_schema,
 };
+use crate::validate::addresses::{is_valid_ip, validate_ip_subnet};
+use crate::validate::hosts::{validate_fqdn, validate_partial_wildcard, validate_wildcard_domain};
+use crate::validate::labels::{report_labels, validate_labels_selector};
+use crate::validate::messages::required;
+use crate::validate::policy::{report_export_to, validate_export_to};
+use crate::validate::ports::{Protocol, validate_port_crd, validate_port_name, validate_protocol};
 use crate::validate::{Context, Path, Report, Validate};
 
 impl Validate for ServiceEntry {
     fn validate(&self, ctx: &Context<'_>, path: &Path, report: &mut Report) {
         if let Some(sel) = &self.workload_selector {
-            validate_alpha_workload_selector(sel, &path.field("workloadSelector"), report);
+            validate_labels_selector(
+                &sel.labels,
+                &path.field("workloadSelector"),
+                report,
+                "service entry",
+            );
             if !self.endpoints.is_empty() {
                 report.error(
                     path,
@@ -88,11 +94,8 @@ impl Validate for ServiceEntry {
             );
         }
 
-        validate_export_to(
-            ctx.namespace(),
-            &self.export_to,
-            true,
-            false,
+        report_export_to(
+            validate_export_to(ctx.namespace(), &self.export_to, true, false),
             &path.field("exportTo"),
             report,
         );
@@ -204,7 +207,7 @@ impl ServiceEntry {
                 );
             }
             if port.target_port != 0 {
-                if let Err(e) = validate_port(port.target_port) {
+                if let Err(e) = validate_port_crd(port.target_port) {
                     report.error(&p.field("targetPort"), e);
                 }
                 if self.resolution == Resolution::None {
@@ -215,7 +218,7 @@ impl ServiceEntry {
                 }
             }
             let proto = Protocol::parse(&port.protocol);
-            if self.addresses.is_empty() && matches!(proto, Protocol::Unset | Protocol::Tcp) {
+            if self.addresses.is_empty() && (port.protocol.is_empty() || proto == Protocol::Tcp) {
                 report.warning(
                     &p,
                     "addresses are required for ports serving TCP (or unset) protocol when IP auto-allocation is not enabled",
@@ -224,7 +227,14 @@ impl ServiceEntry {
             if port.name.len() > 256 {
                 report.error(&p.field("name"), "Too long: may not be more than 256 bytes");
             }
-            if let Err(e) = validate_port_name(&port.name) {
+            if port.name.is_empty() {
+                // The CRD requires a port name.
+                required(
+                    report,
+                    &p.field("name"),
+                    "port name must be set (a DNS label)",
+                );
+            } else if let Err(e) = validate_port_name(&port.name) {
                 report.error(&p.field("name"), e);
             }
             if port.protocol.len() > 256 {
@@ -236,7 +246,7 @@ impl ServiceEntry {
             if let Err(e) = validate_protocol(&port.protocol) {
                 report.error(&p.field("protocol"), e);
             }
-            if let Err(e) = validate_port(port.number) {
+            if let Err(e) = validate_port_crd(port.number) {
                 report.error(&p.field("number"), e);
             }
         }
@@ -269,7 +279,7 @@ impl ServiceEntry {
             // Schema errors already cover empty and unix:// addresses.
             if !addr.is_empty()
                 && !addr.starts_with(UNIX_ADDRESS_PREFIX)
-                && !is_ip(addr)
+                && !is_valid_ip(addr)
                 && validate_fqdn(addr).is_err()
             {
                 report.error(
@@ -277,7 +287,7 @@ impl ServiceEntry {
                     format!("endpoint address {addr:?} is not a valid FQDN or an IP address"),
                 );
             }
-            validate_labels(&ep.labels, &p.field("labels"), report);
+            report_labels(&ep.labels, &p.field("labels"), report);
             for (name, port) in &ep.ports {
                 if !service_ports.contains(name) {
                     report.error(
@@ -353,48 +363,5 @@ impl ServiceEntry {
                 "workloadSelector should not be set when resolution mode is DYNAMIC_DNS",
             );
         }
-    }
-}
-
-/// Istio's `ValidateAlphaWorkloadSelector` plus the CRD rules for `labels`.
-fn validate_alpha_workload_selector(sel: &WorkloadSelector, path: &Path, report: &mut Report) {
-    let p = path.field("labels");
-    if sel.labels.len() > 256 {
-        report.error(
-            &p,
-            format!(
-                "Too many: {}: must have at most 256 items",
-                sel.labels.len()
-            ),
-        );
-    }
-    for (k, v) in &sel.labels {
-        if k.is_empty() {
-            report.error(
-                &p,
-                format!("empty key is not supported in selector: \"={v}\""),
-            );
-        }
-        if k.contains('*') || v.contains('*') {
-            report.error(
-                &p.key(k),
-                format!("wildcard is not supported in selector: \"{k}={v}\""),
-            );
-        }
-        if v.len() > 63 {
-            report.error(
-                &p.key(k),
-                format!(
-                    "Too long: may not be more than 63 bytes (label value is {} bytes)",
-                    v.len()
-                ),
-            );
-        }
-    }
-    if sel.labels.is_empty() {
-        report.warning(
-            path,
-            "service entry: workload selector specified without labels, will be applied to all services in namespace",
-        );
     }
 }

@@ -1,12 +1,13 @@
 //! The `Sidecar` API (`networking.istio.io`, `sidecar.proto`) as serde types.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::meta::NetworkingWorkloadSelector;
+
+use crate::networking::destination_rule::ConnectionPoolSettings;
 use crate::networking::gateway::ServerTlsSettings;
 use crate::networking::virtual_service::Destination;
-use crate::networking::virtual_service::serde_util::{is_default, is_zero_u32};
+use crate::serde_util::{is_default, is_zero_u32};
 
 /// `Sidecar` spec: what a workload's proxy accepts inbound and can reach outbound.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -18,7 +19,7 @@ pub struct Sidecar {
         alias = "workload_selector",
         skip_serializing_if = "Option::is_none"
     )]
-    pub workload_selector: Option<WorkloadSelector>,
+    pub workload_selector: Option<NetworkingWorkloadSelector>,
     /// Inbound listeners; Istio derives them from the workload's services when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ingress: Vec<IstioIngressListener>,
@@ -26,13 +27,12 @@ pub struct Sidecar {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<IstioEgressListener>,
     /// Connection limits for inbound traffic on every port without its own settings.
-    // merged later: destination_rule::ConnectionPoolSettings
     #[serde(
         default,
         alias = "inbound_connection_pool",
         skip_serializing_if = "Option::is_none"
     )]
-    pub inbound_connection_pool: Option<serde_json::Value>,
+    pub inbound_connection_pool: Option<ConnectionPoolSettings>,
     /// What to do with traffic to destinations outside the registry.
     #[serde(
         default,
@@ -40,15 +40,6 @@ pub struct Sidecar {
         skip_serializing_if = "Option::is_none"
     )]
     pub outbound_traffic_policy: Option<OutboundTrafficPolicy>,
-}
-
-/// Selects workloads by label (`networking.v1alpha3.WorkloadSelector`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkloadSelector {
-    /// Labels a workload must carry (no wildcards).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// An inbound listener of the sidecar.
@@ -75,14 +66,13 @@ pub struct IstioIngressListener {
     /// TLS termination for traffic from outside the mesh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ServerTlsSettings>,
-    /// Connection limits for this port.
-    // merged later: destination_rule::ConnectionPoolSettings
+    /// Connection limits for this port (overrides `inboundConnectionPool`).
     #[serde(
         default,
         alias = "connection_pool",
         skip_serializing_if = "Option::is_none"
     )]
-    pub connection_pool: Option<serde_json::Value>,
+    pub connection_pool: Option<ConnectionPoolSettings>,
 }
 
 /// An outbound listener of the sidecar and the hosts reachable through it.

@@ -4,20 +4,26 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::types::*;
+use crate::networking::destination_rule::validate_connection_pool;
 use crate::networking::gateway::{UNIX_ADDRESS_PREFIX, validate_tls_options};
-use crate::networking::virtual_service::checks::{
-    Protocol, go_atoi, split_host_port, validate_fqdn, validate_ip_address,
-    validate_namespace_slash_wildcard_hostname, validate_port, validate_port_name,
-    validate_protocol, validate_unix_address,
-};
 use crate::networking::virtual_service::validate_destination;
+use crate::validate::addresses::{split_host_port, validate_ip_address, validate_unix_address};
+use crate::validate::go::go_atoi;
+use crate::validate::hosts::{validate_fqdn, validate_namespace_slash_wildcard_hostname};
+use crate::validate::labels::validate_labels_selector;
+use crate::validate::ports::{Protocol, validate_port, validate_port_name, validate_protocol};
 use crate::validate::{Path, Report};
 
 /// Validates a Sidecar spec found at `path` in namespace `namespace`.
 pub(super) fn validate_sidecar(sc: &Sidecar, namespace: &str, path: &Path, report: &mut Report) {
     if let Some(sel) = &sc.workload_selector {
         let before = report.issues.len();
-        validate_workload_selector(sel, &path.field("workloadSelector"), report);
+        validate_labels_selector(
+            &sel.labels,
+            &path.field("workloadSelector"),
+            report,
+            "sidecar",
+        );
         if report.issues[before..]
             .iter()
             .any(|i| i.severity == crate::diag::Severity::Error)
@@ -94,52 +100,6 @@ pub(super) fn validate_sidecar(sc: &Sidecar, namespace: &str, path: &Path, repor
 
     if let Some(otp) = &sc.outbound_traffic_policy {
         validate_outbound_traffic_policy(otp, &path.field("outboundTrafficPolicy"), report);
-    }
-}
-
-/// Istio's `ValidateAlphaWorkloadSelector` plus the CRD limits on label values.
-fn validate_workload_selector(sel: &WorkloadSelector, path: &Path, report: &mut Report) {
-    let at = path.field("labels");
-    if sel.labels.len() > 256 {
-        report.error(
-            &at,
-            format!(
-                "Too many: {}: must have at most 256 items",
-                sel.labels.len()
-            ),
-        );
-    }
-    for (k, v) in &sel.labels {
-        if k.is_empty() {
-            report.error(
-                &at.key(k),
-                format!(
-                    "empty key is not supported in selector: {:?}",
-                    format!("{k}={v}")
-                ),
-            );
-        }
-        if k.contains('*') || v.contains('*') {
-            report.error(
-                &at.key(k),
-                format!(
-                    "wildcard is not supported in selector: {:?}",
-                    format!("{k}={v}")
-                ),
-            );
-        }
-        if v.len() > 63 {
-            report.error(
-                &at.key(k),
-                format!("Too long: may not be more than 63 bytes (label value {v:?})"),
-            );
-        }
-    }
-    if sel.labels.is_empty() {
-        report.warning(
-            path,
-            "sidecar: workload selector specified without labels, will be applied to all services in namespace",
-        );
     }
 }
 
@@ -245,9 +205,7 @@ fn validate_ingress(
     if let Some(pool) = &ing.connection_pool {
         let at = path.field("connectionPool");
         validate_connection_pool(pool, &at, report);
-        if pool.get("http").is_some_and(|h| !h.is_null())
-            && !Protocol::parse(&port.protocol).is_http()
-        {
+        if pool.http.is_some() && !Protocol::parse(&port.protocol).is_http() {
             report.warning(
                 &at.field("http"),
                 format!(
@@ -398,22 +356,4 @@ fn validate_outbound_traffic_policy(otp: &OutboundTrafficPolicy, path: &Path, re
         return;
     }
     validate_destination(proxy, &at, report);
-}
-
-/// The parts of Istio's `validateConnectionPool` that do not need the typed settings (the
-/// field is kept as JSON until it is merged with DestinationRule's `ConnectionPoolSettings`).
-fn validate_connection_pool(pool: &serde_json::Value, path: &Path, report: &mut Report) {
-    let present = |k: &str| pool.get(k).is_some_and(|v| !v.is_null());
-    match pool {
-        serde_json::Value::Object(_) => {
-            if !present("http") && !present("tcp") {
-                report.error(path, "connection pool must have at least one field");
-            }
-        }
-        serde_json::Value::Null => {}
-        other => report.error(
-            path,
-            format!("connection pool must be an object, found {other}"),
-        ),
-    }
 }

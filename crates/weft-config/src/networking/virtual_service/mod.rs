@@ -4,8 +4,6 @@
 //! follows Istio's `ValidateVirtualService` and the CRD schema. [`checks`] holds Istio's host,
 //! port, address and label rules, shared with the Gateway and Sidecar kinds.
 
-pub mod checks;
-pub(crate) mod serde_util;
 mod types;
 pub mod unreachable;
 mod validate;

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::serde_util::{base64_opt, is_default, is_false, is_zero_i32, is_zero_u32};
 use crate::duration::Duration;
+use crate::serde_util::{base64_bytes, is_default, is_false, is_zero_i32, is_zero_u32};
 
 /// `VirtualService` spec: routing rules applied to traffic addressed to a set of hosts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -48,12 +48,14 @@ pub struct Destination {
     pub port: Option<PortSelector>,
 }
 
-/// Selects a port of a destination by number.
+/// Selects a port of a destination by number (`networking.v1alpha3.PortSelector`, used by
+/// VirtualService destinations and DestinationRule port-level settings). A zero number is
+/// left out when written, as protobuf JSON does.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortSelector {
     /// The port number.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub number: u32,
 }
 
@@ -480,7 +482,11 @@ pub struct HttpBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub string: Option<String>,
     /// Body as raw bytes.
-    #[serde(default, with = "base64_opt", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "base64_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bytes: Option<Vec<u8>>,
 }
 

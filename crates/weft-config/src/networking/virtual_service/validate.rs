@@ -3,13 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use super::checks::{
-    go_atoi, host_matches, host_subset_of, is_dns1123_label, is_valid_ip, validate_duration,
-    validate_export_to, validate_fqdn, validate_ip_subnet, validate_labels, validate_port,
-    validate_regex, validate_wildcard_domain, validate_wildcard_domain_for_gateway,
-};
 use super::types::*;
 use crate::duration::Duration;
+use crate::validate::addresses::{is_valid_ip, validate_ip_subnet};
+use crate::validate::durations::validate_duration;
+use crate::validate::go::go_atoi;
+use crate::validate::hosts::{
+    host_matches, host_subset_of, is_dns1123_label, validate_fqdn, validate_wildcard_domain,
+    validate_wildcard_domain_for_gateway,
+};
+use crate::validate::labels::report_labels;
+use crate::validate::policy::validate_export_to;
+use crate::validate::ports::validate_port;
+use crate::validate::regex::validate_regex;
 use crate::validate::{Path, Report};
 
 /// The reserved gateway name for all sidecars.
@@ -465,9 +471,7 @@ fn validate_gateway_names(names: &[String], path: &Path, report: &mut Report) {
 }
 
 fn validate_source_labels(labels: &BTreeMap<String, String>, path: &Path, report: &mut Report) {
-    for e in validate_labels(labels) {
-        report.error(path, e);
-    }
+    report_labels(labels, path, report);
 }
 
 /// True when the VirtualService applies to gateways only (`mesh` not listed). As in Istio,
@@ -598,7 +602,7 @@ pub(super) fn validate_virtual_service(
     for (i, route) in vs.tcp.iter().enumerate() {
         validate_tcp_route(route, &path.field("tcp").index(i), report);
     }
-    for e in validate_export_to(namespace, &vs.export_to) {
+    for (_, e) in validate_export_to(namespace, &vs.export_to, false, false) {
         report.error(&path.field("exportTo"), e);
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::networking::destination_rule::checks::is_default;
+use crate::serde_util::is_default;
 
 /// `WorkloadEntry` spec: one workload instance (also a ServiceEntry endpoint).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

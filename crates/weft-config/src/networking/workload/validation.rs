@@ -5,9 +5,10 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::networking::destination_rule::checks::{
-    is_ip, validate_fqdn, validate_labels, validate_port, validate_unix_address,
-};
+use crate::validate::addresses::{is_valid_ip, validate_unix_address};
+use crate::validate::hosts::{is_dns1123_label, validate_fqdn};
+use crate::validate::labels::report_labels;
+use crate::validate::ports::validate_port_crd;
 use crate::validate::{Context, Path, Report, Validate};
 
 /// Prefix marking a Unix domain socket address.
@@ -16,7 +17,7 @@ pub(crate) const UNIX_ADDRESS_PREFIX: &str = "unix://";
 /// The CRD's rule for endpoint port names: `^[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?$`, shorter
 /// than 63 characters (Istio's `ValidatePortName` also wants a DNS label).
 fn is_valid_endpoint_port_name(name: &str) -> bool {
-    name.len() < 63 && crate::networking::destination_rule::checks::is_dns1123_label(name)
+    name.len() < 63 && is_dns1123_label(name)
 }
 
 fn max_len(value: &str, max: usize, path: &Path, report: &mut Report) {
@@ -59,7 +60,13 @@ pub(crate) fn validate_entry_schema(
     }
     if let Some(uds) = addr.strip_prefix(UNIX_ADDRESS_PREFIX) {
         if let Err(e) = validate_unix_address(uds) {
-            report.error(&path.field("address"), e);
+            // The CRD's rule names the message; Istio's check says what is wrong.
+            let rule = if uds.starts_with('/') && uds.ends_with('/') {
+                "UDS may not be a dir"
+            } else {
+                "UDS must be an absolute path or abstract socket"
+            };
+            report.error(&path.field("address"), format!("{rule}: {e}"));
         }
         if !we.ports.is_empty() {
             report.error(
@@ -84,7 +91,7 @@ pub(crate) fn validate_entry_schema(
         );
     }
     for (name, port) in &we.ports {
-        if let Err(e) = validate_port(*port) {
+        if let Err(e) = validate_port_crd(*port) {
             report.error(&path.field("ports").key(name), e);
         }
     }
@@ -121,7 +128,7 @@ pub(crate) fn validate_entry_istio(
         );
     }
     let unix = addr.starts_with(UNIX_ADDRESS_PREFIX);
-    if !unix && !addr.is_empty() && !is_ip(addr) {
+    if !unix && !addr.is_empty() && !is_valid_ip(addr) {
         if !allow_fqdn {
             report.error(
                 &path.field("address"),
@@ -146,7 +153,7 @@ pub(crate) fn validate_entry_istio(
             }
         }
     }
-    validate_labels(&we.labels, &path.field("labels"), report);
+    report_labels(&we.labels, &path.field("labels"), report);
     if unix
         && let Some(sp) = service_ports
         && sp.len() != 1
@@ -181,7 +188,7 @@ impl Validate for WorkloadGroup {
             let p = path.field("metadata");
             max_items(m.labels.len(), 256, &p.field("labels"), report);
             max_items(m.annotations.len(), 256, &p.field("annotations"), report);
-            validate_labels(&m.labels, &p.field("labels"), report);
+            report_labels(&m.labels, &p.field("labels"), report);
         }
         if let Some(probe) = &self.probe {
             validate_readiness_probe(probe, &path.field("probe"), report);
@@ -242,7 +249,7 @@ fn validate_readiness_probe(probe: &ReadinessProbe, path: &Path, report: &mut Re
 
     if let Some(h) = &probe.http_get {
         let p = path.field("httpGet");
-        if let Err(e) = validate_port(h.port) {
+        if let Err(e) = validate_port_crd(h.port) {
             report.error(&p.field("port"), e);
         }
         if !matches!(h.scheme.as_str(), "" | "HTTP" | "HTTPS") {
@@ -267,7 +274,7 @@ fn validate_readiness_probe(probe: &ReadinessProbe, path: &Path, report: &mut Re
         }
     }
     if let Some(t) = &probe.tcp_socket
-        && let Err(e) = validate_port(t.port)
+        && let Err(e) = validate_port_crd(t.port)
     {
         report.error(&path.field("tcpSocket").field("port"), e);
     }
@@ -286,7 +293,7 @@ fn validate_readiness_probe(probe: &ReadinessProbe, path: &Path, report: &mut Re
         }
     }
     if let Some(g) = &probe.grpc
-        && let Err(e) = validate_port(g.port)
+        && let Err(e) = validate_port_crd(g.port)
     {
         report.error(&path.field("grpc").field("port"), e);
     }

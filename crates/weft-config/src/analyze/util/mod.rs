@@ -12,6 +12,9 @@ use crate::resource::{Resource, Spec};
 
 use super::Context;
 
+mod networking;
+pub use networking::*;
+
 /// The Kubernetes DNS suffix for services (`svc.cluster.local`).
 pub const DEFAULT_DOMAIN_SUFFIX: &str = "cluster.local";
 
@@ -81,11 +84,7 @@ pub fn service_fqdn(svc: &Resource) -> String {
 
 /// `namespace/name` (or `name` for cluster-scoped resources), Istio's `FullName.String()`.
 pub fn full_name(r: &Resource) -> String {
-    if r.namespace().is_empty() {
-        r.name().to_string()
-    } else {
-        format!("{}/{}", r.namespace(), r.name())
-    }
+    namespaced_name(r.namespace(), r.name())
 }
 
 /// True for namespaces Istio leaves alone (`kube-system`, `kube-public`, ...).
@@ -183,10 +182,11 @@ pub fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
         .chain(spec.init_containers.iter().flatten())
 }
 
-/// True when the pod has an `istio-proxy` container with an image (already injected).
+/// Istio's `hasIstioProxy`: the first `istio-proxy` container has an image (already injected).
 pub fn has_istio_proxy<'a>(mut containers: impl Iterator<Item = &'a Container>) -> bool {
     containers
-        .any(|c| c.name == ISTIO_PROXY_NAME && c.image.as_deref().is_some_and(|i| !i.is_empty()))
+        .find(|c| c.name == ISTIO_PROXY_NAME)
+        .is_some_and(|c| c.image.as_deref().is_some_and(|i| !i.is_empty()))
 }
 
 /// The injection status a namespace asks for: `Some(true)` for `istio-injection=enabled`,
@@ -231,17 +231,29 @@ pub fn deployment_in_mesh(ctx: &Context<'_>, r: &Resource) -> bool {
     )
 }
 
-/// Whether a Pod is in the mesh, as Istio's `util.PodInMesh` decides.
+/// Istio's `util.PodInAmbientMode`: the CNI redirects the pod's traffic to ambient
+/// (`ambient.istio.io/redirection: enabled`).
+pub fn pod_in_ambient(r: &Resource) -> bool {
+    r.metadata
+        .annotations
+        .get("ambient.istio.io/redirection")
+        .is_some_and(|v| v == "enabled")
+}
+
+/// Whether a Pod is in the mesh, as Istio's `util.PodInMesh` decides: it runs an
+/// `istio-proxy` container, or its `sidecar.istio.io/inject` label (then annotation) says
+/// so, or else its namespace has `istio-injection=enabled`.
 pub fn pod_in_mesh(ctx: &Context<'_>, r: &Resource) -> bool {
-    let Some(spec) = pod_spec(r) else {
+    if !matches!(r.spec, Spec::Pod(_)) {
         return false;
-    };
+    }
+    // A Pod written without `spec` has no containers (Go reads an empty PodSpec).
     in_mesh(
         ctx,
         &r.metadata.annotations,
         &r.metadata.labels,
         r.namespace(),
-        all_containers(spec),
+        pod_spec(r).into_iter().flat_map(all_containers),
     )
 }
 
