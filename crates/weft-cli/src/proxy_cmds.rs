@@ -578,6 +578,8 @@ fn offline_resources(args: &RouteCheckArgs, dir: &PathBuf) -> anyhow::Result<Res
         None => MeshSettings::default(),
     };
     let resources: Vec<_> = store.resources().into_iter().map(|r| r.resource).collect();
+    // As the control plane does: Services written without an address get one.
+    let resources = weft_control::server::push::allocate_cluster_ips(resources);
     let env = Environment::from_resources(&resources, mesh);
     let mut proxy = Proxy::from_node_id(id)?;
     for l in &args.labels {

@@ -191,6 +191,64 @@ pub fn proxy_of(node: &Node) -> Result<Proxy, crate::model::NodeIdError> {
     Ok(p)
 }
 
+/// The range cluster IPs are allocated from (Kubernetes' default service range starts here).
+const CLUSTER_IP_PREFIX: [u8; 2] = [10, 96];
+
+/// Gives every Kubernetes Service that has no `clusterIP` one, as the API server would when the
+/// Service is created: the config directory is the whole platform, and a Service written without
+/// an address (as bookinfo's are) is a ClusterIP Service, not a headless one (`clusterIP: None`).
+/// Addresses come from a hash of namespace and name in 10.96.0.0/16, probing past collisions in
+/// (namespace, name) order, so they are stable across restarts.
+pub fn allocate_cluster_ips(mut resources: Vec<Resource>) -> Vec<Resource> {
+    use std::hash::{Hash, Hasher};
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut wanting: Vec<(String, String, usize)> = Vec::new();
+    for (i, r) in resources.iter().enumerate() {
+        let weft_config::Spec::Service(svc) = &r.spec else {
+            continue;
+        };
+        let spec = svc.spec.as_ref();
+        match spec.and_then(|s| s.cluster_ip.as_deref()) {
+            Some(ip) if !ip.is_empty() => {
+                taken.insert(ip.to_string());
+            }
+            _ if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") => {}
+            _ => wanting.push((r.namespace().to_string(), r.name().to_string(), i)),
+        }
+    }
+    wanting.sort();
+    for (ns, name, i) in wanting {
+        let mut h = std::hash::DefaultHasher::new();
+        (&ns, &name).hash(&mut h);
+        let mut n = (h.finish() % 65_534) as u32 + 1;
+        let mut found = None;
+        for _ in 0..65_534 {
+            let ip = format!(
+                "{}.{}.{}.{}",
+                CLUSTER_IP_PREFIX[0],
+                CLUSTER_IP_PREFIX[1],
+                n / 256,
+                n % 256
+            );
+            if n % 256 != 0 && n % 256 != 255 && taken.insert(ip.clone()) {
+                found = Some(ip);
+                break;
+            }
+            n = n % 65_534 + 1;
+        }
+        let Some(ip) = found else {
+            tracing::warn!(service = %name, namespace = %ns, "no cluster IP left in 10.96.0.0/16");
+            continue;
+        };
+        if let weft_config::Spec::Service(svc) = &mut resources[i].spec {
+            let spec = svc.spec.get_or_insert_with(Default::default);
+            spec.cluster_ip = Some(ip.clone());
+            spec.cluster_ips = Some(vec![ip]);
+        }
+    }
+    resources
+}
+
 /// Everything of a proxy that translation reads, so that equal keys translate equally.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ClassKey {
@@ -536,6 +594,7 @@ impl Pusher {
         }
         let scope = scope_of(&change, &self.mesh.root_namespace);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let resources = allocate_cluster_ips(resources);
         let env = Environment::from_resources(&resources, self.mesh.clone());
         let state = Arc::new(EnvState::new(env, generation));
         *self.env.write().unwrap_or_else(PoisonError::into_inner) = state.clone();
