@@ -230,7 +230,7 @@ pub fn allocate_cluster_ips(mut resources: Vec<Resource>) -> Vec<Resource> {
                 n / 256,
                 n % 256
             );
-            if n % 256 != 0 && n % 256 != 255 && taken.insert(ip.clone()) {
+            if !n.is_multiple_of(256) && n % 256 != 255 && taken.insert(ip.clone()) {
                 found = Some(ip);
                 break;
             }
