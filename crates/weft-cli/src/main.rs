@@ -1,7 +1,11 @@
 //! `weft`: the command line of the weft service mesh.
 
 mod analyze;
+mod config_cmds;
+mod control_plane;
 mod files;
+mod proxy_cmds;
+mod table;
 mod validate;
 
 use std::process::ExitCode;
@@ -24,6 +28,27 @@ enum Command {
     Analyze(analyze::Args),
     /// Print the version of weft.
     Version(VersionArgs),
+    /// Run the control plane: config directory, xDS server and admin API.
+    ControlPlane(control_plane::Args),
+    /// Apply configuration files through the control plane.
+    Apply(config_cmds::ApplyArgs),
+    /// List or show resources held by the control plane.
+    Get(config_cmds::GetArgs),
+    /// Delete resources from the control plane.
+    Delete(config_cmds::DeleteArgs),
+    /// Show the xDS sync state of the proxies (as `istioctl proxy-status`).
+    ProxyStatus(proxy_cmds::StatusArgs),
+    /// Show the Envoy config the control plane serves a proxy (as `istioctl proxy-config`).
+    ProxyConfig(proxy_cmds::ConfigArgs),
+    /// Experimental commands.
+    #[command(subcommand)]
+    X(XCommand),
+}
+
+#[derive(Subcommand)]
+enum XCommand {
+    /// Show the listener, route and cluster an HTTP request from a proxy takes.
+    RouteCheck(proxy_cmds::RouteCheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +77,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Analyze(args) => analyze::run(args),
+        Command::ControlPlane(args) => control_plane::run(args),
+        Command::Apply(args) => config_cmds::apply(args),
+        Command::Get(args) => config_cmds::get(args),
+        Command::Delete(args) => config_cmds::delete(args),
+        Command::ProxyStatus(args) => proxy_cmds::status(args),
+        Command::ProxyConfig(args) => proxy_cmds::config(args),
+        Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(

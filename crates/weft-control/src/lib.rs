@@ -19,5 +19,6 @@
 #![warn(missing_docs)]
 
 pub mod model;
+pub mod server;
 pub mod simulate;
 pub mod translate;
