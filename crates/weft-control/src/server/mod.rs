@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod grpc;
 pub mod metrics;
 pub mod push;
 pub mod route_check;

@@ -257,6 +257,8 @@ struct ClassKey {
     dns_domain: String,
     labels: BTreeMap<String, String>,
     ipv6_only: bool,
+    /// A proxyless gRPC client (its config takes another shape).
+    grpc: bool,
     /// The IPs, when the environment refers to one of them (endpoints, Sidecar ingress).
     ips: Option<Vec<String>>,
 }
@@ -274,11 +276,10 @@ struct EnvState {
     memo: Mutex<HashMap<ClassKey, Arc<Translated>>>,
 }
 
-/// One translation, as resources and as a cache snapshot whose type sets are shared.
+/// One translation, encoded for the cache; its type sets are shared by every proxy of the class.
+/// (Only the encoded form is kept: decoded Envoy structs are several times larger.)
 pub struct Translated {
-    /// The Envoy resources.
-    pub resources: Resources,
-    /// The same, ready for the cache.
+    /// The resources, ready for the cache.
     pub snapshot: Snapshot,
 }
 
@@ -311,6 +312,7 @@ impl EnvState {
             dns_domain: p.dns_domain.clone(),
             labels: p.labels.clone(),
             ipv6_only: p.ipv6_only(),
+            grpc: super::grpc::is_grpc(p),
             ips: ip_matters.then(|| p.ip_addresses.clone()),
         }
     }
@@ -321,11 +323,14 @@ impl EnvState {
             return t.clone();
         }
         // Computed outside the lock: two proxies of a new class may both compute it once.
-        let resources = translate(&self.env, p);
+        let mut resources = translate(&self.env, p);
+        if key.grpc {
+            resources = super::grpc::for_grpc(&resources);
+        }
         let t = Arc::new(Translated {
             snapshot: to_snapshot(&resources),
-            resources,
         });
+        drop(resources);
         lock(&self.memo).entry(key).or_insert(t).clone()
     }
 }
@@ -381,6 +386,8 @@ pub struct PushSummary {
     pub changed: BTreeMap<String, Vec<String>>,
     /// Whether only endpoints changed.
     pub endpoints_only: bool,
+    /// Time to rebuild the model, translate and store the snapshots.
+    pub elapsed: Duration,
 }
 
 /// The translation and push engine shared by the config watcher, the ADS hooks and the admin API.
@@ -592,6 +599,7 @@ impl Pusher {
         if change.changed.is_empty() {
             return summary;
         }
+        let started = Instant::now();
         let scope = scope_of(&change, &self.mesh.root_namespace);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let resources = allocate_cluster_ips(resources);
@@ -633,6 +641,7 @@ impl Pusher {
                 .collect()
         });
         summary.translations = lock(&state.memo).len();
+        summary.elapsed = started.elapsed();
         for (id, changed) in results {
             if changed.is_empty() {
                 continue;
@@ -648,6 +657,8 @@ impl Pusher {
             translations = summary.translations,
             pushed = summary.changed.len(),
             endpoints_only = summary.endpoints_only,
+            elapsed_ms = summary.elapsed.as_secs_f64() * 1000.0,
+            since_change_ms = t0.elapsed().as_secs_f64() * 1000.0,
             "config pushed"
         );
         summary
