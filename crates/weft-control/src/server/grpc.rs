@@ -125,7 +125,6 @@ pub fn for_grpc(sidecar: &Resources) -> Resources {
             }),
             connect_timeout: c
                 .connect_timeout
-                .clone()
                 .or(duration(std::time::Duration::from_secs(10))),
             lb_policy: cluster::cluster::LbPolicy::RoundRobin as i32,
             ..Default::default()
