@@ -259,6 +259,12 @@ impl ControlPlane {
         &self.shared.pusher
     }
 
+    /// The snapshot served to a connected node (what its next response is built from).
+    pub fn snapshot(&self, node_id: &str) -> Option<Arc<weft_xds::cache::Snapshot>> {
+        let key = self.shared.ads.status().node(node_id)?.snapshot_key;
+        self.shared.ads.cache().snapshot(&key)
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
