@@ -747,3 +747,95 @@ async fn grpcio_proxyless_client_follows_a_weighted_split() {
     }
     cp.shutdown().await;
 }
+
+/// A proxy that refuses weighted routes: its NACK shows in proxy-status (STALE, with the
+/// proxy's error) and in the metrics, and the next acceptable config is SYNCED again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_is_visible_in_proxy_status_and_metrics() {
+    let dir = config_dir("nack");
+    let cp = ControlPlane::start(options(&dir)).await.expect("start");
+    let node = Node {
+        id: NODE.to_string(),
+        ..Default::default()
+    };
+    let mut client = AdsClient::new(
+        ClientConfig::new(format!("http://{}", cp.xds_addr()), node)
+            .backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .expect("client");
+    let subs = client.subscriber();
+    client.subscribe(CLUSTER, Subscription::Wildcard);
+    client.subscribe(LISTENER, Subscription::Wildcard);
+    client
+        .start(move |u: &Update<'_>| {
+            if u.type_url == LISTENER {
+                let names: Vec<String> = u
+                    .resources
+                    .values()
+                    .filter_map(unpack::<Listener>)
+                    .flat_map(|l| rds_names(&l))
+                    .collect();
+                subs.subscribe(ROUTE_CONFIGURATION, Subscription::names(names));
+            }
+            if u.type_url == ROUTE_CONFIGURATION {
+                let weighted = u
+                    .resources
+                    .values()
+                    .filter_map(unpack::<RouteConfiguration>)
+                    .flat_map(|rc| rc.virtual_hosts)
+                    .flat_map(|vh| vh.routes)
+                    .any(|r| {
+                        matches!(
+                            r.action,
+                            Some(Action::Route(ref a))
+                                if matches!(a.cluster_specifier, Some(ClusterSpecifier::WeightedClusters(_)))
+                        )
+                    });
+                if weighted {
+                    return Err("weighted clusters are not supported here".to_string());
+                }
+            }
+            Ok(())
+        })
+        .expect("start");
+    let admin = admin_of(&cp);
+    let rds_state = |list: &[ProxyInfo]| {
+        list.iter()
+            .find(|p| p.id == NODE)
+            .and_then(|p| p.types.get("rds").cloned())
+    };
+    eventually_async("RDS SYNCED", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| s.state == "SYNCED")
+    })
+    .await;
+    let yaml =
+        std::fs::read_to_string(bookinfo().join("networking/virtual-service-reviews-90-10.yaml"))
+            .expect("read vs");
+    assert!(admin.post("/apply", yaml).await.expect("apply").ok());
+    eventually_async("RDS NACK in proxy-status", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| {
+            s.state == "STALE"
+                && s.nack.as_deref() == Some("weighted clusters are not supported here")
+        })
+    })
+    .await;
+    eventually_async("NACK counted", || async {
+        admin
+            .get("/metrics")
+            .await
+            .expect("metrics")
+            .body
+            .contains("pilot_total_xds_rejects_total{type=\"rds\"} 1")
+    })
+    .await;
+    let yaml =
+        std::fs::read_to_string(bookinfo().join("networking/virtual-service-reviews-v3.yaml"))
+            .expect("read vs");
+    assert!(admin.post("/apply", yaml).await.expect("apply").ok());
+    eventually_async("RDS SYNCED again", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| s.state == "SYNCED" && s.nack.is_none())
+    })
+    .await;
+    client.shutdown().await;
+    cp.shutdown().await;
+}
