@@ -495,6 +495,28 @@ fn route_check_offline_on_bookinfo_files() {
         "{}",
         out(&o)
     );
+    // With REGISTRY_ONLY from a MeshConfig file, the same request is dropped.
+    let mesh = dir.join("../mesh-offline.yaml");
+    std::fs::write(&mesh, "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n").expect("write mesh");
+    let o = weft(&[
+        "x",
+        "route-check",
+        "--config-dir",
+        &d,
+        "--proxy-id",
+        NODE,
+        "--host",
+        "nowhere.example:9080",
+        "--mesh-config",
+        &mesh.display().to_string(),
+    ]);
+    assert!(out(&o).contains("VIRTUAL HOST: block_all"), "{}", out(&o));
+    assert!(
+        out(&o).contains("ACTION:       direct response 502"),
+        "{}",
+        out(&o)
+    );
+    assert!(!out(&o).contains("PassthroughCluster"), "{}", out(&o));
     // Offline mode needs a node id.
     let o = weft(&["x", "route-check", "--config-dir", &d, "--host", "reviews"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));

@@ -554,3 +554,288 @@ async fn client_resyncs_after_control_plane_restart() {
     client.shutdown().await;
     cp.shutdown().await;
 }
+
+const GRPC_BACKEND: &str = r#"
+import sys, grpc
+from concurrent import futures
+name = sys.argv[1].encode()
+def echo(req, ctx):
+    return name
+h = grpc.method_handlers_generic_handler("test.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
+s = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+s.add_generic_rpc_handlers((h,))
+port = s.add_insecure_port("127.0.0.1:0")
+s.start()
+print(port, flush=True)
+sys.stdin.read()
+"#;
+
+/// Makes `N` calls per `N` read on stdin and prints the count per backend as `v1=a v2=b`.
+const GRPC_CLIENT: &str = r#"
+import sys, grpc
+with grpc.insecure_channel("xds:///echo.test:50051") as ch:
+    call = ch.unary_unary("/test.Echo/Echo")
+    for line in sys.stdin:
+        counts = {"v1": 0, "v2": 0}
+        for _ in range(int(line)):
+            counts[call(b"hi", timeout=20).decode()] += 1
+        print("v1=%d v2=%d" % (counts["v1"], counts["v2"]), flush=True)
+"#;
+
+fn echo_config(p1: u16, p2: u16, w1: u32) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo.test]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{grpc: {p1}}}, labels: {{version: v1}}, locality: r1/z1}}
+  - {{address: 127.0.0.1, ports: {{grpc: {p2}}}, labels: {{version: v2}}, locality: r1/z1}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: echo, namespace: default}}
+spec:
+  host: echo.test
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo.test]
+  http:
+  - route:
+    - destination: {{host: echo.test, subset: v1}}
+      weight: {w1}
+    - destination: {{host: echo.test, subset: v2}}
+      weight: {}
+"#,
+        100 - w1
+    )
+}
+
+/// Python grpcio as a proxyless client: an `xds:///echo.test:50051` channel fed by the control
+/// plane, with a VirtualService splitting calls between two subsets, then moving them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_proxyless_client_follows_a_weighted_split() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let probe = Command::new("python3").args(["-c", "import grpc"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "python3 with grpcio is required (scripts/test.sh installs it): {probe:?}"
+    );
+    let mut backends = Vec::new();
+    let mut ports = Vec::new();
+    for name in ["v1", "v2"] {
+        let mut b = Command::new("python3")
+            .args(["-c", GRPC_BACKEND, name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(b.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("backend prints its port");
+        ports.push(line.trim().parse::<u16>().expect("a port"));
+        backends.push(b);
+    }
+    let dir = std::env::temp_dir().join(format!("weft-cp-grpc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("echo.yaml"), echo_config(ports[0], ports[1], 50)).expect("write");
+    let cp = ControlPlane::start(options(&dir)).await.expect("start");
+    let node_id = "sidecar~10.9.9.9~grpc-client.default~default.svc.cluster.local";
+    let bootstrap = dir.join("bootstrap.json");
+    std::fs::write(
+        &bootstrap,
+        format!(
+            r#"{{"xds_servers":[{{"server_uri":"{}","channel_creds":[{{"type":"insecure"}}],"server_features":["xds_v3"]}}],
+               "node":{{"id":"{node_id}","metadata":{{"GENERATOR":"grpc","NAMESPACE":"default"}},"locality":{{"region":"r1","zone":"z1"}}}}}}"#,
+            cp.xds_addr()
+        ),
+    )
+    .expect("bootstrap");
+    let mut client = Command::new("python3")
+        .args(["-c", GRPC_CLIENT])
+        .env("GRPC_XDS_BOOTSTRAP", &bootstrap)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = client.stdin.take().expect("stdin");
+    let stdout = Arc::new(Mutex::new(BufReader::new(
+        client.stdout.take().expect("stdout"),
+    )));
+    let mut calls = async |n: u32| -> (u32, u32) {
+        writeln!(stdin, "{n}").expect("write to client");
+        let out = stdout.clone();
+        let line = tokio::time::timeout(
+            WAIT,
+            tokio::task::spawn_blocking(move || {
+                let mut line = String::new();
+                let _ = out.lock().expect("lock").read_line(&mut line);
+                line
+            }),
+        )
+        .await
+        .expect("the grpcio client answers")
+        .expect("joined");
+        let mut v = (0, 0);
+        for part in line.split_whitespace() {
+            match part.split_once('=') {
+                Some(("v1", n)) => v.0 = n.parse().unwrap_or(0),
+                Some(("v2", n)) => v.1 = n.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        assert_eq!(v.0 + v.1, n, "calls failed; client said {line:?}");
+        v
+    };
+    let (v1, v2) = calls(60).await;
+    assert!(v1 > 0 && v2 > 0, "50/50 split sent v1={v1} v2={v2}");
+    // The gRPC client ACKed its four types: proxy-status shows it SYNCED.
+    tokio::time::timeout(
+        WAIT,
+        cp.status().wait_for(node_id, |n| {
+            n.connected
+                && [
+                    LISTENER,
+                    ROUTE_CONFIGURATION,
+                    CLUSTER,
+                    CLUSTER_LOAD_ASSIGNMENT,
+                ]
+                .iter()
+                .all(|t| {
+                    n.types
+                        .get(*t)
+                        .is_some_and(|s| s.state() == weft_xds::server::SyncState::Synced)
+                })
+        }),
+    )
+    .await
+    .expect("grpcio SYNCED");
+    // Everything to v2: the client follows the pushed route.
+    std::fs::write(dir.join("echo.yaml"), echo_config(ports[0], ports[1], 0)).expect("write");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (v1, v2) = calls(20).await;
+        if v1 == 0 && v2 == 20 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still v1={v1} v2={v2}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stdin);
+    let _ = client.kill();
+    let _ = client.wait();
+    for mut b in backends {
+        let _ = b.kill();
+        let _ = b.wait();
+    }
+    cp.shutdown().await;
+}
+
+/// A proxy that refuses weighted routes: its NACK shows in proxy-status (STALE, with the
+/// proxy's error) and in the metrics, and the next acceptable config is SYNCED again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_is_visible_in_proxy_status_and_metrics() {
+    let dir = config_dir("nack");
+    let cp = ControlPlane::start(options(&dir)).await.expect("start");
+    let node = Node {
+        id: NODE.to_string(),
+        ..Default::default()
+    };
+    let mut client = AdsClient::new(
+        ClientConfig::new(format!("http://{}", cp.xds_addr()), node)
+            .backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .expect("client");
+    let subs = client.subscriber();
+    client.subscribe(CLUSTER, Subscription::Wildcard);
+    client.subscribe(LISTENER, Subscription::Wildcard);
+    client
+        .start(move |u: &Update<'_>| {
+            if u.type_url == LISTENER {
+                let names: Vec<String> = u
+                    .resources
+                    .values()
+                    .filter_map(unpack::<Listener>)
+                    .flat_map(|l| rds_names(&l))
+                    .collect();
+                subs.subscribe(ROUTE_CONFIGURATION, Subscription::names(names));
+            }
+            if u.type_url == ROUTE_CONFIGURATION {
+                let weighted = u
+                    .resources
+                    .values()
+                    .filter_map(unpack::<RouteConfiguration>)
+                    .flat_map(|rc| rc.virtual_hosts)
+                    .flat_map(|vh| vh.routes)
+                    .any(|r| {
+                        matches!(
+                            r.action,
+                            Some(Action::Route(ref a))
+                                if matches!(a.cluster_specifier, Some(ClusterSpecifier::WeightedClusters(_)))
+                        )
+                    });
+                if weighted {
+                    return Err("weighted clusters are not supported here".to_string());
+                }
+            }
+            Ok(())
+        })
+        .expect("start");
+    let admin = admin_of(&cp);
+    let rds_state = |list: &[ProxyInfo]| {
+        list.iter()
+            .find(|p| p.id == NODE)
+            .and_then(|p| p.types.get("rds").cloned())
+    };
+    eventually_async("RDS SYNCED", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| s.state == "SYNCED")
+    })
+    .await;
+    let yaml =
+        std::fs::read_to_string(bookinfo().join("networking/virtual-service-reviews-90-10.yaml"))
+            .expect("read vs");
+    assert!(admin.post("/apply", yaml).await.expect("apply").ok());
+    eventually_async("RDS NACK in proxy-status", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| {
+            s.state == "STALE"
+                && s.nack.as_deref() == Some("weighted clusters are not supported here")
+        })
+    })
+    .await;
+    eventually_async("NACK counted", || async {
+        admin
+            .get("/metrics")
+            .await
+            .expect("metrics")
+            .body
+            .contains("pilot_total_xds_rejects_total{type=\"rds\"} 1")
+    })
+    .await;
+    let yaml =
+        std::fs::read_to_string(bookinfo().join("networking/virtual-service-reviews-v3.yaml"))
+            .expect("read vs");
+    assert!(admin.post("/apply", yaml).await.expect("apply").ok());
+    eventually_async("RDS SYNCED again", || async {
+        rds_state(&proxies(&admin).await).is_some_and(|s| s.state == "SYNCED" && s.nack.is_none())
+    })
+    .await;
+    client.shutdown().await;
+    cp.shutdown().await;
+}

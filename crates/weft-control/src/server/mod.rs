@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod client;
+pub mod grpc;
 pub mod metrics;
 pub mod push;
 pub mod route_check;
@@ -196,18 +197,21 @@ impl ControlPlane {
             instance: format!("weft-{}", std::process::id()),
         });
         let xds = serve_with(opts.xds_addr, ads).await?;
-        let listener = tokio::net::TcpListener::bind(opts.admin_addr)
-            .await
-            .map_err(|source| ControlPlaneError::AdminBind {
-                addr: opts.admin_addr,
-                source,
-            })?;
-        let admin_addr = listener
-            .local_addr()
-            .map_err(|source| ControlPlaneError::AdminBind {
-                addr: opts.admin_addr,
-                source,
-            })?;
+        let bound = match tokio::net::TcpListener::bind(opts.admin_addr).await {
+            Ok(l) => l.local_addr().map(|a| (l, a)),
+            Err(e) => Err(e),
+        };
+        let (listener, admin_addr) = match bound {
+            Ok(x) => x,
+            Err(source) => {
+                // Do not leave the xDS server running without its admin API.
+                let _ = xds.shutdown().await;
+                return Err(ControlPlaneError::AdminBind {
+                    addr: opts.admin_addr,
+                    source,
+                });
+            }
+        };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let app = admin::router(shared.clone());
         let admin_task = tokio::spawn(async move {
@@ -256,6 +260,12 @@ impl ControlPlane {
     /// The push engine (the current translation of a proxy, for tests).
     pub fn pusher(&self) -> &Arc<Pusher> {
         &self.shared.pusher
+    }
+
+    /// The snapshot served to a connected node (what its next response is built from).
+    pub fn snapshot(&self, node_id: &str) -> Option<Arc<weft_xds::cache::Snapshot>> {
+        let key = self.shared.ads.status().node(node_id)?.snapshot_key;
+        self.shared.ads.cache().snapshot(&key)
     }
 
     /// The metrics.

@@ -257,6 +257,8 @@ struct ClassKey {
     dns_domain: String,
     labels: BTreeMap<String, String>,
     ipv6_only: bool,
+    /// A proxyless gRPC client (its config takes another shape).
+    grpc: bool,
     /// The IPs, when the environment refers to one of them (endpoints, Sidecar ingress).
     ips: Option<Vec<String>>,
 }
@@ -270,15 +272,19 @@ struct EnvState {
     endpoint_ips: HashSet<String>,
     /// Whether any Sidecar has an ingress listener (those bind to the proxy IP).
     sidecar_ingress: bool,
+    /// Whether any Sidecar or DestinationRule selects workloads by label: only then do a
+    /// proxy's labels matter to its clusters' endpoints.
+    workload_selectors: bool,
     /// Translations by class, shared by the proxies of a class.
     memo: Mutex<HashMap<ClassKey, Arc<Translated>>>,
+    /// Endpoint (EDS) resources by endpoint class, for endpoint-only pushes.
+    eds_memo: Mutex<HashMap<ClassKey, Arc<Vec<XdsResource>>>>,
 }
 
-/// One translation, as resources and as a cache snapshot whose type sets are shared.
+/// One translation, encoded for the cache; its type sets are shared by every proxy of the class.
+/// (Only the encoded form is kept: decoded Envoy structs are several times larger.)
 pub struct Translated {
-    /// The Envoy resources.
-    pub resources: Resources,
-    /// The same, ready for the cache.
+    /// The resources, ready for the cache.
     pub snapshot: Snapshot,
 }
 
@@ -291,12 +297,23 @@ impl EnvState {
             }
         }
         let sidecar_ingress = env.sidecars.iter().any(|s| !s.spec.ingress.is_empty());
+        let workload_selectors = env.sidecars.iter().any(|s| {
+            s.spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|w| !w.labels.is_empty())
+        }) || env
+            .destination_rules
+            .iter()
+            .any(|d| d.spec.workload_selector.is_some());
         EnvState {
             env,
             generation,
             endpoint_ips,
             sidecar_ingress,
+            workload_selectors,
             memo: Mutex::new(HashMap::new()),
+            eds_memo: Mutex::new(HashMap::new()),
         }
     }
 
@@ -311,8 +328,50 @@ impl EnvState {
             dns_domain: p.dns_domain.clone(),
             labels: p.labels.clone(),
             ipv6_only: p.ipv6_only(),
+            grpc: super::grpc::is_grpc(p),
             ips: ip_matters.then(|| p.ip_addresses.clone()),
         }
+    }
+
+    /// What a proxy's EDS resources depend on: the clusters it sees (namespace, Sidecar) and
+    /// their DestinationRules, never its IP; its labels only when some config selects by them.
+    fn eds_class_of(&self, p: &Proxy) -> ClassKey {
+        let mut k = self.class_of(p);
+        k.ips = None;
+        if !self.workload_selectors {
+            k.labels.clear();
+        }
+        k
+    }
+
+    /// The EDS resources of a proxy, computed once per endpoint class.
+    fn endpoints(&self, p: &Proxy) -> Arc<Vec<XdsResource>> {
+        let key = self.eds_class_of(p);
+        if let Some(e) = lock(&self.eds_memo).get(&key) {
+            return e.clone();
+        }
+        let e = Arc::new(match self.memo_get(&self.class_of(p)) {
+            Some(t) => t
+                .snapshot
+                .resources(type_url::CLUSTER_LOAD_ASSIGNMENT)
+                .map(|tr| tr.iter().map(|r| (**r).clone()).collect())
+                .unwrap_or_default(),
+            None => {
+                let mut r = translate(&self.env, p);
+                if key.grpc {
+                    r = super::grpc::for_grpc(&r);
+                }
+                r.endpoints
+                    .iter()
+                    .map(|c| XdsResource::new(&c.cluster_name, crate::translate::envoy::any(c)))
+                    .collect()
+            }
+        });
+        lock(&self.eds_memo).entry(key).or_insert(e).clone()
+    }
+
+    fn memo_get(&self, k: &ClassKey) -> Option<Arc<Translated>> {
+        lock(&self.memo).get(k).cloned()
     }
 
     fn translated(&self, p: &Proxy) -> Arc<Translated> {
@@ -321,11 +380,14 @@ impl EnvState {
             return t.clone();
         }
         // Computed outside the lock: two proxies of a new class may both compute it once.
-        let resources = translate(&self.env, p);
+        let mut resources = translate(&self.env, p);
+        if key.grpc {
+            resources = super::grpc::for_grpc(&resources);
+        }
         let t = Arc::new(Translated {
             snapshot: to_snapshot(&resources),
-            resources,
         });
+        drop(resources);
         lock(&self.memo).entry(key).or_insert(t).clone()
     }
 }
@@ -381,6 +443,8 @@ pub struct PushSummary {
     pub changed: BTreeMap<String, Vec<String>>,
     /// Whether only endpoints changed.
     pub endpoints_only: bool,
+    /// Time to rebuild the model, translate and store the snapshots.
+    pub elapsed: Duration,
 }
 
 /// The translation and push engine shared by the config watcher, the ADS hooks and the admin API.
@@ -467,7 +531,7 @@ impl Pusher {
             e.generation.clone()
         };
         let started = Instant::now();
-        if let Some(changed) = self.recompute(&node.id, &proxy, &generation, true) {
+        if let Some(changed) = self.recompute(&node.id, &proxy, &generation, true, false) {
             self.watch_convergence(node.id.clone(), changed, started);
         }
     }
@@ -493,14 +557,27 @@ impl Pusher {
         proxy: &Proxy,
         generation: &Mutex<u64>,
         force: bool,
+        eds_only: bool,
     ) -> Option<Vec<(String, String)>> {
         let mut g = lock(generation);
         let state = self.current();
         if !force && *g >= state.generation && state.generation != 0 {
             return None;
         }
-        let t = state.translated(proxy);
-        let summary = match self.cache.set_snapshot(node_id, t.snapshot.clone()) {
+        // EDS only when the proxy is current up to this change (its other types are right).
+        let eds_only = eds_only && !force && *g + 1 == state.generation;
+        let stored = if eds_only {
+            let eds = state.endpoints(proxy);
+            self.cache.set_resources(
+                node_id,
+                type_url::CLUSTER_LOAD_ASSIGNMENT,
+                eds.iter().cloned(),
+            )
+        } else {
+            let t = state.translated(proxy);
+            self.cache.set_snapshot(node_id, t.snapshot.clone())
+        };
+        let summary = match stored {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(node = node_id, "cannot store the snapshot: {e}");
@@ -592,6 +669,7 @@ impl Pusher {
         if change.changed.is_empty() {
             return summary;
         }
+        let started = Instant::now();
         let scope = scope_of(&change, &self.mesh.root_namespace);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let resources = allocate_cluster_ips(resources);
@@ -614,6 +692,7 @@ impl Pusher {
             .clamp(1, 8)
             .min(targets.len().max(1));
         let chunk = targets.len().div_ceil(threads).max(1);
+        let change = &change;
         let results: Vec<(String, Vec<(String, String)>)> = std::thread::scope(|s| {
             let handles: Vec<_> = targets
                 .chunks(chunk)
@@ -621,7 +700,13 @@ impl Pusher {
                     s.spawn(move || {
                         part.iter()
                             .filter_map(|(id, p, g)| {
-                                self.recompute(id, p, g, false).map(|c| (id.clone(), c))
+                                let eds_only = change.endpoints_only
+                                    && !p
+                                        .ip_addresses
+                                        .iter()
+                                        .any(|ip| change.endpoint_addresses.contains(ip));
+                                self.recompute(id, p, g, false, eds_only)
+                                    .map(|c| (id.clone(), c))
                             })
                             .collect::<Vec<_>>()
                     })
@@ -633,6 +718,7 @@ impl Pusher {
                 .collect()
         });
         summary.translations = lock(&state.memo).len();
+        summary.elapsed = started.elapsed();
         for (id, changed) in results {
             if changed.is_empty() {
                 continue;
@@ -648,6 +734,8 @@ impl Pusher {
             translations = summary.translations,
             pushed = summary.changed.len(),
             endpoints_only = summary.endpoints_only,
+            elapsed_ms = summary.elapsed.as_secs_f64() * 1000.0,
+            since_change_ms = t0.elapsed().as_secs_f64() * 1000.0,
             "config pushed"
         );
         summary
