@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n="${1:-1000}"
 runs="${2:-7}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
+. scripts/target-dir.sh
 cargo build -q --release -p weft-cli
 weft="$CARGO_TARGET_DIR/release/weft"
 dir=$(mktemp -d)

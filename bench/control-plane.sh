@@ -23,7 +23,7 @@ DISTINCT=${DISTINCT:-0}
 DEBOUNCE_MS=${DEBOUNCE_MS:-100}
 DELTA=${DELTA:-0}
 OUT=${OUT:-bench/results/control-plane.md}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
+. scripts/target-dir.sh
 
 if [ -z "${WEFT_BIN:-}" ]; then
   echo "building weft (release)..." >&2

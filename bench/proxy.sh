@@ -34,7 +34,7 @@ SERVICES=${SERVICES:-1000}
 PIN=${PIN:-1}
 PORT_BASE=${PORT_BASE:-18600}
 OUT=${OUT:-bench/results/latest.md}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}
+. scripts/target-dir.sh
 
 die() { echo "bench/proxy.sh: error: $*" >&2; exit 1; }
 log() { echo "[$(date +%T)] $*" >&2; }

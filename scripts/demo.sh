@@ -4,7 +4,7 @@
 # mistakes, showing the messages an operator gets. Exits non-zero only if weft misbehaves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
+. scripts/target-dir.sh
 cargo build -q --release -p weft-cli
 weft="$CARGO_TARGET_DIR/release/weft"
 

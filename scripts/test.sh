@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build artefacts live outside the clone so that repeated runs (and CI on fresh clones) reuse them.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
+. scripts/target-dir.sh
 export CARGO_TERM_COLOR=never
 
 # The conformance data lives beside the repository (../shared). A missing folder is a failure.
