@@ -400,7 +400,10 @@ impl Mesh {
         self.admin_json("/proxies").await
     }
 
-    fn ip(&self, block: u8, host: u8) -> String {
+    /// An address of this mesh's block: `127.x.block.host` (workloads use block 1 for their
+    /// own address and block 2 for their sidecar's outbound listeners, hosts from 1 up; the
+    /// gateway is host 250).
+    pub fn ip(&self, block: u8, host: u8) -> String {
         format!("127.{}.{block}.{host}", self.net)
     }
 
