@@ -64,7 +64,11 @@ spec:
         .args(["--xds", &mesh.xds.to_string()])
         .args(["--admin-port", &admin_port.to_string()])
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let yaml = String::from_utf8(out.stdout)?;
     let node_id = format!("sidecar~{ip}~ratings-v1.bookinfo~bookinfo.svc.cluster.local");
     assert!(yaml.contains(&format!("id: {node_id}")), "{yaml}");
@@ -75,7 +79,12 @@ spec:
 
     let mut cmd = Command::new(binary("weft-proxy")?);
     cmd.arg("-c").arg(&boot);
-    let proxy = Proc::spawn("ratings-v1", cmd, &mesh.dir().join("logs/ratings-v1.log"), false)?;
+    let proxy = Proc::spawn(
+        "ratings-v1",
+        cmd,
+        &mesh.dir().join("logs/ratings-v1.log"),
+        false,
+    )?;
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
     eventually(Duration::from_secs(15), || async {
         let r = http::get(admin, "admin", "/ready", &[], Duration::from_secs(1)).await?;
@@ -105,11 +114,25 @@ spec:
 
     // Inbound: the workload address reaches the application through the sidecar.
     let inbound: std::net::SocketAddr = format!("{ip}:9080").parse()?;
-    let r = http::get(inbound, "ratings:9080", "/ratings/1", &[], Duration::from_secs(5)).await?;
+    let r = http::get(
+        inbound,
+        "ratings:9080",
+        "/ratings/1",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!((r.status, r.body.as_str()), (200, "ratings-v1"));
     // Outbound: the egress listener routes `ratings` to the service's endpoint (itself).
     let outbound: std::net::SocketAddr = format!("{egress}:9080").parse()?;
-    let r = http::get(outbound, "ratings:9080", "/ratings/2", &[], Duration::from_secs(5)).await?;
+    let r = http::get(
+        outbound,
+        "ratings:9080",
+        "/ratings/2",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await?;
     assert_eq!((r.status, r.body.as_str()), (200, "ratings-v1"));
     assert_eq!(backend.hits(), 2);
     drop(proxy);

@@ -1,5 +1,5 @@
-//! Config changes under load drop nothing; proxies keep serving while the control plane is
-//! down, resync when it returns, and then take new changes.
+//! Config changes (routes, clusters, listeners) under load drop nothing; proxies keep serving
+//! while the control plane is down, resync when it returns, and then take new changes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +9,7 @@ use weft_testkit::mesh::{BOOKINFO, bookinfo_file, eventually};
 use weft_testkit::{Behavior, Mesh, MeshOptions, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn virtual_service_changes_under_load_drop_nothing() -> anyhow::Result<()> {
+async fn config_changes_under_load_drop_nothing() -> anyhow::Result<()> {
     let mut mesh = Mesh::start(MeshOptions::default()).await?;
     mesh.add_workloads(&BOOKINFO[..5]).await?;
     mesh.apply_file(&bookinfo_file("destination-rule-all.yaml")?)
@@ -22,38 +22,39 @@ async fn virtual_service_changes_under_load_drop_nothing() -> anyhow::Result<()>
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = mesh.workload("productpage-v1").egress(9080);
     let mut clients = Vec::new();
-    for _ in 0..4 {
+    // Two clients open a connection per request, two keep one connection for the whole run.
+    for i in 0..4 {
         let (stop, ok, errors) = (stop.clone(), ok.clone(), errors.clone());
         clients.push(tokio::spawn(async move {
+            let mut conn = if i % 2 == 0 {
+                Some(http::Conn::connect(addr).await?)
+            } else {
+                None
+            };
+            let timeout = Duration::from_secs(5);
             while !stop.load(Ordering::Relaxed) {
-                match http::get(
-                    addr,
-                    "reviews:9080",
-                    "/reviews/0",
-                    &[],
-                    Duration::from_secs(5),
-                )
-                .await
-                {
+                let reply = match &mut conn {
+                    Some(c) => c.get("reviews:9080", "/reviews/0", timeout).await,
+                    None => http::get(addr, "reviews:9080", "/reviews/0", &[], timeout).await,
+                };
+                let mut errs = || errors.lock().unwrap_or_else(|e| e.into_inner());
+                match reply {
                     Ok(r) if r.status == 200 && r.body.starts_with("reviews-") => {
                         ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(r) => errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("{} {}", r.status, r.body)),
-                    Err(e) => errors
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(e.to_string()),
+                    Ok(r) => errs().push(format!("{} {}", r.status, r.body)),
+                    Err(e) => errs().push(format!("{e:#}")),
                 }
             }
+            anyhow::Ok(())
         }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for file in [
         "virtual-service-reviews-90-10.yaml",
         "virtual-service-reviews-v3.yaml",
+        // A cluster change (RANDOM load balancing for every reviews cluster).
+        "destination-rule-reviews.yaml",
         "virtual-service-reviews-50-v3.yaml",
         "virtual-service-reviews-jason-v2-v3.yaml",
         "virtual-service-reviews-v2-v3.yaml",
@@ -62,9 +63,25 @@ async fn virtual_service_changes_under_load_drop_nothing() -> anyhow::Result<()>
         mesh.apply_file(&bookinfo_file(file)?).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A listener change: a new service on a new port gives the sidecar a new listener.
+    mesh.apply(
+        "new-service",
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: extra, namespace: default}
+spec:
+  hosts: [extra.example.com]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{number: 9091, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1}]
+",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
     for c in clients {
-        c.await?;
+        c.await??;
     }
     let errors = errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let served = ok.load(Ordering::Relaxed);
@@ -79,7 +96,20 @@ async fn virtual_service_changes_under_load_drop_nothing() -> anyhow::Result<()>
         served >= 200,
         "the clients kept sending ({served} requests)"
     );
-    eprintln!("{served} requests during 6 VirtualService changes, 0 errors");
+    eprintln!("{served} requests during 8 config changes, 0 errors");
+    let listeners = http::get(
+        mesh.workload("productpage-v1").admin,
+        "admin",
+        "/listeners",
+        &[],
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert!(
+        listeners.body.contains("_9091::"),
+        "the new listener is in place: {}",
+        listeners.body
+    );
     // The last change (all v3) is in effect.
     let t = mesh.tally("productpage-v1", "reviews", 50, 2).await?;
     assert_eq!(t.get("200 reviews-v3"), Some(&50), "{t:?}");
