@@ -37,7 +37,7 @@ async fn config_changes_under_load_drop_nothing() -> anyhow::Result<()> {
                     Some(c) => c.get("reviews:9080", "/reviews/0", timeout).await,
                     None => http::get(addr, "reviews:9080", "/reviews/0", &[], timeout).await,
                 };
-                let mut errs = || errors.lock().unwrap_or_else(|e| e.into_inner());
+                let errs = || errors.lock().unwrap_or_else(|e| e.into_inner());
                 match reply {
                     Ok(r) if r.status == 200 && r.body.starts_with("reviews-") => {
                         ok.fetch_add(1, Ordering::Relaxed);
