@@ -34,6 +34,8 @@ pub struct MeshOptions {
     pub mesh_config: Option<String>,
     /// The control plane's debounce.
     pub debounce_ms: u64,
+    /// Every other sidecar uses delta (incremental) xDS instead of state-of-the-world.
+    pub delta: bool,
 }
 
 impl Default for MeshOptions {
@@ -41,6 +43,7 @@ impl Default for MeshOptions {
         MeshOptions {
             mesh_config: None,
             debounce_ms: 20,
+            delta: true,
         }
     }
 }
@@ -480,6 +483,8 @@ spec:
                 .xds(self.xds);
             b.service_account = format!("bookinfo-{app}");
             b.backoff_ms = (50, 500);
+            // Every other sidecar speaks delta xDS, so both protocols run end to end.
+            b.delta = self.opts.delta && self.workloads.len() % 2 == 1;
             let (proxy, admin) = self.start_proxy(&name, b.clone())?;
             self.workloads.insert(
                 name.clone(),

@@ -180,6 +180,11 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
     let status = mesh.proxy_status().await?;
     let list = status.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 7, "{status}");
+    let delta = list.iter().filter(|p| p["delta"] == true).count();
+    assert!(
+        (1..7).contains(&delta),
+        "sidecars on both delta and state-of-the-world xDS: {status}"
+    );
     for p in &list {
         assert_eq!(p["types"]["lds"]["state"], "SYNCED", "{p}");
         assert_eq!(p["types"]["cds"]["state"], "SYNCED", "{p}");
