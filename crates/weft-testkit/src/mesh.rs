@@ -698,7 +698,9 @@ impl Drop for Mesh {
             g.proxy.kill();
         }
         self.kill_control_plane();
-        if std::thread::panicking() {
+        if std::env::var_os("WEFT_TESTKIT_KEEP").is_some() {
+            eprintln!("mesh files kept in {}", self.dir.display());
+        } else if std::thread::panicking() {
             eprintln!("mesh files kept in {}", self.dir.display());
             // Release the address block anyway: the directory is renamed, not reused.
             let _ = std::fs::rename(

@@ -138,3 +138,55 @@ spec:
     drop(proxy);
     Ok(())
 }
+
+fn weft_x_bootstrap(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let out = Command::new(binary("weft")?)
+        .args(["x", "bootstrap"])
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn weft_x_bootstrap_flags() -> anyhow::Result<()> {
+    let (ok, yaml, err) = weft_x_bootstrap(&[
+        "--gateway",
+        "--name",
+        "istio-ingressgateway",
+        "--namespace",
+        "istio-system",
+        "--ip",
+        "127.0.0.1",
+        "--labels",
+        "istio=ingressgateway",
+        "--xds",
+        "127.0.0.1:4000",
+        "--admin-port",
+        "4001",
+    ])?;
+    assert!(ok, "{err}");
+    assert!(
+        yaml.contains(
+            "id: router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local"
+        ),
+        "{yaml}"
+    );
+    assert!(yaml.contains("istio: ingressgateway"), "{yaml}");
+    assert!(yaml.contains("port_value: 4000"), "{yaml}");
+    assert!(yaml.contains("port_value: 4001"), "{yaml}");
+
+    let (ok, _, err) = weft_x_bootstrap(&["--name", "a"])?;
+    assert!(!ok && err.contains("--ip"), "{err}");
+    let (ok, _, err) = weft_x_bootstrap(&["--name", "a", "--ip", "1.2.3"])?;
+    assert!(!ok && err.contains("--ip \"1.2.3\""), "{err}");
+    let (ok, _, err) = weft_x_bootstrap(&["--name", "a", "--ip", "127.0.0.1", "--labels", "app"])?;
+    assert!(
+        !ok && err.contains("labels") && err.contains("\"app\""),
+        "{err}"
+    );
+    Ok(())
+}
