@@ -1,6 +1,6 @@
 //! Bookinfo's fault injection files on ratings, applied through `weft apply -f` and called from
 //! reviews-v2's sidecar: the 7 s delay and the HTTP 500 abort for `end-user: jason`, nobody
-//! else affected.
+//! else affected; details to v2, and details' 555 abort for everybody.
 
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ async fn ratings_delay_and_abort_for_jason() -> anyhow::Result<()> {
     mesh.add_workloads(&[
         ("reviews", "v2", Behavior::Ok),
         ("ratings", "v1", Behavior::Ok),
+        ("details", "v1", Behavior::Ok),
+        ("details", "v2", Behavior::Ok),
     ])
     .await?;
     mesh.apply_file(&bookinfo_file("destination-rule-all.yaml")?)
@@ -95,5 +97,25 @@ async fn ratings_delay_and_abort_for_jason() -> anyhow::Result<()> {
         "only the anonymous requests reached ratings"
     );
     assert!(seen.iter().all(|s| s.headers.get("end-user").is_none()));
+
+    // details: all v1, then v2 (virtual-service-details-v2), then the 555 abort for everybody
+    // (fault-injection-details-v1, which also replaces the details DestinationRule).
+    let t = mesh.tally("reviews-v2", "details", 20, 2).await?;
+    assert_eq!(t.get("200 details-v1"), Some(&20), "{t:?}");
+    mesh.apply_file(&bookinfo_file("virtual-service-details-v2.yaml")?)
+        .await?;
+    let t = mesh.tally("reviews-v2", "details", 20, 2).await?;
+    assert_eq!(t.get("200 details-v2"), Some(&20), "{t:?}");
+    mesh.apply_file(&bookinfo_file("fault-injection-details-v1.yaml")?)
+        .await?;
+    let v1_hits = mesh.workload("details-v1").backend.hits();
+    let t = mesh.tally("reviews-v2", "details", 20, 2).await?;
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert!(t.keys().all(|k| k.starts_with("555 ")), "{t:?}");
+    assert_eq!(
+        mesh.workload("details-v1").backend.hits(),
+        v1_hits,
+        "aborted before details"
+    );
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Bookinfo's routing files applied one by one through `weft apply -f`, checked through the
 //! ingress gateway and through productpage's sidecar: the bookinfo gateway, all-v1, the
-//! 90/10, 80/20 and 50/50 splits over 1,000 requests, and `end-user: jason` to v2.
+//! 90/10, 80/20 and both 50/50 splits over 1,000 requests, all-v3, and `end-user: jason` to v2.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -127,6 +127,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
             "virtual-service-reviews-50-v3.yaml",
             [("reviews-v1", 0.5), ("reviews-v3", 0.5)],
         ),
+        (
+            "virtual-service-reviews-v2-v3.yaml",
+            [("reviews-v2", 0.5), ("reviews-v3", 0.5)],
+        ),
     ] {
         mesh.apply_file(&bookinfo_file(file)?).await?;
         let t = mesh
@@ -135,6 +139,12 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         check_split(file, &t, &expect);
         eprintln!("{file}: {t:?}");
     }
+
+    // All v3.
+    mesh.apply_file(&bookinfo_file("virtual-service-reviews-v3.yaml")?)
+        .await?;
+    let t = mesh.tally("productpage-v1", "reviews", 200, 4).await?;
+    assert_eq!(t, BTreeMap::from([("200 reviews-v3".to_string(), 200)]));
 
     // end-user: jason goes to v2; everybody else to v1, then (jason-v2-v3) to v3.
     for (file, others) in [
