@@ -4,7 +4,23 @@
 
 use std::time::Duration;
 
+use weft_testkit::process::binary;
 use weft_testkit::{Behavior, Mesh, MeshOptions, http};
+
+/// `weft x route-check` for a request from productpage's sidecar, as JSON.
+fn route_check(mesh: &Mesh, host: &str) -> anyhow::Result<String> {
+    let out = std::process::Command::new(binary("weft")?)
+        .args(["x", "route-check", "productpage-v1.default", "--host", host])
+        .args(["--control-plane", &format!("http://{}", mesh.admin)])
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("route-check {host}: {text}");
+    Ok(text)
+}
 
 /// A counter from the proxy's `/stats` (0 when absent).
 async fn stat(mesh: &Mesh, name: &str) -> anyhow::Result<u64> {
@@ -54,6 +70,8 @@ async fn registry_only_blocks_an_unknown_host_and_allow_any_passes_it_on() -> an
         stat(&mesh, PASSTHROUGH).await? + stat(&mesh, PASSTHROUGH_NONE_HEALTHY).await?;
     assert_eq!(passthrough, 0, "nothing went to PassthroughCluster");
     assert_eq!(mesh.workload("details-v1").backend.hits(), 1);
+    let check = route_check(&mesh, "unknown.example.com:9080")?;
+    assert!(check.contains("block_all"), "{check}");
     drop(mesh);
 
     let mesh = mesh_with("ALLOW_ANY").await?;
@@ -69,5 +87,7 @@ async fn registry_only_blocks_an_unknown_host_and_allow_any_passes_it_on() -> an
     let passthrough =
         stat(&mesh, PASSTHROUGH).await? + stat(&mesh, PASSTHROUGH_NONE_HEALTHY).await?;
     assert!(passthrough >= 1, "the request went to PassthroughCluster");
+    let check = route_check(&mesh, "unknown.example.com:9080")?;
+    assert!(check.contains("PassthroughCluster"), "{check}");
     Ok(())
 }
