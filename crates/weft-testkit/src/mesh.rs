@@ -425,7 +425,8 @@ impl Mesh {
                 .context("too many workloads")?;
             let ip = self.ip(1, host);
             let egress_ip = self.ip(2, host);
-            let backend = Backend::start(&name, *behavior).await?;
+            let egress_addr = SocketAddr::new(egress_ip.parse()?, SERVICE_PORT);
+            let backend = Backend::start_with_sidecar(&name, *behavior, Some(egress_addr)).await?;
             if self.services.insert(app.to_string()) {
                 docs.push(format!(
                     "apiVersion: networking.istio.io/v1
@@ -739,10 +740,10 @@ pub fn bookinfo_file(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The bookinfo workloads: productpage-v1, details-v1, reviews-v1/v2/v3 and ratings-v1, each
-/// answering 200 with its name.
+/// The bookinfo workloads: productpage-v1 (which calls reviews through its sidecar, passing
+/// `end-user` on), details-v1, reviews-v1/v2/v3 and ratings-v1, answering 200 with their name.
 pub const BOOKINFO: &[(&str, &str, Behavior)] = &[
-    ("productpage", "v1", Behavior::Ok),
+    ("productpage", "v1", Behavior::Calls("reviews")),
     ("details", "v1", Behavior::Ok),
     ("reviews", "v1", Behavior::Ok),
     ("reviews", "v2", Behavior::Ok),

@@ -50,11 +50,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (200, "productpage-v1"),
-        "{}",
-        mesh.logs(20)
+    assert_eq!(r.status, 200, "{r:?}\n{}", mesh.logs(20));
+    assert!(
+        r.body.starts_with("productpage-v1 -> reviews-v"),
+        "gateway, productpage and its call to reviews through two sidecars: {r:?}"
     );
     let seen = mesh.workload("productpage-v1").backend.seen();
     assert_eq!(seen.last().map(|s| s.path.as_str()), Some("/productpage"));
@@ -66,7 +65,8 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!((r.status, r.body.as_str()), (200, "productpage-v1"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.starts_with("productpage-v1 -> "), "{r:?}");
     let r = http::get(
         gw,
         "bookinfo.example.com",
@@ -111,7 +111,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!((r.status, r.body.as_str()), (200, "productpage-v1"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "productpage-v1 -> reviews-v1")
+    );
 
     // The weighted splits over 1,000 requests each.
     for (file, expect) in [
@@ -152,6 +155,33 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         ("virtual-service-reviews-jason-v2-v3.yaml", "reviews-v3"),
     ] {
         mesh.apply_file(&bookinfo_file(file)?).await?;
+        // Through the gateway: productpage passes end-user on to reviews.
+        let via_gateway = |user: &'static str| async move {
+            let headers: &[(&str, &str)] = if user.is_empty() {
+                &[]
+            } else {
+                &[("end-user", user)]
+            };
+            http::get(
+                gw,
+                "bookinfo",
+                "/productpage",
+                headers,
+                Duration::from_secs(5),
+            )
+            .await
+        };
+        let r = via_gateway("jason").await?;
+        assert_eq!(
+            r.body, "productpage-v1 -> reviews-v2",
+            "{file}: jason via the gateway"
+        );
+        let r = via_gateway("").await?;
+        assert_eq!(
+            r.body,
+            format!("productpage-v1 -> {others}"),
+            "{file}: via the gateway"
+        );
         for _ in 0..20 {
             let r = mesh
                 .call(
