@@ -1,6 +1,9 @@
 //! Outbound traffic policy from the MeshConfig: REGISTRY_ONLY answers a host the registry does
 //! not know with 502 from the `block_all` virtual host; ALLOW_ANY sends it on to
-//! `PassthroughCluster` (the original destination) instead.
+//! `PassthroughCluster` (the original destination) instead. On loopback without capture the
+//! original destination is the sidecar's own listener, so the passthrough itself has nowhere to
+//! go (the proxy answers 503): what is checked is that ALLOW_ANY does not block and routes to
+//! `PassthroughCluster`, as the proxy's counters and `weft x route-check` show.
 
 use std::time::Duration;
 
