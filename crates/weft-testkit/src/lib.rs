@@ -13,6 +13,8 @@
 //! The binaries are built by `cargo test --workspace` (or `cargo build --workspace --bins`);
 //! a missing binary is a test failure that says so.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod http;
 pub mod mesh;
