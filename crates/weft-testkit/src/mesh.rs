@@ -6,8 +6,9 @@
 //! `127.x.1.n:9080`, sending to the workload's backend through the Sidecar's
 //! `defaultEndpoint`), and its application calls other services through its sidecar's outbound
 //! listeners bound at `127.x.2.n` (Sidecar `egress[].bind` with `captureMode: NONE`). Services
-//! are ServiceEntries (`<app>.default.svc.cluster.local`, port 9080) selecting the
-//! WorkloadEntries by `app`, so Istio's short host names (`reviews`) resolve as in Kubernetes.
+//! are bookinfo's own Kubernetes Services ([`Mesh::apply_bookinfo_platform`]) or else
+//! ServiceEntries (`<app>.default.svc.cluster.local`, port 9080); either selects the
+//! WorkloadEntries by `app`, and Istio's short host names (`reviews`) resolve as in Kubernetes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -408,6 +409,19 @@ impl Mesh {
     /// gateway is host 250).
     pub fn ip(&self, block: u8, host: u8) -> String {
         format!("127.{}.{block}.{host}", self.net)
+    }
+
+    /// Applies bookinfo's own Kubernetes manifest (`platform/bookinfo.yaml`: Services,
+    /// ServiceAccounts, Deployments) with `weft apply -f`: the workloads added afterwards join
+    /// those Services (a Service selects WorkloadEntries by label) instead of getting
+    /// ServiceEntries.
+    pub async fn apply_bookinfo_platform(&mut self) -> anyhow::Result<()> {
+        let path = conformance_dir()?.join("bookinfo/platform/bookinfo.yaml");
+        self.apply_file(&path).await?;
+        for app in ["productpage", "details", "reviews", "ratings"] {
+            self.services.insert(app.to_string());
+        }
+        Ok(())
     }
 
     /// Adds workloads (`app`, `version`, behaviour): a backend each, their WorkloadEntry,

@@ -36,6 +36,8 @@ fn check_split(what: &str, t: &BTreeMap<String, usize>, expect: &[(&str, f64)]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
     let mut mesh = Mesh::start(MeshOptions::default()).await?;
+    // Bookinfo's Kubernetes Services, unchanged; the workloads join them as WorkloadEntries.
+    mesh.apply_bookinfo_platform().await?;
     mesh.add_workloads(BOOKINFO).await?;
     let gw = mesh.add_ingress_gateway().await?;
 
