@@ -88,11 +88,17 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
     } else {
         let scope = env.sidecar_scope(proxy);
         out.listeners = outbound::sidecar_outbound_listeners(env, proxy, &scope);
-        out.listeners
-            .push(outbound::virtual_outbound(proxy, scope.outbound_mode));
         let ports = inbound::inbound_ports(env, proxy);
+        // Uncaptured inbound ports listen on their own; without capture at all there are no
+        // virtual listeners.
         out.listeners
-            .push(inbound::virtual_inbound(env, proxy, &ports));
+            .extend(inbound::inbound_listeners(env, proxy, &ports));
+        if !proxy.interception_none() {
+            out.listeners
+                .push(outbound::virtual_outbound(proxy, scope.outbound_mode));
+            out.listeners
+                .push(inbound::virtual_inbound(env, proxy, &ports));
+        }
         let names: BTreeSet<String> = out.listeners.iter().flat_map(rds_names).collect();
         out.routes = names
             .iter()
