@@ -809,12 +809,12 @@ async fn forward(
         }
     }
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
-    headers::forwarded(ctx.hcm.as_ref(), ctx.peer, &mut parts.headers);
     if ctx.tls.is_some() && !parts.headers.contains_key("x-forwarded-proto") {
         parts
             .headers
             .insert("x-forwarded-proto", HeaderValue::from_static("https"));
     }
+    headers::forwarded(ctx.hcm.as_ref(), ctx.peer, &mut parts.headers);
     ctx.hcm
         .client_cert_details
         .apply(ctx.tls.as_deref(), &mut parts.headers);

@@ -358,6 +358,9 @@ fn versions(
 #[derive(Debug)]
 pub struct DownstreamTls {
     config: Arc<ServerConfig>,
+    /// The same without ALPN, for clients whose ALPN offer has nothing in common with ours:
+    /// Envoy then goes on without ALPN instead of failing the handshake.
+    config_no_alpn: Arc<ServerConfig>,
     /// The certificates presented (also in the config's resolver), for `By=` of XFCC.
     certs: Arc<CertSources>,
     /// SDS secrets the context needs before it can handshake.
@@ -435,8 +438,23 @@ impl DownstreamTls {
                 )));
             }
         }
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.config));
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        let handshake = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream)
+                    .await?;
+            let ours = &self.config.alpn_protocols;
+            let overlap = start
+                .client_hello()
+                .alpn()
+                .is_some_and(|mut offered| offered.any(|p| ours.iter().any(|o| o == p)));
+            let config = if overlap || ours.is_empty() {
+                &self.config
+            } else {
+                &self.config_no_alpn
+            };
+            start.into_stream(Arc::clone(config)).await
+        };
+        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
@@ -594,9 +612,11 @@ pub(crate) fn compile_downstream(
     };
     let certs = Arc::new(common.certs);
     let mut config = builder.with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+    let config_no_alpn = Arc::new(config.clone());
     config.alpn_protocols = common.alpn;
     Ok(Some(Arc::new(DownstreamTls {
         config: Arc::new(config),
+        config_no_alpn,
         certs,
         waits: common.waits,
     })))
