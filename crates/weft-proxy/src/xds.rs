@@ -492,7 +492,10 @@ fn common_sds_names(
         return;
     };
     let mut add = |s: &SdsSecretConfig| {
-        if !s.name.is_empty() && is_ads(s.sds_config.as_ref()) {
+        if !s.name.is_empty()
+            && is_ads(s.sds_config.as_ref())
+            && !crate::tls::is_local_secret(&s.name)
+        {
             out.insert(s.name.clone());
         }
     };

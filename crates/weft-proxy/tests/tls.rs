@@ -37,7 +37,6 @@ struct Pki {
 struct Leaf {
     cert_pem: String,
     key_pem: String,
-    der: CertificateDer<'static>,
 }
 
 impl Leaf {
@@ -80,7 +79,6 @@ impl Pki {
         Leaf {
             cert_pem: weft_identity::pem::encode("CERTIFICATE", cert.der()),
             key_pem: weft_identity::pem::encode("PRIVATE KEY", &key.serialize_der()),
-            der: cert.der().clone(),
         }
     }
 }
@@ -798,6 +796,8 @@ async fn transport_socket_matches_choose_per_endpoint() {
     let leaf = pki.leaf(&[], &["spiffe://cluster.local/ns/default/sa/reviews"]);
     let tls_backend = TlsBackend::start("mesh", &leaf, None, &["istio-http/1.1"]).await;
     let plain = Backend::start("plain").await;
+    let dir = TempDir::new("file-root");
+    let ca_file = dir.write("root-cert.pem", &pki.ca_pem);
     let bootstrap = json!({"static_resources": {
         "listeners": [listener("out", vec![], vec![json!({"filters": [hcm("out", "svc", json!({}))]})])],
         "clusters": [static_cluster("svc", &[
@@ -808,7 +808,9 @@ async fn transport_socket_matches_choose_per_endpoint() {
                     {"name": "tlsMode-istio", "match": {"tlsMode": "istio"},
                      "transport_socket": upstream_tls(json!({
                         "alpn_protocols": ["istio-http/1.1"],
-                        "validation_context": {"trusted_ca": {"inline_string": pki.ca_pem}}}), "outbound_.9080_._.svc")},
+                        // Istio's reference to a CA file (DestinationRule caCertificates).
+                        "validation_context_sds_secret_config": {"name": format!("file-root:{ca_file}"), "sds_config": {"ads": {}}}
+                    }), "outbound_.9080_._.svc")},
                     {"name": "tlsMode-disabled", "match": {},
                      "transport_socket": {"name": "envoy.transport_sockets.raw_buffer", "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"}}}

@@ -125,7 +125,7 @@ async fn sds_over_ads_warms_rotates_and_nacks() {
             "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                 "common_tls_context": {"tls_certificate_sds_secret_configs": [
-                    {"name": "default", "sds_config": {"ads": {}, "resource_api_version": "V3"}}]}}},
+                    {"name": "kubernetes://gateway-cert", "sds_config": {"ads": {}, "resource_api_version": "V3"}}]}}},
             "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                 "stat_prefix": "tls",
@@ -189,7 +189,12 @@ static_resources:
 
     let first = ca.leaf("first");
     let v = cache
-        .update_resources(NODE, SECRET, [secret("default", &first)], [] as [&str; 0])
+        .update_resources(
+            NODE,
+            SECRET,
+            [secret("kubernetes://gateway-cert", &first)],
+            [] as [&str; 0],
+        )
         .expect("secret");
     within(
         "the secret to be ACKed",
@@ -228,7 +233,12 @@ static_resources:
     // Rotation over SDS.
     let second = ca.leaf("second");
     let v = cache
-        .update_resources(NODE, SECRET, [secret("default", &second)], [] as [&str; 0])
+        .update_resources(
+            NODE,
+            SECRET,
+            [secret("kubernetes://gateway-cert", &second)],
+            [] as [&str; 0],
+        )
         .expect("secret");
     within(
         "the rotated secret to be ACKed",
@@ -252,7 +262,12 @@ static_resources:
     // A secret whose key does not match its certificate is NACKed; "second" stays.
     let broken = (second.0.clone(), first.1.clone());
     cache
-        .update_resources(NODE, SECRET, [secret("default", &broken)], [] as [&str; 0])
+        .update_resources(
+            NODE,
+            SECRET,
+            [secret("kubernetes://gateway-cert", &broken)],
+            [] as [&str; 0],
+        )
         .expect("secret");
     within(
         "the NACK",

@@ -88,11 +88,7 @@ pub struct TransportSelector {
     /// `transport_socket`: `None` is plaintext.
     pub default: Option<Arc<crate::tls::UpstreamTls>>,
     /// `transport_socket_matches`, in order: (name, match fields, socket).
-    pub matches: Vec<(
-        String,
-        Vec<(String, String)>,
-        Option<Arc<crate::tls::UpstreamTls>>,
-    )>,
+    pub matches: Vec<SocketMatch>,
 }
 
 impl TransportSelector {
@@ -107,6 +103,13 @@ impl TransportSelector {
         self.default.clone()
     }
 }
+
+/// One `transport_socket_matches` entry: name, `match` fields, socket (`None`: plaintext).
+pub type SocketMatch = (
+    String,
+    Vec<(String, String)>,
+    Option<Arc<crate::tls::UpstreamTls>>,
+);
 
 /// The hosts of an `ORIGINAL_DST` cluster, created as connections ask for them.
 #[derive(Debug)]

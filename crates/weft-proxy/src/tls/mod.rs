@@ -51,6 +51,73 @@ pub const SECRET_WAIT: Duration = Duration::from_secs(10);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// SDS names the proxy's own identity provides (Istio's agent answers them locally): they are
+/// set through [`SecretStore::set_workload_certificate`] and never requested over ADS.
+pub const IDENTITY_SECRETS: [&str; 2] = ["default", "ROOTCA"];
+
+/// Whether `name` is resolved by the proxy itself rather than fetched over ADS: the identity
+/// secrets, and Istio's file references (`file-root:PATH`, `file-cert:CERT~KEY`).
+pub fn is_local_secret(name: &str) -> bool {
+    IDENTITY_SECRETS.contains(&name)
+        || name.starts_with("file-root:")
+        || name.starts_with("file-cert:")
+}
+
+/// Loads Istio's file secret references: `file-root:PATH` (a trusted CA bundle) and
+/// `file-cert:CERT~KEY` (a certificate chain and its key). `None` for other names.
+fn file_secret(name: &str) -> Option<Result<secrets::Secret, TlsConfigError>> {
+    if let Some(path) = name.strip_prefix("file-root:") {
+        let load = || {
+            let pem = std::fs::read(path).map_err(|e| {
+                TlsConfigError(format!("secret {name:?}: cannot read {path:?}: {e}"))
+            })?;
+            let roots = secrets::parse_certs(&pem, &format!("secret {name:?}"))?;
+            Ok(secrets::Secret::Validation(Arc::new(
+                Validation::from_roots(roots)?,
+            )))
+        };
+        return Some(load());
+    }
+    let spec = name.strip_prefix("file-cert:")?;
+    let Some((cert, key)) = spec.split_once('~') else {
+        return Some(Err(TlsConfigError(format!(
+            "secret {name:?}: file-cert:CERT~KEY expected"
+        ))));
+    };
+    let c = tlsv3::TlsCertificate {
+        certificate_chain: Some(DataSource {
+            specifier: Some(data_source::Specifier::Filename(cert.to_owned())),
+            ..DataSource::default()
+        }),
+        private_key: Some(DataSource {
+            specifier: Some(data_source::Specifier::Filename(key.to_owned())),
+            ..DataSource::default()
+        }),
+        ..tlsv3::TlsCertificate::default()
+    };
+    Some(
+        secrets::load_tls_certificate(&c, &format!("secret {name:?}"))
+            .map(secrets::Secret::Certificate),
+    )
+}
+
+/// The slot of an SDS reference; file references are loaded now and stored in their slot.
+fn sds_slot(
+    s: &tlsv3::SdsSecretConfig,
+    secrets: &SecretStore,
+    what: &str,
+) -> Result<Arc<Slot>, TlsConfigError> {
+    if s.name.is_empty() {
+        return Err(TlsConfigError(format!(
+            "{what}.name: a secret name is required"
+        )));
+    }
+    if let Some(value) = file_secret(&s.name) {
+        secrets.set(&s.name, value?);
+    }
+    Ok(secrets.slot(&s.name))
+}
+
 const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 const UPSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const RAW_BUFFER: &str = "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
@@ -255,12 +322,11 @@ fn compile_common(
         )?);
     }
     for (i, s) in c.tls_certificate_sds_secret_configs.iter().enumerate() {
-        if s.name.is_empty() {
-            return Err(TlsConfigError(format!(
-                "{what}.tls_certificate_sds_secret_configs[{i}].name: missing"
-            )));
-        }
-        let slot = secrets.slot(&s.name);
+        let slot = sds_slot(
+            s,
+            secrets,
+            &format!("{what}.tls_certificate_sds_secret_configs[{i}]"),
+        )?;
         waits.push(Arc::clone(&slot));
         certs.sds.push(slot);
     }
@@ -274,7 +340,11 @@ fn compile_common(
             )?));
         }
         Some(V::ValidationContextSdsSecretConfig(s)) => {
-            let slot = secrets.slot(&s.name);
+            let slot = sds_slot(
+                s,
+                secrets,
+                &format!("{what}.validation_context_sds_secret_config"),
+            )?;
             waits.push(Arc::clone(&slot));
             validation.sds = Some(slot);
         }
@@ -287,7 +357,13 @@ fn compile_common(
             }
             match &cv.validation_context_sds_secret_config {
                 Some(s) if !s.name.is_empty() => {
-                    let slot = secrets.slot(&s.name);
+                    let slot = sds_slot(
+                        s,
+                        secrets,
+                        &format!(
+                            "{what}.combined_validation_context.validation_context_sds_secret_config"
+                        ),
+                    )?;
                     waits.push(Arc::clone(&slot));
                     validation.sds = Some(slot);
                 }
@@ -747,10 +823,10 @@ impl ClientCertDetails {
                 t.peer_subject.replace('"', "\\\"")
             ));
         }
-        if self.uri {
-            if let Some(u) = t.peer_uri_sans.first() {
-                parts.push(format!("URI={u}"));
-            }
+        if self.uri
+            && let Some(u) = t.peer_uri_sans.first()
+        {
+            parts.push(format!("URI={u}"));
         }
         if self.dns {
             for d in &t.peer_dns_sans {
@@ -766,9 +842,9 @@ fn sha256_hex(data: &[u8]) -> String {
     let hash = provider()
         .cipher_suites
         .iter()
-        .filter_map(|s| match s {
-            rustls::SupportedCipherSuite::Tls13(t) => Some(t.common.hash_provider),
-            rustls::SupportedCipherSuite::Tls12(t) => Some(t.common.hash_provider),
+        .map(|s| match s {
+            rustls::SupportedCipherSuite::Tls13(t) => t.common.hash_provider,
+            rustls::SupportedCipherSuite::Tls12(t) => t.common.hash_provider,
         })
         .find(|h| h.algorithm() == rustls::crypto::hash::HashAlgorithm::SHA256)
         .map(|h| h.hash(data));
