@@ -853,3 +853,88 @@ fn sha256_hex(data: &[u8]) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(min: i32, max: i32) -> tlsv3::TlsParameters {
+        tlsv3::TlsParameters {
+            tls_minimum_protocol_version: min,
+            tls_maximum_protocol_version: max,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn protocol_versions_follow_envoy_with_rustls_floor() {
+        let v = |min, max| versions(Some(&params(min, max)), "t").map(|v| v.len());
+        assert_eq!(versions(None, "t").unwrap().len(), 2);
+        assert_eq!(v(1, 0).unwrap(), 2, "TLSv1_0 minimum starts at 1.2");
+        assert_eq!(v(4, 0).unwrap(), 1, "TLSv1_3 only");
+        assert_eq!(v(0, 3).unwrap(), 1, "TLSv1_2 only");
+        assert!(
+            v(0, 2)
+                .unwrap_err()
+                .0
+                .contains("tls_maximum_protocol_version")
+        );
+        assert!(v(4, 3).is_err());
+    }
+
+    #[test]
+    fn san_matchers_by_type_and_wildcard() {
+        let m = |kind, exact: &str| SanMatcher {
+            kind,
+            matcher: StringMatch::Exact(exact.into(), false),
+        };
+        let sans = vec![
+            (SanKind::Dns, "*.example.com".to_string()),
+            (SanKind::Uri, "spiffe://cluster.local/ns/a/sa/b".to_string()),
+        ];
+        assert!(m(None, "spiffe://cluster.local/ns/a/sa/b").matches(&sans));
+        assert!(m(Some(SanKind::Uri), "spiffe://cluster.local/ns/a/sa/b").matches(&sans));
+        assert!(!m(Some(SanKind::Dns), "spiffe://cluster.local/ns/a/sa/b").matches(&sans));
+        assert!(m(Some(SanKind::Dns), "api.example.com").matches(&sans));
+        assert!(!m(Some(SanKind::Dns), "a.b.example.com").matches(&sans));
+        assert!(!m(Some(SanKind::Dns), "example.com").matches(&sans));
+    }
+
+    #[test]
+    fn xfcc_modes() {
+        let info = TlsInfo {
+            peer_certificate: Some(CertificateDer::from(vec![1, 2, 3])),
+            peer_uri_sans: vec!["spiffe://td/ns/a/sa/client".into()],
+            peer_dns_sans: vec!["client.local".into()],
+            peer_subject: "CN=client".into(),
+            local_uri: Some("spiffe://td/ns/a/sa/server".into()),
+            ..TlsInfo::default()
+        };
+        let run = |mode, tls: Option<&TlsInfo>, prev: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(p) = prev {
+                h.insert(XFCC, http::HeaderValue::from_str(p).unwrap());
+            }
+            ClientCertDetails {
+                mode,
+                subject: true,
+                uri: true,
+                dns: true,
+            }
+            .apply(tls, &mut h);
+            h.get(XFCC).map(|v| v.to_str().unwrap().to_owned())
+        };
+        let hash = sha256_hex(&[1, 2, 3]);
+        assert_eq!(hash.len(), 64);
+        let current = format!(
+            "By=spiffe://td/ns/a/sa/server;Hash={hash};Subject=\"CN=client\";URI=spiffe://td/ns/a/sa/client;DNS=client.local"
+        );
+        assert_eq!(run(0, Some(&info), Some("x")), None, "SANITIZE");
+        assert_eq!(run(1, Some(&info), Some("x")).as_deref(), Some("x"));
+        assert_eq!(run(1, None, Some("x")), None, "FORWARD_ONLY without mTLS");
+        assert_eq!(run(2, Some(&info), Some("x")), Some(format!("x,{current}")));
+        assert_eq!(run(3, Some(&info), Some("x")), Some(current));
+        assert_eq!(run(3, None, Some("x")), None);
+        assert_eq!(run(4, None, Some("x")).as_deref(), Some("x"));
+    }
+}
