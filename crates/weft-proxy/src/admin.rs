@@ -115,7 +115,10 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/config_dump" => match config_dump(&shared.snapshot.load())
             .and_then(|v| crate::xds::extend_config_dump(shared, v))
-        {
+            .map(|mut v| {
+                crate::tls::redact(&mut v);
+                v
+            }) {
             Ok(v) => json(&v),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },

@@ -760,6 +760,14 @@ async fn upstream_tls_sni_alpn_client_cert_and_san() {
     }});
     let proxy = start(bootstrap);
     assert!(proxy.unsupported().is_empty(), "{:?}", proxy.unsupported());
+    // `/config_dump` shows the TLS settings but never a private key.
+    let dump = common::admin_get(&proxy, "/config_dump").await.text();
+    assert!(dump.contains("outbound_.9080_._.reviews.default.svc.cluster.local"));
+    assert!(dump.contains("[redacted]"));
+    assert!(
+        !dump.contains("PRIVATE KEY"),
+        "a private key leaked into /config_dump"
+    );
     let got = common::get(proxy.listener_addr("out").unwrap(), "reviews", "/").await;
     assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.text(), "tls:reviews");

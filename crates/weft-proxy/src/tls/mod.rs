@@ -673,11 +673,12 @@ pub(crate) fn compile_downstream(
             reason: "requiring a client certificate needs a validation context (trusted_ca)".into(),
         });
     }
+    let verifies_clients = common.validation.is_set();
     let provider = provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&common.versions)
         .map_err(|e| invalid(resource, field, TlsConfigError(e.to_string())))?;
-    let builder = if common.validation.is_set() {
+    let builder = if verifies_clients {
         builder.with_client_cert_verifier(Arc::new(verify::PeerVerifier::new(
             common.validation,
             require,
@@ -688,6 +689,12 @@ pub(crate) fn compile_downstream(
     };
     let certs = Arc::new(common.certs);
     let mut config = builder.with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+    if verifies_clients {
+        // A resumed session skips client verification: with mTLS every connection is checked
+        // against the trusted CA and SAN rules of the moment (a rotated root, a changed rule).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     let config_no_alpn = Arc::new(config.clone());
     config.alpn_protocols = common.alpn;
     Ok(Some(Arc::new(DownstreamTls {
@@ -834,6 +841,35 @@ impl ClientCertDetails {
             }
         }
         parts.join(";")
+    }
+}
+
+/// Replaces inline private keys (`private_key`, `password`) in a JSON rendering of
+/// configuration with `[redacted]`, as Envoy's `/config_dump` does.
+pub fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if (k == "private_key" || k == "password")
+                    && let serde_json::Value::Object(ds) = child
+                {
+                    for key in [
+                        "inline_bytes",
+                        "inline_string",
+                        "inlineBytes",
+                        "inlineString",
+                    ] {
+                        if let Some(x) = ds.get_mut(key) {
+                            *x = serde_json::Value::String("[redacted]".into());
+                        }
+                    }
+                    continue;
+                }
+                redact(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
     }
 }
 
