@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     pub unsupported: ArcSwap<Vec<Unsupported>>,
     /// Dynamic (xDS) listeners and state for `/config_dump`.
     pub xds: xds::XdsShared,
+    /// Named secrets (for `/certs`).
+    pub secrets: Arc<tls::SecretStore>,
 }
 
 impl Shared {
@@ -359,6 +361,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         listener_addrs: bound.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
         unsupported: ArcSwap::from_pointee(compiled.unsupported),
         xds: xds::XdsShared::default(),
+        secrets: Arc::clone(&options.compile.secrets),
     });
 
     let workers = tokio::runtime::Builder::new_multi_thread()

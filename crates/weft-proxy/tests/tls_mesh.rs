@@ -268,6 +268,33 @@ async fn two_sidecars_mtls_strict_permissive_identity_and_expiry() {
         .secrets()
         .set_workload_certificate(&issue(&ca, &id("reviews")))
         .unwrap();
+    // `/certs` shows the identity the proxy was given: serial, SPIFFE id, validity.
+    let certs: Value =
+        serde_json::from_slice(&common::admin_get(&server, "/certs").await.body).unwrap();
+    let names: Vec<&str> = certs["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["ROOTCA", "default"]);
+    let leaf = &certs["certificates"][1]["cert_chain"][0];
+    assert_eq!(
+        leaf["subject_alt_names"][0]["uri"],
+        "spiffe://cluster.local/ns/default/sa/reviews"
+    );
+    assert!(!leaf["serial_number"].as_str().unwrap().is_empty());
+    assert!(
+        matches!(leaf["days_until_expiration"].as_str(), Some("0" | "1")),
+        "24 h certificates: {leaf}"
+    );
+    assert_eq!(
+        certs["certificates"][0]["ca_cert"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let strict = server.listener_addr("strict").unwrap();
     let permissive = server.listener_addr("permissive").unwrap();
 

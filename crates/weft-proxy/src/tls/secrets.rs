@@ -234,6 +234,72 @@ impl SecretStore {
     }
 }
 
+impl SecretStore {
+    /// The named certificates and trusted CAs in Envoy's `/certs` shape: per secret, the CA
+    /// certificates or the certificate chain with serial number, SANs and validity (never a
+    /// key).
+    pub fn describe(&self) -> serde_json::Value {
+        let slots: Vec<Arc<Slot>> = {
+            let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut v: Vec<Arc<Slot>> = slots.values().cloned().collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        let mut out = Vec::new();
+        for slot in slots {
+            let Some(value) = slot.get() else {
+                continue;
+            };
+            let entry = match value.as_ref() {
+                Secret::Certificate(c) => serde_json::json!({
+                    "name": slot.name,
+                    "ca_cert": [],
+                    "cert_chain": c.cert.iter().map(|d| describe_cert(d)).collect::<Vec<_>>(),
+                }),
+                Secret::Validation(v) => serde_json::json!({
+                    "name": slot.name,
+                    "ca_cert": v.roots.iter().map(|d| describe_cert(d)).collect::<Vec<_>>(),
+                    "cert_chain": [],
+                }),
+            };
+            out.push(entry);
+        }
+        serde_json::json!({ "certificates": out })
+    }
+}
+
+fn describe_cert(der: &CertificateDer<'_>) -> serde_json::Value {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return serde_json::json!({"error": "certificate does not parse"});
+    };
+    let sans: Vec<serde_json::Value> = super::verify::cert_facts(der)
+        .sans
+        .into_iter()
+        .map(|(kind, v)| {
+            let key = match kind {
+                super::SanKind::Uri => "uri",
+                super::SanKind::Dns => "dns",
+                super::SanKind::Email => "email",
+                super::SanKind::Ip => "ip_address",
+            };
+            serde_json::json!({ key: v })
+        })
+        .collect();
+    let validity = cert.validity();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let days = (validity.not_after.timestamp() - now).div_euclid(86_400);
+    serde_json::json!({
+        "serial_number": cert.raw_serial_as_string().replace(':', ""),
+        "subject": cert.subject().to_string(),
+        "subject_alt_names": sans,
+        "valid_from": validity.not_before.to_rfc2822().unwrap_or_default(),
+        "expiration_time": validity.not_after.to_rfc2822().unwrap_or_default(),
+        "days_until_expiration": days.max(0).to_string(),
+    })
+}
+
 /// Compiles an Envoy `Secret` resource without storing it (to validate before applying).
 pub fn compile_secret(s: &tlsv3::Secret, resource: &str) -> Result<Secret, TlsConfigError> {
     use tlsv3::secret::Type;
