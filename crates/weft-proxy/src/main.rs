@@ -30,6 +30,11 @@ struct Cli {
     /// Refuse configuration that uses anything weft does not implement.
     #[arg(long)]
     reject_unsupported: bool,
+    /// Directory with the proxy's identity (`cert-chain.pem`, `key.pem`, `root-cert.pem`, as
+    /// Istio's file-mounted certificates): served as the SDS secrets `default` and `ROOTCA`,
+    /// and reloaded when the files change.
+    #[arg(long = "identity-dir")]
+    identity_dir: Option<PathBuf>,
 }
 
 /// Envoy's level names to tracing's.
@@ -73,6 +78,14 @@ fn main() -> anyhow::Result<()> {
         log_control: Some(Arc::new(Logging(handle))),
         ..Default::default()
     };
+    if let Some(dir) = &cli.identity_dir {
+        weft_proxy::tls::files::watch_identity_dir(
+            Arc::clone(&options.compile.secrets),
+            dir.clone(),
+            Duration::from_secs(1),
+        )
+        .context("--identity-dir")?;
+    }
     let proxy = weft_proxy::run(&bootstrap, options)?;
     if let Some(a) = proxy.admin_addr() {
         tracing::info!("admin listening on {a}");
