@@ -180,6 +180,56 @@ pub fn tcp_filters(env: &Environment, proxy: &Proxy) -> Vec<listener::Filter> {
     out
 }
 
+/// The authentication and authorization filters of one proxy's inbound chains, computed once
+/// per translation and inserted into every chain.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InboundSecurity {
+    /// `jwt_authn`, then CUSTOM, AUDIT, DENY and ALLOW filters for HTTP chains.
+    http: Vec<hcm::HttpFilter>,
+    /// Network RBAC / ext_authz filters for TCP chains.
+    tcp: Vec<listener::Filter>,
+}
+
+impl InboundSecurity {
+    /// The filters for the proxy.
+    pub(crate) fn new(env: &Environment, proxy: &Proxy) -> InboundSecurity {
+        let mut http = super::authn::http_filters(env, proxy);
+        http.extend(http_filters(env, proxy));
+        InboundSecurity {
+            http,
+            tcp: tcp_filters(env, proxy),
+        }
+    }
+
+    /// Inserts the filters into a chain's network filters: before the HCM's other HTTP
+    /// filters for HTTP chains, before the TCP proxy for TCP chains.
+    pub(crate) fn apply(&self, filters: &mut Vec<listener::Filter>) {
+        let hcm_at = filters.iter().position(|f| f.name == envoy::wellknown::HCM);
+        match hcm_at {
+            Some(i) if !self.http.is_empty() => {
+                let Some(listener::filter::ConfigType::TypedConfig(any)) = &filters[i].config_type
+                else {
+                    return;
+                };
+                let Some(mut manager) = envoy::unpack::<hcm::HttpConnectionManager>(any) else {
+                    return;
+                };
+                let rest = std::mem::take(&mut manager.http_filters);
+                manager.http_filters = self.http.iter().cloned().chain(rest).collect();
+                filters[i].config_type = Some(listener::filter::ConfigType::TypedConfig(
+                    envoy::any(&manager),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                for (n, f) in self.tcp.iter().enumerate() {
+                    filters.insert(n, f.clone());
+                }
+            }
+        }
+    }
+}
+
 enum Built {
     Http(hcm::HttpFilter),
     Tcp(listener::Filter),

@@ -1,6 +1,7 @@
 //! Translation of the model into Envoy v3 resources for one proxy, with istiod's names and
 //! structure: listeners, clusters, route configurations and EDS load assignments.
 
+pub mod authn;
 pub mod authz;
 mod cluster;
 pub mod envoy;
