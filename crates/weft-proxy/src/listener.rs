@@ -102,6 +102,28 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         tracing::debug!(listener = %listener.name, %peer, "no filter chain matched");
         return;
     };
+    if !chain.rbac.is_empty() {
+        let downstream = crate::http::rbac::Downstream {
+            remote: peer,
+            local,
+            peer_principal: None,
+            sni: facts.server_name.as_deref().map(std::sync::Arc::from),
+        };
+        let headers = http::HeaderMap::new();
+        let attrs = crate::http::rbac::Attrs {
+            downstream: &downstream,
+            remote_ip: peer.ip(),
+            method: "",
+            path: "",
+            authority: "",
+            headers: &headers,
+            jwt: None,
+        };
+        if !chain.rbac.iter().all(|r| r.check(&attrs)) {
+            tracing::debug!(listener = %listener.name, %peer, "RBAC denied the connection: closed");
+            return;
+        }
+    }
     match &chain.filter {
         NetworkFilter::Http(hcm) => {
             crate::http::serve(

@@ -128,6 +128,8 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// The terminal network filter.
     pub filter: NetworkFilter,
+    /// `envoy.filters.network.rbac` filters before it, evaluated when a connection arrives.
+    pub rbac: Vec<Arc<crate::http::rbac::RbacFilter>>,
 }
 
 /// A compiled `filter_chain_match`. Empty lists match anything.
@@ -303,6 +305,7 @@ pub struct Compiled {
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const NETWORK_RBAC: &str = "envoy.extensions.filters.network.rbac.v3.RBAC";
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
@@ -610,6 +613,7 @@ fn compile_chain(
         matcher.application_protocols = m.application_protocols.clone();
     }
     let mut terminal = None;
+    let mut rbac = Vec::new();
     for (fi, f) in fc.filters.iter().enumerate() {
         let fpath = format!("{path}.filters[{fi}]");
         let any = match &f.config_type {
@@ -666,6 +670,18 @@ fn compile_chain(
                     clusters,
                 })));
             }
+            NETWORK_RBAC if terminal.is_none() => {
+                let r = weft_xds::envoy::extensions::filters::network::rbac::v3::Rbac::decode(
+                    any.value.as_slice(),
+                )
+                .map_err(decode_err)?;
+                supported::check(&r, resource, &format!("{fpath}.typed_config"), warnings);
+                rbac.push(Arc::new(crate::http::rbac::RbacFilter::compile_network(
+                    any,
+                    resource,
+                    &format!("{fpath}.typed_config"),
+                )?));
+            }
             other => warnings.push(Unsupported {
                 resource: resource.to_owned(),
                 what: format!("{fpath} network filter {} ({other})", f.name),
@@ -681,6 +697,7 @@ fn compile_chain(
         name: fc.name.clone(),
         matcher,
         filter,
+        rbac,
     })
 }
 

@@ -7,6 +7,8 @@ mod filters;
 pub mod flags;
 mod framing;
 mod headers;
+pub mod jwt;
+pub mod rbac;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,6 +67,8 @@ struct ConnCtx {
     started: AtomicU32,
     /// What the framing watch found in the raw bytes.
     findings: Arc<framing::Findings>,
+    /// Addresses and peer identity, for the RBAC and JWT filters.
+    downstream: rbac::Downstream,
 }
 
 /// The per-request context: what happened to the request, for logs and stats.
@@ -87,6 +91,12 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
 ) {
+    let downstream = rbac::Downstream {
+        remote: peer,
+        local: stream.local_addr().unwrap_or(peer),
+        peer_principal: None,
+        sni: None,
+    };
     let ctx = Arc::new(ConnCtx {
         shared,
         hcm,
@@ -97,6 +107,7 @@ pub(crate) async fn serve(
         close: Notify::new(),
         started: AtomicU32::new(0),
         findings: Arc::new(framing::Findings::default()),
+        downstream,
     });
     let hcm = Arc::clone(&ctx.hcm);
     let svc_ctx = Arc::clone(&ctx);
@@ -373,7 +384,19 @@ async fn route(ctx: &ConnCtx, mut req: Request<Incoming>, rq: &mut RequestCtx) -
     let filtered = if ctx.hcm.filters.is_empty() {
         None
     } else {
-        filters::decode(&ctx.hcm, &levels, &mut req, &mut rq.flags, &mut fstate).await
+        let conn = filters::Conn {
+            downstream: &ctx.downstream,
+            resolver: snapshot.as_ref(),
+        };
+        filters::decode(
+            &ctx.hcm,
+            &levels,
+            &mut req,
+            &mut rq.flags,
+            &mut fstate,
+            &conn,
+        )
+        .await
     };
     let mut resp = match filtered {
         Some(resp) => resp,
