@@ -362,26 +362,30 @@ fn env_for(dir: &Path, c: &Case) -> (Environment, Proxy) {
 /// A typed config decoded by type URL, for equality that ignores map order on the wire.
 #[derive(Debug, PartialEq)]
 enum Typed {
-    HttpRbac(rbac_http::Rbac),
-    TcpRbac(rbac_tcp::Rbac),
-    HttpExtAuthz(ext_authz_http::ExtAuthz),
-    TcpExtAuthz(ext_authz_tcp::ExtAuthz),
+    HttpRbac(Box<rbac_http::Rbac>),
+    TcpRbac(Box<rbac_tcp::Rbac>),
+    HttpExtAuthz(Box<ext_authz_http::ExtAuthz>),
+    TcpExtAuthz(Box<ext_authz_tcp::ExtAuthz>),
 }
 
 fn decode(any: &Any) -> Typed {
     let v = any.value.as_slice();
     match any.type_url.as_str() {
         "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC" => {
-            Typed::HttpRbac(rbac_http::Rbac::decode(v).expect("rbac"))
+            Typed::HttpRbac(Box::new(rbac_http::Rbac::decode(v).expect("rbac")))
         }
         "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC" => {
-            Typed::TcpRbac(rbac_tcp::Rbac::decode(v).expect("rbac"))
+            Typed::TcpRbac(Box::new(rbac_tcp::Rbac::decode(v).expect("rbac")))
         }
         "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" => {
-            Typed::HttpExtAuthz(ext_authz_http::ExtAuthz::decode(v).expect("ext_authz"))
+            Typed::HttpExtAuthz(Box::new(
+                ext_authz_http::ExtAuthz::decode(v).expect("ext_authz"),
+            ))
         }
         "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz" => {
-            Typed::TcpExtAuthz(ext_authz_tcp::ExtAuthz::decode(v).expect("ext_authz"))
+            Typed::TcpExtAuthz(Box::new(
+                ext_authz_tcp::ExtAuthz::decode(v).expect("ext_authz"),
+            ))
         }
         other => panic!("unexpected typed config {other}"),
     }

@@ -240,9 +240,9 @@ async fn algorithms_expiry_audiences_and_remote_jwks() {
     };
     let jwks = serde_json::json!({"keys": [
         {"kty": "RSA", "kid": "rsa", "n": b64u(&n), "e": b64u(&e)},
-        ec_jwk("p256", "P-256", &p256.public_key_raw()),
-        ec_jwk("p384", "P-384", &p384.public_key_raw()),
-        {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64u(&ed.public_key_raw())},
+        ec_jwk("p256", "P-256", p256.public_key_raw()),
+        ec_jwk("p384", "P-384", p384.public_key_raw()),
+        {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": b64u(ed.public_key_raw())},
     ]});
     let jwks_text = jwks.to_string();
     let jwks_server = Scripted::start(move |_, _| {

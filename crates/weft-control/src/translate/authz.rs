@@ -1395,6 +1395,8 @@ impl RuleModel {
                         Some(i) => (&value[..i], &value[i + 1..], true),
                         None => (value.as_str(), "", false),
                     };
+                    let trim_star = |x: &str| x.strip_prefix('*').unwrap_or(x).to_string();
+                    let trim_end_star = |x: &str| x.strip_suffix('*').unwrap_or(x).to_string();
                     let (mi, ms) = if value == "*" {
                         (any(), any())
                     } else if value.starts_with('*') {
@@ -1402,22 +1404,22 @@ impl RuleModel {
                             let mi = if iss == "*" {
                                 any()
                             } else {
-                                sm_suffix(&iss[1..], false)
+                                sm_suffix(&trim_star(iss), false)
                             };
                             (mi, sm_exact(sub, false))
                         } else {
-                            (any(), sm_suffix(&value[1..], false))
+                            (any(), sm_suffix(&trim_star(value), false))
                         }
                     } else if value.ends_with('*') {
                         if found {
                             let ms = if sub == "*" {
                                 any()
                             } else {
-                                sm_prefix(&sub[..sub.len() - 1], false)
+                                sm_prefix(&trim_end_star(sub), false)
                             };
                             (sm_exact(iss, false), ms)
                         } else {
-                            (sm_prefix(&value[..value.len() - 1], false), any())
+                            (sm_prefix(&trim_end_star(value), false), any())
                         }
                     } else {
                         (sm_exact(iss, false), sm_exact(sub, false))

@@ -156,6 +156,7 @@ fn inbound_http_routes(port: u32, cluster: &str) -> route::RouteConfiguration {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn chains_for(
     name_http: &str,
     name_tcp: &str,
