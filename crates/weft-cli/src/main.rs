@@ -1,6 +1,7 @@
 //! `weft`: the command line of the weft service mesh.
 
 mod analyze;
+mod authz_cmd;
 mod config_cmds;
 mod control_plane;
 mod files;
@@ -49,6 +50,15 @@ enum Command {
 enum XCommand {
     /// Show the listener, route and cluster an HTTP request from a proxy takes.
     RouteCheck(proxy_cmds::RouteCheckArgs),
+    /// Authorization of a workload.
+    #[command(subcommand)]
+    Authz(AuthzCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthzCommand {
+    /// List the policies applied to a workload and what they allow and deny.
+    Check(authz_cmd::CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         Command::ProxyStatus(args) => proxy_cmds::status(args),
         Command::ProxyConfig(args) => proxy_cmds::config(args),
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
+        Command::X(XCommand::Authz(AuthzCommand::Check(args))) => authz_cmd::check(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(
