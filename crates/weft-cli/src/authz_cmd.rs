@@ -200,9 +200,10 @@ fn metadata(m: &matcher::MetadataMatcher) -> String {
     let keys: Vec<String> = m
         .path
         .iter()
-        .filter_map(|s| match &s.segment {
-            Some(matcher::metadata_matcher::path_segment::Segment::Key(k)) => Some(k.clone()),
-            None => None,
+        .filter_map(|s| {
+            s.segment.as_ref().map(|seg| match seg {
+                matcher::metadata_matcher::path_segment::Segment::Key(k) => k.clone(),
+            })
         })
         .collect();
     let v = m.value.as_ref().map(value).unwrap_or_default();
