@@ -509,3 +509,119 @@ fn istio_authz_tcp_cases() {
     eprintln!("authz tcp: {passed} expectations passed");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The filters land in the proxy's listeners in Istio's order: in every inbound HTTP chain
+/// `jwt_authn`, then RBAC (DENY before ALLOW) ahead of the chain's own filters; network RBAC
+/// first in TCP chains; on gateways, in the gateway's chains.
+#[test]
+fn filters_inserted_into_sidecar_and_gateway_chains() {
+    use weft_control::translate::translate;
+    let yaml = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: foo}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: [/admin]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: foo}
+spec:
+  rules: [{from: [{source: {namespaces: [bar]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: foo}
+spec:
+  jwtRules: [{issuer: https://issuer.test, jwksUri: "http://jwks.test/keys"}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{from: [{source: {ipBlocks: [10.9.0.0/16]}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+"#;
+    let parsed = weft_config::parse_str(yaml, "in.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+    let sidecar =
+        Proxy::from_node_id("sidecar~10.0.0.1~httpbin-1.foo~foo.svc.cluster.local").expect("id");
+    let res = translate(&env, &sidecar);
+    let inbound = res.listener("virtualInbound").expect("virtualInbound");
+    let (mut http_chains, mut tcp_chains) = (0, 0);
+    for fc in &inbound.filter_chains {
+        if fc.name == "virtualInbound-blackhole" {
+            continue;
+        }
+        let first = &fc.filters[0];
+        if let Some(manager) = fc.filters.iter().find_map(|f| match &f.config_type {
+            Some(listener::filter::ConfigType::TypedConfig(a)) => {
+                weft_control::translate::envoy::unpack::<hcm::HttpConnectionManager>(a)
+            }
+            _ => None,
+        }) {
+            http_chains += 1;
+            let names: Vec<&str> = manager
+                .http_filters
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect();
+            assert_eq!(
+                &names[..3],
+                &[authz::JWT_AUTHN, authz::HTTP_RBAC, authz::HTTP_RBAC],
+                "{}",
+                fc.name
+            );
+            let deny = match &manager.http_filters[1].config_type {
+                Some(hcm::http_filter::ConfigType::TypedConfig(a)) => decode(a),
+                _ => panic!("typed config"),
+            };
+            match deny {
+                Typed::HttpRbac(r) => assert_eq!(r.rules.map(|x| x.action), Some(1)),
+                other => panic!("{other:?}"),
+            }
+        } else {
+            tcp_chains += 1;
+            assert_eq!(first.name, authz::TCP_RBAC, "{}", fc.name);
+        }
+    }
+    assert!(
+        http_chains > 0 && tcp_chains > 0,
+        "{http_chains} {tcp_chains}"
+    );
+
+    let mut gw =
+        Proxy::from_node_id("router~10.0.0.9~gw-1.istio-system~istio-system.svc.cluster.local")
+            .expect("id");
+    gw.labels.insert("istio".into(), "ingressgateway".into());
+    let res = translate(&env, &gw);
+    let l = res.listener("0.0.0.0_80").expect("gateway listener");
+    let manager = l.filter_chains[0]
+        .filters
+        .iter()
+        .find_map(|f| match &f.config_type {
+            Some(listener::filter::ConfigType::TypedConfig(a)) => {
+                weft_control::translate::envoy::unpack::<hcm::HttpConnectionManager>(a)
+            }
+            _ => None,
+        })
+        .expect("HCM");
+    assert_eq!(manager.http_filters[0].name, authz::HTTP_RBAC);
+    assert!(
+        !manager
+            .http_filters
+            .iter()
+            .any(|f| f.name == authz::JWT_AUTHN),
+        "the foo RequestAuthentication does not select the gateway"
+    );
+}
