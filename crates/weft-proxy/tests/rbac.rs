@@ -327,3 +327,122 @@ spec:
         }
     }
 }
+
+/// CUSTOM: the shadow RBAC rules select the requests an HTTP external authorizer decides; its
+/// allow adds headers upstream, its denial (status, body, headers) reaches the client; requests
+/// outside the CUSTOM rules never reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_action_asks_the_http_authorizer() {
+    let authz_server = Scripted::start(|_, seen| {
+        if seen.header("x-user") == Some("alice") {
+            Reply::Status(
+                200,
+                vec![("x-authz-user", "alice".to_string())],
+                bytes::Bytes::new(),
+            )
+        } else {
+            Reply::Status(
+                401,
+                vec![("x-reason", "unknown user".to_string())],
+                bytes::Bytes::from_static(b"denied by authz"),
+            )
+        }
+    })
+    .await;
+    let port = authz_server.addr.port();
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: authz, namespace: foo}}
+spec:
+  hosts: [authz.foo.svc.cluster.local]
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext, namespace: foo}}
+spec:
+  action: CUSTOM
+  provider: {{name: my-authz}}
+  rules: [{{to: [{{operation: {{paths: ["/secure/*"]}}}}]}}]
+"#
+    );
+    let mesh_yaml = format!(
+        r#"
+extensionProviders:
+- name: my-authz
+  envoyExtAuthzHttp:
+    service: foo/authz.foo.svc.cluster.local
+    port: {port}
+    pathPrefix: /check
+    includeRequestHeadersInCheck: [x-user]
+    headersToUpstreamOnAllow: [x-authz-*]
+    headersToDownstreamOnDeny: [x-reason]
+"#
+    );
+    let parsed = weft_config::parse_str(&yaml, "policies.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let mc: weft_config::mesh::MeshConfig = serde_norway::from_str(&mesh_yaml).expect("mesh");
+    let mesh = MeshSettings {
+        extension_providers: mc.extension_providers,
+        ..MeshSettings::default()
+    };
+    let env = Environment::from_resources(&parsed.resources, mesh);
+    let proxy = Proxy::from_node_id("sidecar~10.0.0.1~httpbin-1.foo~foo.svc.cluster.local")
+        .expect("node id");
+    let mut filters = String::new();
+    for f in authz::http_filters(&env, &proxy) {
+        let v = weft_xds::json::to_value(&f).expect("filter to JSON");
+        filters.push_str(&format!("          - {v}\n"));
+    }
+    assert!(filters.contains("ext_authz"), "{filters}");
+    let app = Scripted::start(|_, _| ok()).await;
+    let clusters = format!(
+        "{}{}",
+        cluster("app", &[app.addr], ""),
+        cluster(
+            &format!("outbound|{port}||authz.foo.svc.cluster.local"),
+            &[authz_server.addr],
+            ""
+        )
+    );
+    let proxy = start(&http_bootstrap_with("", &filters, ANY_VHOST, &clusters));
+    let addr = proxy.listener_addr("http").expect("listener");
+
+    assert_eq!(send(addr, req("GET", "x", "/open", &[])).await.status, 200);
+    assert_eq!(
+        authz_server.count(),
+        0,
+        "requests outside CUSTOM rules skip the authorizer"
+    );
+
+    let g = send(addr, req("GET", "x", "/secure/a", &[("x-user", "alice")])).await;
+    assert_eq!(g.status, 200);
+    let seen = app.seen();
+    assert_eq!(
+        seen.last().and_then(|s| s.header("x-authz-user")),
+        Some("alice")
+    );
+    let asked = authz_server.seen();
+    assert_eq!(asked[0].path, "/check/secure/a");
+    assert_eq!(asked[0].header("x-user"), Some("alice"));
+
+    let g = send(addr, req("GET", "x", "/secure/a", &[("x-user", "bob")])).await;
+    assert_eq!(g.status, 401);
+    assert_eq!(g.text(), "denied by authz");
+    assert_eq!(g.header("x-reason"), Some("unknown user"));
+    assert_eq!(
+        app.count(),
+        2,
+        "the denied request never reached the upstream"
+    );
+
+    // The authorizer gone: fail closed with 403.
+    drop(authz_server);
+    let g = send(addr, req("GET", "x", "/secure/b", &[("x-user", "alice")])).await;
+    assert_eq!(g.status, 403);
+    assert_eq!(app.count(), 2);
+}

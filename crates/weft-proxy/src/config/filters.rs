@@ -33,6 +33,8 @@ pub const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit
 pub const RBAC: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
 /// The JWT authentication filter (`envoy.filters.http.jwt_authn`).
 pub const JWT_AUTHN: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+/// The external authorization filter (`envoy.filters.http.ext_authz`).
+pub const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 /// The wrapper of per-route configs (`is_optional`, `disabled`).
 pub const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
@@ -73,6 +75,8 @@ pub enum HttpFilter {
     Rbac(Arc<crate::http::rbac::RbacFilter>),
     /// `envoy.filters.http.jwt_authn`.
     Jwt(Arc<crate::http::jwt::JwtFilter>),
+    /// `envoy.filters.http.ext_authz`.
+    ExtAuthz(Arc<crate::http::ext_authz::ExtAuthzFilter>),
 }
 
 /// One filter of the connection manager's chain.
@@ -216,6 +220,14 @@ pub fn compile_http_filter(
             let j = JwtAuthentication::decode(any.value.as_slice()).map_err(decode_err)?;
             supported::check(&j, resource, field, warnings);
             HttpFilter::Jwt(Arc::new(crate::http::jwt::JwtFilter::compile(
+                any, resource, field,
+            )?))
+        }
+        EXT_AUTHZ => {
+            use weft_xds::envoy::extensions::filters::http::ext_authz::v3::ExtAuthz;
+            let e = ExtAuthz::decode(any.value.as_slice()).map_err(decode_err)?;
+            supported::check(&e, resource, field, warnings);
+            HttpFilter::ExtAuthz(Arc::new(crate::http::ext_authz::ExtAuthzFilter::compile(
                 any, resource, field,
             )?))
         }

@@ -528,6 +528,40 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        &[
+            "http_service",
+            "grpc_service",
+            "transport_api_version",
+            "failure_mode_allow",
+            "status_on_error",
+            "filter_enabled_metadata",
+            "allowed_headers",
+            "with_request_body",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.HttpService",
+        &[
+            "server_uri",
+            "path_prefix",
+            "authorization_request",
+            "authorization_response",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest",
+        &["headers_to_add", "allowed_headers"],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse",
+        &[
+            "allowed_upstream_headers",
+            "allowed_client_headers",
+            "allowed_client_headers_on_success",
+        ],
+    ),
+    (
         "envoy.extensions.filters.http.jwt_authn.v3.RemoteJwks",
         &["http_uri", "cache_duration"],
     ),

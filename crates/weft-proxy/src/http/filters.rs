@@ -54,6 +54,8 @@ pub(crate) struct FilterState {
     ratelimit: Option<(u64, u64, u64)>,
     /// Dynamic metadata of `envoy.filters.http.jwt_authn`: verified payloads.
     jwt: Option<serde_json::Value>,
+    /// Dynamic metadata of `envoy.filters.http.rbac` (shadow effective policy ids).
+    rbac: std::collections::HashMap<String, String>,
 }
 
 /// The most specific setting of a filter: route, then virtual host, then route configuration.
@@ -152,6 +154,26 @@ pub(crate) async fn decode<B>(
                     }
                 }
             }
+            HttpFilter::ExtAuthz(f) => {
+                if !f.enabled(&state.rbac) {
+                    continue;
+                }
+                let method = req.method().clone();
+                let uri = req.uri().clone();
+                let verdict = f
+                    .check(
+                        &method,
+                        &uri,
+                        req.headers_mut(),
+                        conn.downstream.remote,
+                        conn.resolver,
+                    )
+                    .await;
+                if let super::ext_authz::Verdict::Deny(r) = verdict {
+                    flags.set(ResponseFlags::UNAUTHORIZED);
+                    return Some(*r);
+                }
+            }
             HttpFilter::Rbac(f) => {
                 let authority = req
                     .uri()
@@ -172,7 +194,11 @@ pub(crate) async fn decode<B>(
                     headers: req.headers(),
                     jwt: state.jwt.as_ref(),
                 };
-                if !f.check(&attrs) {
+                let (ok, meta) = f.check_with_shadow(&attrs);
+                if let Some((k, v)) = meta {
+                    state.rbac.insert(k, v);
+                }
+                if !ok {
                     flags.set(ResponseFlags::UNAUTHORIZED);
                     return Some(local_reply(StatusCode::FORBIDDEN, super::rbac::DENIED_BODY));
                 }

@@ -3,6 +3,7 @@
 //! and proxies it, with retries, timeouts, circuit breaking and mirroring.
 
 pub mod body;
+pub mod ext_authz;
 mod filters;
 pub mod flags;
 mod framing;

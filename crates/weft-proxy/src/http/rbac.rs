@@ -340,8 +340,22 @@ pub struct RbacFilter {
 impl RbacFilter {
     /// Evaluates the filter: `true` lets the request or connection through.
     pub fn check(&self, a: &Attrs<'_>) -> bool {
+        self.check_with_shadow(a).0
+    }
+
+    /// Evaluates the filter, and returns with the verdict the dynamic metadata entry the shadow
+    /// rules leave (`<shadow prefix>shadow_effective_policy_id` = the matched shadow policy),
+    /// which enables ext_authz for Istio's CUSTOM policies.
+    pub fn check_with_shadow(&self, a: &Attrs<'_>) -> (bool, Option<(String, String)>) {
+        let mut meta = None;
         if let Some(s) = &self.shadow {
-            let (ok, _) = s.allows(a);
+            let (ok, matched) = s.allows(a);
+            if let Some(m) = matched {
+                meta = Some((
+                    format!("{}shadow_effective_policy_id", self.shadow_stat_prefix),
+                    m.to_string(),
+                ));
+            }
             let c = if ok {
                 &self.counters.shadow_allowed
             } else {
@@ -356,7 +370,7 @@ impl RbacFilter {
             &self.counters.denied
         };
         c.fetch_add(1, Ordering::Relaxed);
-        ok
+        (ok, meta)
     }
 
     /// Compiles `envoy.extensions.filters.http.rbac.v3.RBAC`.
