@@ -446,3 +446,149 @@ extensionProviders:
     assert_eq!(g.status, 403);
     assert_eq!(app.count(), 2);
 }
+
+/// A gRPC authorizer (`envoy.service.auth.v3.Authorization/Check`) for CUSTOM policies.
+struct GrpcAuthz {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl weft_xds::envoy::service::auth::v3::authorization_server::Authorization for GrpcAuthz {
+    async fn check(
+        &self,
+        request: tonic::Request<weft_xds::envoy::service::auth::v3::CheckRequest>,
+    ) -> Result<tonic::Response<weft_xds::envoy::service::auth::v3::CheckResponse>, tonic::Status>
+    {
+        use weft_xds::envoy::service::auth::v3 as auth;
+        let http = request
+            .into_inner()
+            .attributes
+            .and_then(|a| a.request)
+            .and_then(|r| r.http)
+            .unwrap_or_default();
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(format!("{} {}", http.method, http.path));
+        }
+        let allowed = http.headers.get("x-user").map(String::as_str) == Some("alice");
+        let header = |k: &str, v: &str| weft_xds::envoy::config::core::v3::HeaderValueOption {
+            header: Some(weft_xds::envoy::config::core::v3::HeaderValue {
+                key: k.into(),
+                value: v.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let resp = if allowed {
+            auth::CheckResponse {
+                status: Some(weft_xds::google::rpc::Status::default()),
+                http_response: Some(auth::check_response::HttpResponse::OkResponse(
+                    auth::OkHttpResponse {
+                        headers: vec![header("x-checked-by", "grpc")],
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }
+        } else {
+            auth::CheckResponse {
+                status: Some(weft_xds::google::rpc::Status {
+                    code: 7,
+                    ..Default::default()
+                }),
+                http_response: Some(auth::check_response::HttpResponse::DeniedResponse(
+                    auth::DeniedHttpResponse {
+                        status: Some(weft_xds::envoy::r#type::v3::HttpStatus { code: 451 }),
+                        headers: vec![header("x-why", "policy")],
+                        body: "grpc says no".into(),
+                    },
+                )),
+                ..Default::default()
+            }
+        };
+        Ok(tonic::Response::new(resp))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_action_asks_the_grpc_authorizer() {
+    use weft_xds::envoy::service::auth::v3::authorization_server::AuthorizationServer;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let authz_addr = listener.local_addr().expect("addr");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let svc = AuthorizationServer::new(GrpcAuthz { seen: seen.clone() });
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let port = authz_addr.port();
+    let yaml = format!(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: authz, namespace: foo}}
+spec:
+  hosts: [authz.foo.svc.cluster.local]
+  ports: [{{number: {port}, name: grpc, protocol: GRPC}}]
+  resolution: STATIC
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext, namespace: foo}}
+spec:
+  action: CUSTOM
+  provider: {{name: grpc-authz}}
+  rules: [{{to: [{{operation: {{methods: [POST]}}}}]}}]
+"#
+    );
+    let mesh_yaml = format!(
+        "extensionProviders:\n- name: grpc-authz\n  envoyExtAuthzGrpc: {{service: authz.foo.svc.cluster.local, port: {port}, timeout: 2s}}\n"
+    );
+    let parsed = weft_config::parse_str(&yaml, "policies.yaml");
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let mc: weft_config::mesh::MeshConfig = serde_norway::from_str(&mesh_yaml).expect("mesh");
+    let mesh = MeshSettings {
+        extension_providers: mc.extension_providers,
+        ..MeshSettings::default()
+    };
+    let env = Environment::from_resources(&parsed.resources, mesh);
+    let proxy = Proxy::from_node_id("sidecar~10.0.0.1~httpbin-1.foo~foo.svc.cluster.local")
+        .expect("node id");
+    let mut filters = String::new();
+    for f in authz::http_filters(&env, &proxy) {
+        let v = weft_xds::json::to_value(&f).expect("filter to JSON");
+        filters.push_str(&format!("          - {v}\n"));
+    }
+    let app = Scripted::start(|_, _| ok()).await;
+    let clusters = format!(
+        "{}{}",
+        cluster("app", &[app.addr], ""),
+        cluster(
+            &format!("outbound|{port}||authz.foo.svc.cluster.local"),
+            &[authz_addr],
+            ""
+        )
+    );
+    let proxy = start(&http_bootstrap_with("", &filters, ANY_VHOST, &clusters));
+    let addr = proxy.listener_addr("http").expect("listener");
+
+    assert_eq!(send(addr, req("GET", "x", "/r", &[])).await.status, 200);
+    let g = send(addr, req("POST", "x", "/r", &[("x-user", "alice")])).await;
+    assert_eq!(g.status, 200);
+    assert_eq!(
+        app.seen().last().and_then(|s| s.header("x-checked-by")),
+        Some("grpc")
+    );
+    let g = send(addr, req("POST", "x", "/r", &[("x-user", "eve")])).await;
+    assert_eq!(g.status.as_u16(), 451);
+    assert_eq!(g.text(), "grpc says no");
+    assert_eq!(g.header("x-why"), Some("policy"));
+    assert_eq!(app.count(), 2);
+    let asked = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(asked, vec!["POST /r".to_string(), "POST /r".to_string()]);
+    server.abort();
+}
