@@ -76,7 +76,13 @@ struct Provider {
     claim_to_headers: Vec<(HeaderName, String)>,
     clock_skew: u64,
     jwks: Jwks,
+    /// Tokens already verified, with their payload and `exp` (as Envoy's `jwt_cache_config`):
+    /// a signature is checked once per token, lifetime on every use.
+    verified: std::sync::Mutex<std::collections::HashMap<String, (Value, Option<u64>)>>,
 }
+
+/// Verified tokens kept per provider; the cache starts over when full.
+const VERIFIED_CACHE: usize = 256;
 
 #[derive(Debug)]
 enum Req {
@@ -314,6 +320,40 @@ impl JwtFilter {
         let Some(token) = find_token(p, uri, headers) else {
             return Outcome::Missing;
         };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let cached = p.verified.lock().ok().and_then(|c| c.get(&token).cloned());
+        if let Some((payload, exp)) = cached {
+            if exp.is_some_and(|e| e.saturating_add(p.clock_skew) < now) {
+                if let Ok(mut c) = p.verified.lock() {
+                    c.remove(&token);
+                }
+                return Outcome::Failed(JwtError::Expired);
+            }
+            return Outcome::Ok(payload);
+        }
+        let outcome = self.verify_uncached(p, &token, resolver).await;
+        if let Outcome::Ok(payload) = &outcome
+            && let Ok(mut c) = p.verified.lock()
+        {
+            if c.len() >= VERIFIED_CACHE {
+                c.clear();
+            }
+            let exp = payload.get("exp").and_then(Value::as_u64);
+            c.insert(token, (payload.clone(), exp));
+        }
+        outcome
+    }
+
+    async fn verify_uncached(
+        &self,
+        p: &Provider,
+        token: &str,
+        resolver: &dyn ClusterResolver,
+    ) -> Outcome {
+        let token = token.to_string();
         let header = match jsonwebtoken::decode_header(&token) {
             Ok(h) => h,
             Err(_) => return Outcome::Failed(JwtError::BadFormat),
@@ -688,6 +728,7 @@ fn compile_provider(
             u64::from(p.clock_skew_seconds)
         },
         jwks,
+        verified: std::sync::Mutex::new(std::collections::HashMap::new()),
     })
 }
 
