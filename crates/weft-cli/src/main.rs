@@ -1,6 +1,7 @@
 //! `weft`: the command line of the weft service mesh.
 
 mod analyze;
+mod authz_cmd;
 mod bootstrap_cmd;
 mod config_cmds;
 mod control_plane;
@@ -52,6 +53,15 @@ enum XCommand {
     RouteCheck(proxy_cmds::RouteCheckArgs),
     /// Print the Envoy bootstrap with which weft-proxy joins the mesh for a workload.
     Bootstrap(bootstrap_cmd::Args),
+    /// Authorization of a workload.
+    #[command(subcommand)]
+    Authz(AuthzCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthzCommand {
+    /// List the policies applied to a workload and what they allow and deny.
+    Check(authz_cmd::CheckArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +98,7 @@ fn main() -> ExitCode {
         Command::ProxyConfig(args) => proxy_cmds::config(args),
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
         Command::X(XCommand::Bootstrap(args)) => bootstrap_cmd::run(args),
+        Command::X(XCommand::Authz(AuthzCommand::Check(args))) => authz_cmd::check(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(

@@ -159,7 +159,7 @@ pub struct ConfigArgs {
     pub target: Target,
 }
 
-async fn fetch_dump(target: &Target, want: &str) -> anyhow::Result<(String, Value)> {
+pub(crate) async fn fetch_dump(target: &Target, want: &str) -> anyhow::Result<(String, Value)> {
     let list = fetch_proxies(target).await?;
     let id = find_proxy(&list, want)?.id.clone();
     let a = target

@@ -127,7 +127,11 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         return;
     };
     let Some(tls) = &chain.tls else {
-        return serve_chain(stream, chain, peer, local, None, name, &shared, &snapshot).await;
+        let sni = facts.server_name.as_deref();
+        return serve_chain(
+            stream, chain, peer, local, None, sni, name, &shared, &snapshot,
+        )
+        .await;
     };
     match tls.accept(stream).await {
         Ok((stream, info)) => {
@@ -139,6 +143,7 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
                 peer,
                 local,
                 Some(info),
+                None,
                 name,
                 &shared,
                 &snapshot,
@@ -162,12 +167,32 @@ async fn serve_chain<S>(
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<crate::tls::TlsInfo>>,
+    sni: Option<&str>,
     name: &str,
     shared: &Arc<Shared>,
     snapshot: &crate::config::Snapshot,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if !chain.rbac.is_empty() {
+        let sni = tls.as_ref().and_then(|t| t.sni.as_deref()).or(sni);
+        let downstream =
+            crate::http::rbac::Downstream::of_connection(peer, local, tls.as_deref(), sni);
+        let headers = http::HeaderMap::new();
+        let attrs = crate::http::rbac::Attrs {
+            downstream: &downstream,
+            remote_ip: peer.ip(),
+            method: "",
+            path: "",
+            authority: "",
+            headers: &headers,
+            jwt: None,
+        };
+        if !chain.rbac.iter().all(|r| r.check(&attrs)) {
+            tracing::debug!(listener = %name, %peer, "RBAC denied the connection: closed");
+            return;
+        }
+    }
     match &chain.filter {
         NetworkFilter::Http(hcm) => {
             crate::http::serve(

@@ -96,6 +96,10 @@ pub struct MeshSettings {
     pub connect_timeout: Duration,
     /// Whether clients send Istio mTLS automatically to workloads that have a sidecar.
     pub enable_auto_mtls: bool,
+    /// Other trust domains whose identities count as this one (MeshConfig `trustDomainAliases`).
+    pub trust_domain_aliases: Vec<String>,
+    /// External authorizers and other providers (MeshConfig `extensionProviders`).
+    pub extension_providers: Vec<weft_config::mesh::providers::ExtensionProvider>,
 }
 
 impl Default for MeshSettings {
@@ -108,6 +112,8 @@ impl Default for MeshSettings {
             config_domain: "cluster.local".to_string(),
             connect_timeout: Duration::from_secs(10),
             enable_auto_mtls: true,
+            trust_domain_aliases: Vec::new(),
+            extension_providers: Vec::new(),
         }
     }
 }
@@ -136,6 +142,8 @@ impl MeshSettings {
         if let Some(a) = mesh.enable_auto_mtls {
             s.enable_auto_mtls = a;
         }
+        s.trust_domain_aliases = mesh.trust_domain_aliases.clone();
+        s.extension_providers = mesh.extension_providers.clone();
         s
     }
 }
@@ -229,6 +237,10 @@ pub struct Environment {
     pub sidecars: Vec<Arc<Cfg<Sidecar>>>,
     /// PeerAuthentications, oldest first.
     pub peer_authentications: Vec<Arc<Cfg<PeerAuthentication>>>,
+    /// AuthorizationPolicies, oldest first.
+    pub authorization_policies: Vec<Arc<Cfg<weft_config::security::AuthorizationPolicy>>>,
+    /// RequestAuthentications, oldest first.
+    pub request_authentications: Vec<Arc<Cfg<weft_config::security::RequestAuthentication>>>,
     services: Vec<Arc<Service>>,
     /// Services by hostname (one hostname may exist in several namespaces), for the lookups
     /// every route destination makes.
@@ -271,6 +283,8 @@ impl Environment {
         let mut gw = Vec::new();
         let mut sc = Vec::new();
         let mut pa = Vec::new();
+        let mut authz = Vec::new();
+        let mut authn = Vec::new();
         for r in resources {
             match &r.spec {
                 Spec::VirtualService(s) => vs.push(Arc::new(Cfg::from_resource(r, s.clone()))),
@@ -278,6 +292,12 @@ impl Environment {
                 Spec::Gateway(s) => gw.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::Sidecar(s) => sc.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::PeerAuthentication(s) => pa.push(Arc::new(Cfg::from_resource(r, s.clone()))),
+                Spec::AuthorizationPolicy(s) => {
+                    authz.push(Arc::new(Cfg::from_resource(r, s.clone())))
+                }
+                Spec::RequestAuthentication(s) => {
+                    authn.push(Arc::new(Cfg::from_resource(r, s.clone())))
+                }
                 _ => {}
             }
         }
@@ -298,6 +318,8 @@ impl Environment {
             gateways: sorted(gw),
             sidecars: sorted(sc),
             peer_authentications: sorted(pa),
+            authorization_policies: sorted(authz),
+            request_authentications: sorted(authn),
             services,
             by_host,
         }

@@ -9,6 +9,7 @@ use weft_xds::envoy::config::listener::v3 as listener;
 use weft_xds::envoy::config::route::v3 as route;
 use weft_xds::envoy::extensions::transport_sockets::tls::v3 as tls;
 
+use super::authz::InboundSecurity;
 use super::envoy::{
     self, ALL_ISTIO_MTLS_ALPNS, MTLS_HTTP_ALPNS, MTLS_TCP_ALPNS, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER,
     Routes, TLS_TRANSPORT,
@@ -161,6 +162,7 @@ fn inbound_http_routes(port: u32, cluster: &str) -> route::RouteConfiguration {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn chains_for(
     name_http: &str,
     name_tcp: &str,
@@ -169,12 +171,13 @@ fn chains_for(
     mode: MtlsMode,
     protocol: ListenerProtocol,
     cluster: &str,
+    security: &InboundSecurity,
 ) -> Vec<listener::FilterChain> {
     let stat_prefix = format!("inbound_0.0.0.0_{route_port}");
     match_options(mode, protocol)
         .into_iter()
         .map(|o| {
-            let filters = if o.http {
+            let mut filters = if o.http {
                 vec![envoy::http_connection_manager(
                     &stat_prefix,
                     Routes::Inline(Box::new(inbound_http_routes(route_port, cluster))),
@@ -183,6 +186,7 @@ fn chains_for(
             } else {
                 vec![envoy::tcp_proxy(cluster, &[(cluster.to_string(), 1)])]
             };
+            security.apply(&mut filters);
             let alpn: &[&str] = if o.http { &["h2", "http/1.1"] } else { &[] };
             listener::FilterChain {
                 name: if o.http { name_http } else { name_tcp }.to_string(),
@@ -203,10 +207,15 @@ fn chains_for(
 
 /// The chain of a Sidecar ingress port that terminates TLS with its own certificates (when
 /// PeerAuthentication does not require Istio mTLS there): HTTPS is served as HTTP, TLS as TCP.
-fn sidecar_tls_chain(name: &str, p: &InboundPort, t: &ServerTlsSettings) -> listener::FilterChain {
+fn sidecar_tls_chain(
+    name: &str,
+    p: &InboundPort,
+    t: &ServerTlsSettings,
+    security: &InboundSecurity,
+) -> listener::FilterChain {
     let http = p.protocol.is_http() || p.protocol == Protocol::Https;
     let cluster = names::inbound_cluster(p.port);
-    let filters = if http {
+    let mut filters = if http {
         vec![envoy::http_connection_manager(
             &format!("inbound_{name}"),
             Routes::Inline(Box::new(inbound_http_routes(p.port, &cluster))),
@@ -215,6 +224,7 @@ fn sidecar_tls_chain(name: &str, p: &InboundPort, t: &ServerTlsSettings) -> list
     } else {
         vec![envoy::tcp_proxy(&cluster, &[(cluster.clone(), 1)])]
     };
+    security.apply(&mut filters);
     let mutual = t.mode == TlsMode::Mutual;
     let mut common = tls::CommonTlsContext {
         alpn_protocols: if http {
@@ -259,6 +269,7 @@ pub(crate) fn virtual_inbound(
     ports: &[InboundPort],
 ) -> listener::Listener {
     let wildcard = if proxy.ipv6_only() { "::" } else { "0.0.0.0" };
+    let security = InboundSecurity::new(env, proxy);
     let mut chains = vec![listener::FilterChain {
         name: "virtualInbound-blackhole".to_string(),
         filter_chain_match: Some(listener::FilterChainMatch {
@@ -281,7 +292,7 @@ pub(crate) fn virtual_inbound(
         let name = names::listener_name(&p.bind, p.port);
         let mode = env.mtls_mode(proxy, Some(p.port));
         if let Some(tls) = p.tls.as_ref().filter(|_| mode != MtlsMode::Strict) {
-            chains.push(sidecar_tls_chain(&name, p, tls));
+            chains.push(sidecar_tls_chain(&name, p, tls, &security));
             continue;
         }
         chains.extend(chains_for(
@@ -292,6 +303,7 @@ pub(crate) fn virtual_inbound(
             mode,
             lp,
             &names::inbound_cluster(p.port),
+            &security,
         ));
     }
     for port in env.mtls_port_overrides(proxy) {
@@ -306,6 +318,7 @@ pub(crate) fn virtual_inbound(
             env.mtls_mode(proxy, Some(port)),
             ListenerProtocol::Auto,
             INBOUND_PASSTHROUGH_CLUSTER,
+            &security,
         ));
     }
     chains.extend(chains_for(
@@ -316,6 +329,7 @@ pub(crate) fn virtual_inbound(
         env.mtls_mode(proxy, None),
         ListenerProtocol::Auto,
         INBOUND_PASSTHROUGH_CLUSTER,
+        &security,
     ));
     listener::Listener {
         name: names::VIRTUAL_INBOUND.to_string(),
@@ -343,6 +357,7 @@ pub(crate) fn inbound_listeners(
     ports: &[InboundPort],
 ) -> Vec<listener::Listener> {
     let mut out: Vec<listener::Listener> = Vec::new();
+    let security = InboundSecurity::new(env, proxy);
     for p in ports.iter().filter(|p| p.bind_to_port) {
         let lp = p.protocol.listener_protocol();
         if lp == ListenerProtocol::Unsupported {
@@ -354,7 +369,7 @@ pub(crate) fn inbound_listeners(
         }
         let mode = env.mtls_mode(proxy, Some(p.port));
         let filter_chains = match p.tls.as_ref().filter(|_| mode != MtlsMode::Strict) {
-            Some(tls) => vec![sidecar_tls_chain(&name, p, tls)],
+            Some(tls) => vec![sidecar_tls_chain(&name, p, tls, &security)],
             None => chains_for(
                 &name,
                 &name,
@@ -363,6 +378,7 @@ pub(crate) fn inbound_listeners(
                 mode,
                 lp,
                 &names::inbound_cluster(p.port),
+                &security,
             ),
         };
         out.push(listener::Listener {

@@ -1,6 +1,8 @@
 //! Translation of the model into Envoy v3 resources for one proxy, with istiod's names and
 //! structure: listeners, clusters, route configurations and EDS load assignments.
 
+pub mod authn;
+pub mod authz;
 mod cluster;
 pub mod envoy;
 mod gateway;
@@ -85,6 +87,14 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
         out.endpoints = endpoints;
         out.clusters
             .extend(cluster::special_clusters(env, false, false));
+        let security = authz::InboundSecurity::new(env, proxy);
+        for fc in out
+            .listeners
+            .iter_mut()
+            .flat_map(|l| l.filter_chains.iter_mut())
+        {
+            security.apply(&mut fc.filters);
+        }
     } else {
         let scope = env.sidecar_scope(proxy);
         out.listeners = outbound::sidecar_outbound_listeners(env, proxy, &scope);

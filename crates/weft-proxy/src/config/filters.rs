@@ -29,6 +29,12 @@ pub const CORS: &str = "envoy.extensions.filters.http.cors.v3.Cors";
 pub const CORS_POLICY: &str = "envoy.extensions.filters.http.cors.v3.CorsPolicy";
 /// The local rate limit filter (listener and per-route).
 pub const LOCAL_RATELIMIT: &str = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+/// The RBAC filter (`envoy.filters.http.rbac`).
+pub const RBAC: &str = "envoy.extensions.filters.http.rbac.v3.RBAC";
+/// The JWT authentication filter (`envoy.filters.http.jwt_authn`).
+pub const JWT_AUTHN: &str = "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+/// The external authorization filter (`envoy.filters.http.ext_authz`).
+pub const EXT_AUTHZ: &str = "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 /// The wrapper of per-route configs (`is_optional`, `disabled`).
 pub const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
 
@@ -65,6 +71,12 @@ pub enum HttpFilter {
     Cors,
     /// `envoy.filters.http.local_ratelimit` with its listener-level bucket.
     LocalRateLimit(Arc<RateLimit>),
+    /// `envoy.filters.http.rbac`.
+    Rbac(Arc<crate::http::rbac::RbacFilter>),
+    /// `envoy.filters.http.jwt_authn`.
+    Jwt(Arc<crate::http::jwt::JwtFilter>),
+    /// `envoy.filters.http.ext_authz`.
+    ExtAuthz(Arc<crate::http::ext_authz::ExtAuthzFilter>),
 }
 
 /// One filter of the connection manager's chain.
@@ -194,6 +206,30 @@ pub fn compile_http_filter(
             let r = lrl::LocalRateLimit::decode(any.value.as_slice()).map_err(decode_err)?;
             supported::check(&r, resource, field, warnings);
             HttpFilter::LocalRateLimit(Arc::new(RateLimit::compile(&r, resource, field, warnings)?))
+        }
+        RBAC => {
+            use weft_xds::envoy::extensions::filters::http::rbac::v3::Rbac;
+            let r = Rbac::decode(any.value.as_slice()).map_err(decode_err)?;
+            supported::check(&r, resource, field, warnings);
+            HttpFilter::Rbac(Arc::new(crate::http::rbac::RbacFilter::compile_http(
+                any, resource, field,
+            )?))
+        }
+        JWT_AUTHN => {
+            use weft_xds::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
+            let j = JwtAuthentication::decode(any.value.as_slice()).map_err(decode_err)?;
+            supported::check(&j, resource, field, warnings);
+            HttpFilter::Jwt(Arc::new(crate::http::jwt::JwtFilter::compile(
+                any, resource, field,
+            )?))
+        }
+        EXT_AUTHZ => {
+            use weft_xds::envoy::extensions::filters::http::ext_authz::v3::ExtAuthz;
+            let e = ExtAuthz::decode(any.value.as_slice()).map_err(decode_err)?;
+            supported::check(&e, resource, field, warnings);
+            HttpFilter::ExtAuthz(Arc::new(crate::http::ext_authz::ExtAuthzFilter::compile(
+                any, resource, field,
+            )?))
         }
         _ => return Ok(None),
     }))

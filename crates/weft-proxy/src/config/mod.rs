@@ -142,6 +142,8 @@ pub struct FilterChain {
     pub filter: NetworkFilter,
     /// `transport_socket` with a `DownstreamTlsContext`: TLS is terminated before the filter.
     pub tls: Option<Arc<crate::tls::DownstreamTls>>,
+    /// `envoy.filters.network.rbac` filters before it, evaluated when a connection arrives.
+    pub rbac: Vec<Arc<crate::http::rbac::RbacFilter>>,
 }
 
 /// A compiled `filter_chain_match`. Empty lists match anything.
@@ -323,6 +325,7 @@ pub struct Compiled {
 const HCM: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const NETWORK_RBAC: &str = "envoy.extensions.filters.network.rbac.v3.RBAC";
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
@@ -681,6 +684,7 @@ fn compile_chain(
         matcher.application_protocols = m.application_protocols.clone();
     }
     let mut terminal = None;
+    let mut rbac = Vec::new();
     for (fi, f) in fc.filters.iter().enumerate() {
         let fpath = format!("{path}.filters[{fi}]");
         let any = match &f.config_type {
@@ -737,6 +741,18 @@ fn compile_chain(
                     clusters,
                 })));
             }
+            NETWORK_RBAC if terminal.is_none() => {
+                let r = weft_xds::envoy::extensions::filters::network::rbac::v3::Rbac::decode(
+                    any.value.as_slice(),
+                )
+                .map_err(decode_err)?;
+                supported::check(&r, resource, &format!("{fpath}.typed_config"), warnings);
+                rbac.push(Arc::new(crate::http::rbac::RbacFilter::compile_network(
+                    any,
+                    resource,
+                    &format!("{fpath}.typed_config"),
+                )?));
+            }
             other => warnings.push(Unsupported {
                 resource: resource.to_owned(),
                 what: format!("{fpath} network filter {} ({other})", f.name),
@@ -753,6 +769,7 @@ fn compile_chain(
         matcher,
         filter,
         tls,
+        rbac,
     })
 }
 

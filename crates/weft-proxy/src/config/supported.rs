@@ -581,6 +581,89 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "envoy.extensions.filters.http.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "shadow_rules_stat_prefix",
+            "rules_stat_prefix",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.network.rbac.v3.RBAC",
+        &[
+            "rules",
+            "shadow_rules",
+            "stat_prefix",
+            "shadow_rules_stat_prefix",
+        ],
+    ),
+    ("envoy.config.rbac.v3.RBAC", &["action", "policies"]),
+    (
+        "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        &[
+            "providers",
+            "rules",
+            "bypass_cors_preflight",
+            "requirement_map",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.jwt_authn.v3.JwtProvider",
+        &[
+            "issuer",
+            "audiences",
+            "forward",
+            "from_headers",
+            "from_params",
+            "from_cookies",
+            "forward_payload_header",
+            "payload_in_metadata",
+            "claim_to_headers",
+            "clock_skew_seconds",
+            "local_jwks",
+            "remote_jwks",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        &[
+            "http_service",
+            "grpc_service",
+            "transport_api_version",
+            "failure_mode_allow",
+            "status_on_error",
+            "filter_enabled_metadata",
+            "allowed_headers",
+            "with_request_body",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.HttpService",
+        &[
+            "server_uri",
+            "path_prefix",
+            "authorization_request",
+            "authorization_response",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationRequest",
+        &["headers_to_add", "allowed_headers"],
+    ),
+    (
+        "envoy.extensions.filters.http.ext_authz.v3.AuthorizationResponse",
+        &[
+            "allowed_upstream_headers",
+            "allowed_client_headers",
+            "allowed_client_headers_on_success",
+        ],
+    ),
+    (
+        "envoy.extensions.filters.http.jwt_authn.v3.RemoteJwks",
+        &["http_uri", "cache_duration"],
+    ),
+    (
         "envoy.type.v3.TokenBucket",
         &["max_tokens", "tokens_per_fill", "fill_interval"],
     ),

@@ -28,6 +28,23 @@ const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit
 const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
+/// The connection a request came on, for the RBAC and JWT filters.
+pub(crate) struct Conn<'a> {
+    /// Addresses and peer identity.
+    pub downstream: &'a super::rbac::Downstream,
+    /// Where JWKS fetches go.
+    pub resolver: &'a dyn super::jwt::ClusterResolver,
+}
+
+/// A local reply with a plain-text body.
+fn local_reply(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
 /// What the decoding filters leave for the encoding side.
 #[derive(Debug, Default)]
 pub(crate) struct FilterState {
@@ -35,6 +52,10 @@ pub(crate) struct FilterState {
     cors: Option<(Arc<CorsPolicy>, HeaderValue)>,
     /// `x-ratelimit-*` values: limit, remaining, reset seconds.
     ratelimit: Option<(u64, u64, u64)>,
+    /// Dynamic metadata of `envoy.filters.http.jwt_authn`: verified payloads.
+    jwt: Option<serde_json::Value>,
+    /// Dynamic metadata of `envoy.filters.http.rbac` (shadow effective policy ids).
+    rbac: std::collections::HashMap<String, String>,
 }
 
 /// The most specific setting of a filter: route, then virtual host, then route configuration.
@@ -78,6 +99,7 @@ pub(crate) async fn decode<B>(
     req: &mut Request<B>,
     flags: &mut ResponseFlags,
     state: &mut FilterState,
+    conn: &Conn<'_>,
 ) -> Option<Response<Body>> {
     for cf in &hcm.filters {
         if !enabled(levels, cf) {
@@ -102,6 +124,83 @@ pub(crate) async fn decode<B>(
                 let cfg = most_specific(levels, |p| p.ratelimit.as_ref()).unwrap_or(listener);
                 if let Some(r) = ratelimit(hcm, cfg, req.headers_mut(), flags, state) {
                     return Some(r);
+                }
+            }
+            HttpFilter::Jwt(f) => {
+                let method = req.method().clone();
+                let uri = req.uri().clone();
+                match f
+                    .check(&method, &uri, req.headers_mut(), conn.resolver)
+                    .await
+                {
+                    Ok(Some(meta)) => {
+                        // Several jwt_authn filters merge their metadata.
+                        match (&mut state.jwt, meta) {
+                            (Some(serde_json::Value::Object(m)), serde_json::Value::Object(n)) => {
+                                m.extend(n)
+                            }
+                            (slot, meta) => *slot = Some(meta),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        flags.set(ResponseFlags::UNAUTHORIZED);
+                        let mut r = local_reply(StatusCode::UNAUTHORIZED, e.message());
+                        r.headers_mut().insert(
+                            http::header::WWW_AUTHENTICATE,
+                            HeaderValue::from_static("Bearer realm=\"\", error=\"invalid_token\""),
+                        );
+                        return Some(r);
+                    }
+                }
+            }
+            HttpFilter::ExtAuthz(f) => {
+                if !f.enabled(&state.rbac) {
+                    continue;
+                }
+                let method = req.method().clone();
+                let uri = req.uri().clone();
+                let verdict = f
+                    .check(
+                        &method,
+                        &uri,
+                        req.headers_mut(),
+                        conn.downstream.remote,
+                        conn.resolver,
+                    )
+                    .await;
+                if let super::ext_authz::Verdict::Deny(r) = verdict {
+                    flags.set(ResponseFlags::UNAUTHORIZED);
+                    return Some(*r);
+                }
+            }
+            HttpFilter::Rbac(f) => {
+                let authority = req
+                    .uri()
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or_else(|| {
+                        req.headers()
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                    })
+                    .unwrap_or("");
+                let attrs = super::rbac::Attrs {
+                    downstream: conn.downstream,
+                    remote_ip: conn.downstream.remote.ip(),
+                    method: req.method().as_str(),
+                    path: req.uri().path_and_query().map_or("", |p| p.as_str()),
+                    authority,
+                    headers: req.headers(),
+                    jwt: state.jwt.as_ref(),
+                };
+                let (ok, meta) = f.check_with_shadow(&attrs);
+                if let Some((k, v)) = meta {
+                    state.rbac.insert(k, v);
+                }
+                if !ok {
+                    flags.set(ResponseFlags::UNAUTHORIZED);
+                    return Some(local_reply(StatusCode::FORBIDDEN, super::rbac::DENIED_BODY));
                 }
             }
         }

@@ -3,10 +3,13 @@
 //! and proxies it, with retries, timeouts, circuit breaking and mirroring.
 
 pub mod body;
+pub mod ext_authz;
 mod filters;
 pub mod flags;
 mod framing;
 mod headers;
+pub mod jwt;
+pub mod rbac;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +83,8 @@ struct ConnCtx {
     started: AtomicU32,
     /// What the framing watch found in the raw bytes.
     findings: Arc<framing::Findings>,
+    /// Addresses and peer identity, for the RBAC and JWT filters.
+    downstream: rbac::Downstream,
 }
 
 /// The per-request context: what happened to the request, for logs and stats.
@@ -105,6 +110,8 @@ pub(crate) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = down.peer;
+    let sni = down.tls.as_ref().and_then(|t| t.sni.as_deref());
+    let downstream = rbac::Downstream::of_connection(peer, down.local, down.tls.as_deref(), sni);
     let ctx = Arc::new(ConnCtx {
         shared,
         hcm,
@@ -117,6 +124,7 @@ pub(crate) async fn serve<S>(
         close: Notify::new(),
         started: AtomicU32::new(0),
         findings: Arc::new(framing::Findings::default()),
+        downstream,
     });
     let hcm = Arc::clone(&ctx.hcm);
     let svc_ctx = Arc::clone(&ctx);
@@ -393,7 +401,19 @@ async fn route(ctx: &ConnCtx, mut req: Request<Incoming>, rq: &mut RequestCtx) -
     let filtered = if ctx.hcm.filters.is_empty() {
         None
     } else {
-        filters::decode(&ctx.hcm, &levels, &mut req, &mut rq.flags, &mut fstate).await
+        let conn = filters::Conn {
+            downstream: &ctx.downstream,
+            resolver: snapshot.as_ref(),
+        };
+        filters::decode(
+            &ctx.hcm,
+            &levels,
+            &mut req,
+            &mut rq.flags,
+            &mut fstate,
+            &conn,
+        )
+        .await
     };
     let mut resp = match filtered {
         Some(resp) => resp,
