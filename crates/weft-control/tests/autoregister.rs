@@ -79,10 +79,7 @@ fn metadata(fields: &[(&str, &str)]) -> Struct {
         kind: Some(PbKind::StringValue(v.to_string())),
     };
     Struct {
-        fields: fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), s(v)))
-            .collect(),
+        fields: fields.iter().map(|(k, v)| (k.to_string(), s(v))).collect(),
     }
 }
 
@@ -166,7 +163,11 @@ fn endpoints(held: &Held, cluster: &str) -> Vec<String> {
                 ep.address.as_ref().and_then(|a| a.address.as_ref())
             {
                 let port = match sa.port_specifier {
-                    Some(weft_xds::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => p,
+                    Some(
+                        weft_xds::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(
+                            p,
+                        ),
+                    ) => p,
                     _ => 0,
                 };
                 out.push(format!("{}:{port}", sa.address));
@@ -294,8 +295,14 @@ async fn proxy_registers_from_its_group_and_goes_after_the_grace_period() {
     .await;
     let e = entry(&admin).await.expect("still there");
     assert_eq!(annotation(&e, "istio.io/connectedAt"), None, "{e}");
-    assert!(left.elapsed() < grace, "the entry was marked too late to check");
-    assert_eq!(endpoints(&caller_held, RATINGS), vec![format!("{VM_IP}:9080")]);
+    assert!(
+        left.elapsed() < grace,
+        "the entry was marked too late to check"
+    );
+    assert_eq!(
+        endpoints(&caller_held, RATINGS),
+        vec![format!("{VM_IP}:9080")]
+    );
     // Then it goes, and with it the endpoint.
     eventually("the entry removed after the grace period", || async {
         entry(&admin).await.is_none()
@@ -347,7 +354,11 @@ async fn reconnect_within_the_grace_period_keeps_the_entry() {
     let e = entry(&admin).await.expect("kept");
     assert!(annotation(&e, "istio.io/connectedAt").is_some(), "{e}");
     assert_eq!(
-        proxy(&admin, VM).await.expect("listed").workload_entry.as_deref(),
+        proxy(&admin, VM)
+            .await
+            .expect("listed")
+            .workload_entry
+            .as_deref(),
         Some("vm/ratings-10.2.0.9")
     );
     c.shutdown().await;
@@ -378,7 +389,10 @@ async fn missing_group_is_reported_and_registration_follows_when_it_is_applied()
     .await;
     assert!(entry(&admin).await.is_none());
     // The group is applied: the waiting proxy is registered.
-    let a = admin.post("/apply", GROUP.to_string()).await.expect("apply");
+    let a = admin
+        .post("/apply", GROUP.to_string())
+        .await
+        .expect("apply");
     assert!(a.ok(), "{a:?}");
     eventually("the entry once the group exists", || async {
         entry(&admin).await.is_some()
@@ -420,12 +434,20 @@ async fn restarted_control_plane_removes_entries_whose_proxy_does_not_return() {
         .expect("restart");
     let started = tokio::time::Instant::now();
     let admin = admin_of(&cp);
-    assert!(entry(&admin).await.is_some(), "the entry survives a restart");
-    eventually("the entry removed one grace period after the restart", || async {
-        entry(&admin).await.is_none()
-    })
+    assert!(
+        entry(&admin).await.is_some(),
+        "the entry survives a restart"
+    );
+    eventually(
+        "the entry removed one grace period after the restart",
+        || async { entry(&admin).await.is_none() },
+    )
     .await;
-    assert!(started.elapsed() >= grace, "removed after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= grace,
+        "removed after {:?}",
+        started.elapsed()
+    );
     cp.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

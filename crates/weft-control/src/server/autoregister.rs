@@ -131,7 +131,12 @@ impl Registrant {
     /// The registrant a node describes: `None` when it does not ask for auto-registration.
     pub fn of(node: &Node) -> Option<Result<Registrant, RegistrationError>> {
         let md = node_metadata(node);
-        let group = md.raw.get(AUTO_REGISTER_GROUP)?.as_str()?.trim().to_string();
+        let group = md
+            .raw
+            .get(AUTO_REGISTER_GROUP)?
+            .as_str()?
+            .trim()
+            .to_string();
         if group.is_empty() {
             return None;
         }
@@ -506,8 +511,12 @@ pub(crate) async fn run(shared: Arc<Shared>, Events(mut rx): Events) {
                     continue;
                 }
                 tracked.remove(&key);
-                remove_entry(&shared, &key, "its proxy did not reconnect within the grace period")
-                    .await;
+                remove_entry(
+                    &shared,
+                    &key,
+                    "its proxy did not reconnect within the grace period",
+                )
+                .await;
             }
             Event::ConfigChanged => {
                 if tracked.is_empty() {
@@ -604,12 +613,11 @@ async fn with_store<T: Send + 'static>(
 
 /// Writes `r` through the store (atomic write, validation, revision bump).
 fn write_entry(store: &mut super::store::ConfigStore, r: &Resource) -> Result<(), StoreError> {
-    let yaml = serde_norway::to_string(&resource_to_value(r)).map_err(|e| {
-        StoreError::Serialize {
+    let yaml =
+        serde_norway::to_string(&resource_to_value(r)).map_err(|e| StoreError::Serialize {
             key: r.key(),
             error: e.to_string(),
-        }
-    })?;
+        })?;
     store.apply(&yaml, &format!("auto-registration of {}", r.key()))?;
     Ok(())
 }
@@ -646,7 +654,9 @@ async fn register(shared: &Arc<Shared>, who: &Registrant) -> bool {
                 }
             }
         };
-        let created = !all.iter().any(|r| ResourceId::of(r) == ResourceId::of(&entry));
+        let created = !all
+            .iter()
+            .any(|r| ResourceId::of(r) == ResourceId::of(&entry));
         let a = &mut entry.metadata.annotations;
         a.insert(WORKLOAD_CONTROLLER_ANNOTATION.to_string(), instance);
         a.insert(CONNECTED_AT_ANNOTATION.to_string(), now);
@@ -734,7 +744,9 @@ async fn mark_disconnected(shared: &Arc<Shared>, key: &EntryKey) {
             shared.changed(Instant::now());
         }
         Ok(false) => {}
-        Err(e) => tracing::warn!(entry = %format!("{}/{}", key.0, key.1), "cannot mark the WorkloadEntry disconnected: {e}"),
+        Err(e) => {
+            tracing::warn!(entry = %format!("{}/{}", key.0, key.1), "cannot mark the WorkloadEntry disconnected: {e}")
+        }
     }
 }
 
@@ -762,7 +774,9 @@ async fn remove_entry(shared: &Arc<Shared>, key: &EntryKey, why: &str) {
             shared.changed(Instant::now());
         }
         Ok(false) => {}
-        Err(e) => tracing::warn!(entry = %format!("{}/{}", key.0, key.1), "cannot remove the auto-registered WorkloadEntry: {e}"),
+        Err(e) => {
+            tracing::warn!(entry = %format!("{}/{}", key.0, key.1), "cannot remove the auto-registered WorkloadEntry: {e}")
+        }
     }
 }
 
@@ -812,10 +826,7 @@ mod tests {
         Node {
             id: id.to_string(),
             metadata: Some(Struct {
-                fields: fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), s(v)))
-                    .collect(),
+                fields: fields.iter().map(|(k, v)| (k.to_string(), s(v))).collect(),
             }),
             ..Default::default()
         }
