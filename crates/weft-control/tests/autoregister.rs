@@ -230,7 +230,7 @@ fn annotation<'a>(e: &'a serde_json::Value, key: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_registers_from_its_group_and_goes_after_the_grace_period() {
     let dir = config_dir("lifecycle", true);
-    let grace = Duration::from_millis(1500);
+    let grace = Duration::from_secs(3);
     let cp = ControlPlane::start(options(&dir, grace))
         .await
         .expect("start");

@@ -13,7 +13,7 @@ use weft_testkit::mesh::{SERVICE_PORT, eventually};
 use weft_testkit::process::{Proc, binary, free_port};
 use weft_testkit::{Backend, Behavior, Mesh, MeshOptions, http};
 
-const GRACE: Duration = Duration::from_secs(3);
+const GRACE: Duration = Duration::from_secs(4);
 
 /// `weft get workloadentries -n default [-o yaml]` against the mesh's control plane.
 fn weft_get_entries(mesh: &Mesh, yaml: bool) -> anyhow::Result<String> {

@@ -943,6 +943,20 @@ spec:
     }
 
     #[test]
+    fn bootstrap_group_reads_back() {
+        let b = crate::bootstrap::WorkloadBootstrap::sidecar("vm1", "ns1", "10.0.0.7")
+            .auto_register("ratings");
+        let node = b.build().node.expect("node");
+        let r = Registrant::of(&node).expect("asks").expect("valid");
+        assert_eq!(
+            (r.group.as_str(), r.namespace.as_str(), r.ip.as_str()),
+            ("ratings", "ns1", "10.0.0.7")
+        );
+        let plain = crate::bootstrap::WorkloadBootstrap::sidecar("vm1", "ns1", "10.0.0.7");
+        assert!(Registrant::of(&plain.build().node.expect("node")).is_none());
+    }
+
+    #[test]
     fn formats_rfc3339() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = UNIX_EPOCH + Duration::new(1_764_000_000, 120_000_000);
