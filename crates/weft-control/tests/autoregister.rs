@@ -319,6 +319,15 @@ async fn proxy_registers_from_its_group_and_goes_after_the_grace_period() {
         async move { endpoints(&h, RATINGS).is_empty() }
     })
     .await;
+    let m = admin.get("/metrics").await.expect("metrics");
+    for line in [
+        "auto_registration_success_total 1",
+        "auto_registration_unregister_total 1",
+        "auto_registration_deletes_total 1",
+        "auto_registration_errors_total 0",
+    ] {
+        assert!(m.body.contains(line), "{line:?} missing from\n{}", m.body);
+    }
     caller_client.shutdown().await;
     cp.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

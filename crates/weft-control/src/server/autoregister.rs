@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use weft_config::meta::ObjectMeta;
 use weft_config::networking::{WorkloadEntry, WorkloadGroup};
@@ -307,6 +309,58 @@ pub struct ProxyRegistration {
     pub workload_entry: Option<String>,
     /// Why it is not registered.
     pub error: Option<String>,
+}
+
+/// istiod's auto-registration counters (`auto_registration_success_total`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct AutoRegistrationMetrics {
+    /// Entries created.
+    pub success: Counter,
+    /// Existing entries marked connected again.
+    pub updates: Counter,
+    /// Entries marked disconnected.
+    pub unregister: Counter,
+    /// Entries deleted (grace period over, group deleted).
+    pub deletes: Counter,
+    /// Registrations that failed.
+    pub errors: Counter,
+}
+
+impl AutoRegistrationMetrics {
+    /// Creates the counters and registers them under istiod's names.
+    pub fn register(registry: &mut Registry) -> AutoRegistrationMetrics {
+        let m = AutoRegistrationMetrics::default();
+        for (name, help, c) in [
+            (
+                "auto_registration_success",
+                "Total number of successful auto registrations.",
+                &m.success,
+            ),
+            (
+                "auto_registration_updates",
+                "Total number of auto registration updates.",
+                &m.updates,
+            ),
+            (
+                "auto_registration_unregister",
+                "Total number of unregistrations.",
+                &m.unregister,
+            ),
+            (
+                "auto_registration_deletes",
+                "Total number of auto registration cleaned up.",
+                &m.deletes,
+            ),
+            (
+                "auto_registration_errors",
+                "Total number of auto registration errors.",
+                &m.errors,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        m
+    }
 }
 
 /// Namespace and name of an entry.
@@ -679,9 +733,12 @@ async fn register(shared: &Arc<Shared>, who: &Registrant) -> bool {
     let entry = format!("{}/{}", who.namespace, who.entry_name());
     let outcome = match result {
         Ok(Ok(created)) => {
+            let m = &shared.metrics.auto_registration;
             if created {
+                m.success.inc();
                 tracing::info!(node = %who.node_id, "auto-registered WorkloadEntry {entry}");
             } else {
+                m.updates.inc();
                 tracing::info!(node = %who.node_id, "updated auto-registered WorkloadEntry {entry}");
             }
             shared.changed(Instant::now());
@@ -705,6 +762,7 @@ async fn register(shared: &Arc<Shared>, who: &Registrant) -> bool {
             true
         }
         Err(e) => {
+            shared.metrics.auto_registration.errors.inc();
             tracing::error!(node = %who.node_id, "{e}");
             reg.set_status(
                 &who.node_id,
@@ -740,6 +798,7 @@ async fn mark_disconnected(shared: &Arc<Shared>, key: &EntryKey) {
     .await;
     match result {
         Ok(true) => {
+            shared.metrics.auto_registration.unregister.inc();
             tracing::info!(entry = %format!("{}/{}", key.0, key.1), "auto-registered workload disconnected; its WorkloadEntry goes unless it reconnects within {:?}", shared.autoreg.grace);
             shared.changed(Instant::now());
         }
@@ -770,6 +829,7 @@ async fn remove_entry(shared: &Arc<Shared>, key: &EntryKey, why: &str) {
     .await;
     match result {
         Ok(true) => {
+            shared.metrics.auto_registration.deletes.inc();
             tracing::info!(entry = %format!("{}/{}", key.0, key.1), "removed auto-registered WorkloadEntry: {why}");
             shared.changed(Instant::now());
         }
