@@ -40,6 +40,10 @@ pub struct Args {
     /// Use delta (incremental) xDS.
     #[arg(long)]
     pub delta: bool,
+    /// Register the workload into this WorkloadGroup of its namespace (`AUTO_REGISTER_GROUP`):
+    /// the control plane writes its WorkloadEntry while it is connected.
+    #[arg(long)]
+    pub auto_register_group: Option<String>,
     /// Output format: `yaml` (default) or `json`.
     #[arg(short, long, default_value = "yaml")]
     pub output: String,
@@ -94,6 +98,7 @@ pub fn build(args: &Args) -> anyhow::Result<WorkloadBootstrap> {
         b.service_account = sa.clone();
     }
     b.delta = args.delta;
+    b.auto_register_group = args.auto_register_group.clone();
     Ok(b.xds(args.xds).admin_port(args.admin_port))
 }
 

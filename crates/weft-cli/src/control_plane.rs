@@ -29,6 +29,24 @@ pub struct Args {
     /// How often the config directory is polled, in milliseconds.
     #[arg(long, default_value_t = 200, hide = true)]
     pub poll_ms: u64,
+    /// How long an auto-registered WorkloadEntry outlives its proxy's last connection (a
+    /// duration such as `10s`; default `$PILOT_WORKLOAD_ENTRY_GRACE_PERIOD`, else 10s).
+    #[arg(long, value_parser = parse_grace)]
+    pub workload_entry_grace_period: Option<Duration>,
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    weft_config::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The grace period from `PILOT_WORKLOAD_ENTRY_GRACE_PERIOD`, as Istio reads it.
+fn grace_from_env() -> anyhow::Result<Option<Duration>> {
+    match std::env::var("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD") {
+        Ok(v) if !v.trim().is_empty() => parse_grace(&v)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("PILOT_WORKLOAD_ENTRY_GRACE_PERIOD: {e}")),
+        _ => Ok(None),
+    }
 }
 
 /// Runs the control plane; returns the exit code when stopped.
@@ -52,6 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         opts.admin_addr = args.admin_addr;
         opts.debounce = Duration::from_millis(args.debounce_ms);
         opts.poll_interval = Duration::from_millis(args.poll_ms.max(10));
+        if let Some(g) = args.workload_entry_grace_period.or(grace_from_env()?) {
+            opts.workload_entry_grace_period = g;
+        }
         let cp = ControlPlane::start(opts).await?;
         // One line on stdout that scripts can wait for.
         println!(

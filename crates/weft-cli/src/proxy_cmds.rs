@@ -108,6 +108,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<u8> {
     if args.proxy.is_some() {
         for p in &list {
             println!();
+            if let Some(we) = &p.workload_entry {
+                println!("WorkloadEntry: {we} (auto-registered)");
+            }
+            if let Some(e) = &p.registration_error {
+                println!("Auto-registration: {e}");
+            }
             for (t, s) in &p.types {
                 println!(
                     "{}: {} (sent {}, acked {}){}",

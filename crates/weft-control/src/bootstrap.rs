@@ -91,6 +91,9 @@ pub struct WorkloadBootstrap {
     pub delta: bool,
     /// Base and maximum reconnect backoff to the control plane, in milliseconds.
     pub backoff_ms: (u64, u64),
+    /// `AUTO_REGISTER_GROUP`: the WorkloadGroup (in `namespace`) the control plane registers
+    /// this workload into as a WorkloadEntry while it is connected.
+    pub auto_register_group: Option<String>,
 }
 
 impl WorkloadBootstrap {
@@ -110,6 +113,7 @@ impl WorkloadBootstrap {
             interception_mode: "NONE".to_string(),
             delta: false,
             backoff_ms: (100, 2_000),
+            auto_register_group: None,
         }
     }
 
@@ -178,6 +182,12 @@ impl WorkloadBootstrap {
         self
     }
 
+    /// Joins the WorkloadGroup `group` of the workload's namespace by auto-registration.
+    pub fn auto_register(mut self, group: &str) -> WorkloadBootstrap {
+        self.auto_register_group = Some(group.to_string());
+        self
+    }
+
     /// Istio's node id: `sidecar~IP~NAME.NS~NS.svc.cluster.local` (`router~...` for gateways).
     pub fn node_id(&self) -> String {
         let kind = match self.kind {
@@ -223,6 +233,9 @@ impl WorkloadBootstrap {
         fields.insert("CLUSTER_ID".to_string(), s(&self.cluster_id));
         fields.insert("MESH_ID".to_string(), s(&self.mesh_id));
         fields.insert("INSTANCE_IPS".to_string(), s(&self.ip));
+        if let Some(g) = &self.auto_register_group {
+            fields.insert("AUTO_REGISTER_GROUP".to_string(), s(g));
+        }
         fields.insert(
             "OWNER".to_string(),
             s(&format!(

@@ -37,6 +37,8 @@ pub struct MeshOptions {
     pub debounce_ms: u64,
     /// Every other sidecar uses delta (incremental) xDS instead of state-of-the-world.
     pub delta: bool,
+    /// More `weft control-plane` arguments (e.g. `--workload-entry-grace-period 2s`).
+    pub control_plane_args: Vec<String>,
 }
 
 impl Default for MeshOptions {
@@ -45,6 +47,7 @@ impl Default for MeshOptions {
             mesh_config: None,
             debounce_ms: 20,
             delta: true,
+            control_plane_args: Vec::new(),
         }
     }
 }
@@ -230,7 +233,8 @@ impl Mesh {
             .arg(self.dir.join("config"))
             .args(["--xds-addr", &xds, "--admin-addr", &admin])
             .args(["--debounce-ms", &self.opts.debounce_ms.to_string()])
-            .args(["--poll-ms", "50"]);
+            .args(["--poll-ms", "50"])
+            .args(&self.opts.control_plane_args);
         if let Some(text) = &self.opts.mesh_config {
             let path = self.dir.join("mesh.yaml");
             std::fs::write(&path, text)?;

@@ -237,6 +237,12 @@ pub struct ProxyInfo {
     pub delta: bool,
     /// Sync state by istiod's short type name (`cds`, `lds`, `eds`, `rds`).
     pub types: std::collections::BTreeMap<String, TypeSync>,
+    /// `namespace/name` of the WorkloadEntry the proxy auto-registered (`AUTO_REGISTER_GROUP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_entry: Option<String>,
+    /// Why the proxy's auto-registration failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_error: Option<String>,
 }
 
 fn proxy_info(n: &NodeStatus, istiod: &str) -> ProxyInfo {
@@ -281,6 +287,8 @@ fn proxy_info(n: &NodeStatus, istiod: &str) -> ProxyInfo {
         version: str_md("ISTIO_VERSION"),
         delta: n.delta,
         types,
+        workload_entry: None,
+        registration_error: None,
     }
 }
 
@@ -290,7 +298,14 @@ async fn proxies(State(s): State<Arc<Shared>>) -> Response {
         .status()
         .nodes()
         .iter()
-        .map(|n| proxy_info(n, &s.instance))
+        .map(|n| {
+            let mut p = proxy_info(n, &s.instance);
+            if let Some(r) = s.autoreg.registration(&n.node_id) {
+                p.workload_entry = r.workload_entry;
+                p.registration_error = r.error;
+            }
+            p
+        })
         .collect();
     Json(list).into_response()
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub convergence: Histogram,
     /// Config changes pushed (after debouncing).
     pub push_triggers: Counter,
+    /// WorkloadGroup auto-registration (istiod's `auto_registration_*`).
+    pub auto_registration: super::autoregister::AutoRegistrationMetrics,
     /// Streams connected, kept here to compute the gauge without races.
     streams: AtomicI64,
 }
@@ -110,8 +112,11 @@ impl Metrics {
             "Seconds from a config change to a proxy ACKing it",
             convergence.clone(),
         );
+        let auto_registration =
+            super::autoregister::AutoRegistrationMetrics::register(&mut registry);
         Metrics {
             registry,
+            auto_registration,
             pushes,
             connected,
             rejects,

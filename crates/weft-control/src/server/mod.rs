@@ -17,6 +17,7 @@
 //! ADS server pushes what changed and records the ACKs that `GET /proxies` reports.
 
 pub mod admin;
+pub mod autoregister;
 pub mod client;
 pub mod grpc;
 pub mod metrics;
@@ -36,6 +37,7 @@ use weft_xds::cache::Cache;
 use weft_xds::server::{AdsServer, ServerHandle, StatusRegistry, serve_with};
 
 use crate::model::MeshSettings;
+use autoregister::AutoRegistrar;
 use metrics::Metrics;
 use push::Pusher;
 use store::{ConfigStore, StoreError};
@@ -55,6 +57,9 @@ pub struct Options {
     pub debounce: Duration,
     /// How often the directory is polled.
     pub poll_interval: Duration,
+    /// How long an auto-registered WorkloadEntry outlives its proxy's last stream (Istio's
+    /// `PILOT_WORKLOAD_ENTRY_GRACE_PERIOD`).
+    pub workload_entry_grace_period: Duration,
 }
 
 impl Options {
@@ -67,6 +72,7 @@ impl Options {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 15014)),
             debounce: Duration::from_millis(100),
             poll_interval: Duration::from_millis(200),
+            workload_entry_grace_period: autoregister::DEFAULT_GRACE_PERIOD,
         }
     }
 
@@ -118,6 +124,8 @@ pub(crate) struct Shared {
     pushed: AtomicU64,
     /// Name of this instance (istioctl's ISTIOD column).
     instance: String,
+    /// WorkloadGroup auto-registration.
+    autoreg: Arc<AutoRegistrar>,
 }
 
 impl Shared {
@@ -181,9 +189,17 @@ impl ControlPlane {
             pusher.update(store.revision(), resources, Instant::now());
         }
         let (on_connect, on_disconnect) = (pusher.clone(), pusher.clone());
+        let (autoreg, autoreg_events) = AutoRegistrar::new(opts.workload_entry_grace_period);
+        let (ar_connect, ar_disconnect) = (autoreg.clone(), autoreg.clone());
         let ads = AdsServer::new(cache)
-            .on_connect(move |n| on_connect.on_connect(n))
-            .on_disconnect(move |n| on_disconnect.on_disconnect(n));
+            .on_connect(move |n| {
+                on_connect.on_connect(n);
+                ar_connect.on_connect(n);
+            })
+            .on_disconnect(move |n| {
+                on_disconnect.on_disconnect(n);
+                ar_disconnect.on_disconnect(n);
+            });
         pusher.set_status(ads.status().clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let revision = store.revision();
@@ -195,6 +211,7 @@ impl ControlPlane {
             changes: tx,
             pushed: AtomicU64::new(revision),
             instance: format!("weft-{}", std::process::id()),
+            autoreg,
         });
         let xds = serve_with(opts.xds_addr, ads).await?;
         let bound = match tokio::net::TcpListener::bind(opts.admin_addr).await {
@@ -225,8 +242,11 @@ impl ControlPlane {
             }
         });
         tracing::info!(xds = %xds.local_addr(), admin = %admin_addr, dir = %opts.config_dir.display(), "control plane started");
+        // Connects that came meanwhile are queued; entries of an earlier run are read first.
+        let autoreg_task = tokio::spawn(autoregister::run(shared.clone(), autoreg_events));
         let tasks = vec![
             admin_task,
+            autoreg_task,
             tokio::spawn(watch_dir(shared.clone(), opts.poll_interval)),
             tokio::spawn(push_loop(shared.clone(), rx, opts.debounce)),
         ];
@@ -402,6 +422,7 @@ async fn push_loop(
             };
             s.pusher.update(revision, resources, first);
             s.pushed.store(revision, Ordering::SeqCst);
+            s.autoreg.config_changed();
         })
         .await;
         if let Err(e) = done {
