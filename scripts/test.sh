@@ -25,6 +25,10 @@ command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rus
 # machine without apt must have them already.
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
+# TLS and interception tests: openssl s_client as a peer, ip netns + iptables REDIRECT.
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v iptables >/dev/null || need_pkgs+=(iptables)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"

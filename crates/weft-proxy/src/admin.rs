@@ -115,10 +115,14 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/config_dump" => match config_dump(&shared.snapshot.load())
             .and_then(|v| crate::xds::extend_config_dump(shared, v))
-        {
+            .map(|mut v| {
+                crate::tls::redact(&mut v);
+                v
+            }) {
             Ok(v) => json(&v),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
+        "/certs" => json(&shared.secrets.describe()),
         "/clusters" => text(StatusCode::OK, clusters(&shared.snapshot.load())),
         "/listeners" => {
             let mut s = String::new();
@@ -178,7 +182,7 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" | "/help" => text(
             StatusCode::OK,
-            "admin commands are:\n  /clusters\n  /config_dump\n  /drain_listeners (POST)\n  /healthz\n  /listeners\n  /logging?level= (POST)\n  /quitquitquit (POST)\n  /ready\n  /stats\n  /stats/prometheus\n  /unsupported\n",
+            "admin commands are:\n  /certs\n  /clusters\n  /config_dump\n  /drain_listeners (POST)\n  /healthz\n  /listeners\n  /logging?level= (POST)\n  /quitquitquit (POST)\n  /ready\n  /stats\n  /stats/prometheus\n  /unsupported\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "unknown admin command; see /help\n"),
     }

@@ -15,6 +15,7 @@ pub mod http;
 mod listener;
 pub mod stats;
 mod tcp;
+pub mod tls;
 pub mod xds;
 
 use std::net::SocketAddr;
@@ -186,6 +187,8 @@ pub(crate) struct Shared {
     pub unsupported: ArcSwap<Vec<Unsupported>>,
     /// Dynamic (xDS) listeners and state for `/config_dump`.
     pub xds: xds::XdsShared,
+    /// Named secrets (for `/certs`).
+    pub secrets: Arc<tls::SecretStore>,
 }
 
 impl Shared {
@@ -224,6 +227,12 @@ impl ProxyHandle {
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)
             .or_else(|| self.shared.xds.listener_addr(name))
+    }
+
+    /// The proxy's secrets by name: set `default` and `ROOTCA` (or any SDS name) here to feed
+    /// the proxy's identity; new TLS handshakes use the new values, open connections are kept.
+    pub fn secrets(&self) -> Arc<tls::SecretStore> {
+        Arc::clone(&self.compile.secrets)
     }
 
     /// The admin interface's address, when there is one.
@@ -352,6 +361,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         listener_addrs: bound.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
         unsupported: ArcSwap::from_pointee(compiled.unsupported),
         xds: xds::XdsShared::default(),
+        secrets: Arc::clone(&options.compile.secrets),
     });
 
     let workers = tokio::runtime::Builder::new_multi_thread()
