@@ -52,6 +52,8 @@ enum XCommand {
     RouteCheck(proxy_cmds::RouteCheckArgs),
     /// Print the Envoy bootstrap with which weft-proxy joins the mesh for a workload.
     Bootstrap(bootstrap_cmd::Args),
+    /// Issue a bootstrap token proving a workload identity to the certificate service.
+    Token(control_plane::TokenArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::ProxyConfig(args) => proxy_cmds::config(args),
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
         Command::X(XCommand::Bootstrap(args)) => bootstrap_cmd::run(args),
+        Command::X(XCommand::Token(args)) => control_plane::token(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(

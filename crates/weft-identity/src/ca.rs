@@ -611,6 +611,60 @@ impl CertificateAuthority {
         })
     }
 
+    /// Issues a serving certificate for the control plane itself (Istio's istiod certificate):
+    /// a fresh key made here, DNS and IP SANs from `names` (each parsed as an IP address when
+    /// it is one), server and client usage, valid for `ttl` (never beyond the signing CA).
+    /// Returns the key (PKCS#8 PEM) and the certificate with its chain and the trust bundle.
+    pub fn issue_serving_certificate(
+        &self,
+        names: &[String],
+        ttl: Duration,
+    ) -> Result<(String, IssuedCertificate), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let state = self.state.load();
+        let now = SystemTime::now();
+        let not_before = now.checked_sub(self.config.backdate).unwrap_or(now);
+        let not_after = (now + ttl).min(state.signer.not_after);
+        if not_after <= now {
+            return Err(CaError::CaExpired);
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        for n in names {
+            params.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => rcgen::SanType::IpAddress(ip),
+                Err(_) => rcgen::SanType::DnsName(n.as_str().try_into().map_err(|e| {
+                    CaError::InvalidCsr(format!("serving certificate name {n:?}: {e}"))
+                })?),
+            });
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let cert = params.signed_by(&key, &state.signer.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(state.signer.intermediates.iter().cloned());
+        Ok((
+            pem_files::key_to_pem(&key),
+            IssuedCertificate {
+                chain,
+                roots: state.roots.clone(),
+                not_before: truncate_to_seconds(not_before),
+                not_after: truncate_to_seconds(not_after),
+            },
+        ))
+    }
+
     /// Self-signed only: generates a new root, adds it to the trust bundle (the old roots stay
     /// trusted) and signs with it from now on. Persisted before it takes effect. Workloads pick
     /// up the new bundle with their next certificate; retire the old root with

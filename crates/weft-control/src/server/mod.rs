@@ -17,6 +17,7 @@
 //! ADS server pushes what changed and records the ACKs that `GET /proxies` reports.
 
 pub mod admin;
+pub mod ca;
 pub mod client;
 pub mod grpc;
 pub mod metrics;
@@ -55,6 +56,12 @@ pub struct Options {
     pub debounce: Duration,
     /// How often the directory is polled.
     pub poll_interval: Duration,
+    /// The secure port (Istio's CA API and ADS over TLS); `None`: no certificate service.
+    pub secure_addr: Option<SocketAddr>,
+    /// The CA directory (self-signed root, or Istio's `cacerts`); default `CONFIG_DIR/.ca`.
+    pub ca_dir: Option<PathBuf>,
+    /// Lifetime of workload certificates when a request names none.
+    pub workload_cert_ttl: Duration,
 }
 
 impl Options {
@@ -67,13 +74,19 @@ impl Options {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 15014)),
             debounce: Duration::from_millis(100),
             poll_interval: Duration::from_millis(200),
+            secure_addr: Some(SocketAddr::from(([127, 0, 0, 1], 15012))),
+            ca_dir: None,
+            workload_cert_ttl: weft_identity::ca::DEFAULT_WORKLOAD_TTL,
         }
     }
 
-    /// Both servers on `127.0.0.1:0` (tests).
+    /// Every server on `127.0.0.1:0` (tests).
     pub fn ephemeral(mut self) -> Options {
         self.xds_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         self.admin_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        if self.secure_addr.is_some() {
+            self.secure_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         self
     }
 }
@@ -95,6 +108,9 @@ pub enum ControlPlaneError {
     /// The xDS server could not start.
     #[error(transparent)]
     Xds(#[from] weft_xds::server::ServerError),
+    /// The certificate service could not start.
+    #[error(transparent)]
+    Ca(#[from] ca::CaServiceError),
     /// The admin API could not listen.
     #[error("cannot listen for the admin API on {addr}: {source}")]
     AdminBind {
@@ -141,6 +157,8 @@ pub struct ControlPlane {
     admin_addr: SocketAddr,
     admin_stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The certificate service on the secure port, when enabled.
+    ca: Option<Arc<ca::CaService>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -171,6 +189,7 @@ impl ControlPlane {
     /// API, the directory watcher and the push loop on the current tokio runtime.
     pub async fn start(opts: Options) -> Result<ControlPlane, ControlPlaneError> {
         let mesh = mesh_settings(opts.mesh_config.as_ref())?;
+        let trust_domain = mesh.trust_domain.clone();
         let store = ConfigStore::open(&opts.config_dir)?;
         let metrics = Arc::new(Metrics::new());
         let cache = Cache::new();
@@ -196,6 +215,21 @@ impl ControlPlane {
             pushed: AtomicU64::new(revision),
             instance: format!("weft-{}", std::process::id()),
         });
+        let ca = match opts.secure_addr {
+            Some(addr) => {
+                let ca_opts = ca::CaOptions {
+                    dir: opts
+                        .ca_dir
+                        .clone()
+                        .unwrap_or_else(|| opts.config_dir.join(".ca")),
+                    addr,
+                    default_ttl: opts.workload_cert_ttl,
+                    trust_domain,
+                };
+                Some(Arc::new(ca::CaService::start(&ca_opts, ads.clone()).await?))
+            }
+            None => None,
+        };
         let xds = serve_with(opts.xds_addr, ads).await?;
         let bound = match tokio::net::TcpListener::bind(opts.admin_addr).await {
             Ok(l) => l.local_addr().map(|a| (l, a)),
@@ -213,7 +247,10 @@ impl ControlPlane {
             }
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let app = admin::router(shared.clone());
+        let mut app = admin::router(shared.clone());
+        if let Some(ca) = &ca {
+            app = app.merge(ca::router(ca.clone()));
+        }
         let admin_task = tokio::spawn(async move {
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -236,6 +273,7 @@ impl ControlPlane {
             admin_addr,
             admin_stop: Some(stop_tx),
             tasks,
+            ca,
         })
     }
 
@@ -250,6 +288,16 @@ impl ControlPlane {
     /// Where the admin API listens.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Where the secure port (CA API and ADS over TLS) listens, when enabled.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.ca.as_ref().map(|c| c.addr())
+    }
+
+    /// The certificate service, when enabled.
+    pub fn ca(&self) -> Option<&Arc<ca::CaService>> {
+        self.ca.as_ref()
     }
 
     /// Per-proxy xDS status (for tests and benchmarks: `wait_acked`).
@@ -296,6 +344,9 @@ impl ControlPlane {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        if let Some(ca) = self.ca.take() {
+            ca.shutdown();
+        }
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.
@@ -310,6 +361,9 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(ca) = &self.ca {
+            ca.shutdown();
         }
     }
 }
