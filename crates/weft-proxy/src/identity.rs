@@ -284,6 +284,13 @@ pub async fn fetch(
             message: format!("{}: {e}", cfg.root_cert.display()),
         })?;
     }
+    // The roots learnt with the last certificate count too: after a root rotation the secure
+    // port may present a certificate from the new root.
+    if let Some(c) = current {
+        for r in c.bundle().certs() {
+            let _ = roots.add(r.clone());
+        }
+    }
     let token = match &cfg.token_file {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -375,6 +382,16 @@ pub async fn fetch(
     Ok(cert)
 }
 
+/// How long to wait before renewing `cert`: half of the lifetime left at `now`, moved by up to
+/// ±10 % (`unit` in [0, 1) picks where). The CA backdates certificates for clock skew, so the
+/// half life of the whole validity window can already be past for short lifetimes; counting
+/// from receipt keeps short-lived certificates renewing at their real half life.
+pub fn renewal_wait(cert: &WorkloadCertificate, now: SystemTime, unit: f64) -> Duration {
+    let left = cert.not_after().duration_since(now).unwrap_or(Duration::ZERO);
+    let jitter = (unit.clamp(0.0, 1.0) * 2.0 - 1.0) * weft_identity::workload::ROTATION_JITTER;
+    left.mul_f64(weft_identity::workload::ROTATION_FRACTION * (1.0 + jitter))
+}
+
 /// Fetches the certificate, installs it, and renews it at half life for as long as the
 /// runtime runs. `ready` turns true once the first certificate is installed.
 pub async fn run(cfg: IdentityConfig, secrets: Arc<SecretStore>, ready: Arc<AtomicBool>) {
@@ -402,10 +419,7 @@ pub async fn run(cfg: IdentityConfig, secrets: Arc<SecretStore>, ready: Arc<Atom
                     );
                     ready.store(true, Ordering::Release);
                     backoff = Duration::from_millis(200);
-                    let wait = cert
-                        .rotate_at()
-                        .duration_since(SystemTime::now())
-                        .unwrap_or(Duration::ZERO);
+                    let wait = renewal_wait(&cert, SystemTime::now(), fastrand::f64());
                     current = Some(cert);
                     tokio::time::sleep(wait).await;
                     continue;

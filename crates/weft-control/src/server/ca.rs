@@ -220,7 +220,9 @@ pub struct CaService {
     /// What the secure port presents and whom it trusts; rebuilt when the serving certificate
     /// is renewed or the roots change.
     tls: Arc<ArcSwap<ServerConfig>>,
-    names: Vec<String>,
+    /// The certificate the secure port presents; kept across a root rotation (proxies that
+    /// know only the old root must still reach the CA) and renewed at half life.
+    serving: Arc<Mutex<Serving>>,
     addr: SocketAddr,
     /// Stops the gRPC server (taken on shutdown).
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -291,19 +293,35 @@ impl tokio::io::AsyncWrite for TlsConn {
     }
 }
 
-fn server_config(
-    ca: &CertificateAuthority,
-    names: &[String],
-) -> Result<ServerConfig, CaServiceError> {
-    let tls = |e: &dyn std::fmt::Display| CaServiceError::Tls(e.to_string());
+/// The secure port's own certificate: its chain and key (PKCS#8 PEM).
+#[derive(Clone)]
+struct Serving {
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key_pem: String,
+}
+
+fn issue_serving(ca: &CertificateAuthority, names: &[String]) -> Result<Serving, CaServiceError> {
     let (key_pem, issued) = ca
         .issue_serving_certificate(names, SERVING_CERT_TTL)
-        .map_err(|e| tls(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| tls(&e))?;
+        .map_err(|e| CaServiceError::Tls(e.to_string()))?;
+    Ok(Serving {
+        chain: issued.chain().to_vec(),
+        key_pem,
+    })
+}
+
+/// The TLS settings of the secure port: `serving` presented, client certificates optional and
+/// checked against every root of the bundle now.
+fn server_config(
+    ca: &CertificateAuthority,
+    serving: &Serving,
+) -> Result<ServerConfig, CaServiceError> {
+    let tls = |e: &dyn std::fmt::Display| CaServiceError::Tls(e.to_string());
+    let key = PrivateKeyDer::from_pem_slice(serving.key_pem.as_bytes()).map_err(|e| tls(&e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for r in issued.roots() {
-        roots.add(r.clone()).map_err(|e| tls(&e))?;
+    for r in ca.trust_bundle() {
+        roots.add(r).map_err(|e| tls(&e))?;
     }
     // A client certificate is optional: a workload without one presents its token instead.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -314,7 +332,7 @@ fn server_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(issued.chain().to_vec(), key)
+        .with_single_cert(serving.chain.clone(), key)
         .map_err(|e| tls(&e))?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(cfg)
@@ -371,7 +389,9 @@ impl CaService {
         if addr.ip().is_unspecified() {
             names.push("127.0.0.1".to_string());
         }
-        let tls = Arc::new(ArcSwap::from_pointee(server_config(&ca, &names)?));
+        let serving = issue_serving(&ca, &names)?;
+        let tls = Arc::new(ArcSwap::from_pointee(server_config(&ca, &serving)?));
+        let serving = Arc::new(Mutex::new(serving));
 
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<TlsConn, std::io::Error>>(64);
         let accept_tls = tls.clone();
@@ -442,12 +462,18 @@ impl CaService {
 
         // Renew the serving certificate at half life.
         let renew = {
-            let (ca, tls, names) = (ca.clone(), tls.clone(), names.clone());
+            let (ca, tls, names, serving) =
+                (ca.clone(), tls.clone(), names.clone(), serving.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(SERVING_CERT_TTL / 2).await;
-                    match server_config(&ca, &names) {
-                        Ok(cfg) => tls.store(Arc::new(cfg)),
+                    let renewed = issue_serving(&ca, &names)
+                        .and_then(|s| server_config(&ca, &s).map(|cfg| (s, cfg)));
+                    match renewed {
+                        Ok((s, cfg)) => {
+                            *serving.lock().unwrap_or_else(PoisonError::into_inner) = s;
+                            tls.store(Arc::new(cfg));
+                        }
                         Err(e) => tracing::error!("cannot renew the secure port's certificate: {e}"),
                     }
                 }
@@ -459,7 +485,7 @@ impl CaService {
             tokens,
             trust_domain,
             tls,
-            names,
+            serving,
             addr,
             stop: Mutex::new(Some(stop_tx)),
             tasks: Mutex::new(vec![accept, server, renew]),
@@ -488,14 +514,20 @@ impl CaService {
     }
 
     /// Self-signed CA: adds a new root and signs with it; the old root stays in the bundle
-    /// served with every certificate until retired. The secure port's certificate is reissued
-    /// from the new root.
+    /// served with every certificate until retired. The secure port keeps its certificate
+    /// (from the old root, which every proxy trusts) until its next renewal, and accepts
+    /// client certificates from both roots at once.
     pub fn rotate_root(&self) -> Result<(), CaServiceError> {
         self.ca.rotate_root().map_err(|source| CaServiceError::Ca {
             dir: self.ca.dir().to_path_buf(),
             source,
         })?;
-        self.tls.store(Arc::new(server_config(&self.ca, &self.names)?));
+        let serving = self
+            .serving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.tls.store(Arc::new(server_config(&self.ca, &serving)?));
         Ok(())
     }
 
@@ -714,8 +746,15 @@ pub fn router(ca: Arc<CaService>) -> Router {
 
 async fn issue_token(
     State(ca): State<Arc<CaService>>,
-    Json(req): Json<TokenRequest>,
+    body: axum::body::Bytes,
 ) -> Result<Json<TokenAnswer>, ApiError> {
+    // Any content type: the body is JSON `{"namespace": NS, "serviceAccount": SA}`.
+    let req: TokenRequest = serde_json::from_slice(&body).map_err(|e| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            format!("body: {e}; expected {{\"namespace\": NS, \"serviceAccount\": SA}}"),
+        )
+    })?;
     let (token, id) = ca
         .issue_token(&req.namespace, &req.service_account)
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
