@@ -91,6 +91,20 @@ pub struct WorkloadBootstrap {
     pub delta: bool,
     /// Base and maximum reconnect backoff to the control plane, in milliseconds.
     pub backoff_ms: (u64, u64),
+    /// Where the proxy fetches its own certificate (`CA_ADDR`, `CA_ROOT_CA`, `CA_TOKEN_FILE`
+    /// node metadata); `None`: no workload identity.
+    pub ca: Option<CaSettings>,
+}
+
+/// How a proxy reaches the control plane's certificate service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaSettings {
+    /// The secure port (15012).
+    pub addr: SocketAddr,
+    /// PEM file of the roots the secure port's certificate chains to.
+    pub root_cert: std::path::PathBuf,
+    /// File with the bootstrap token from `weft x token`.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl WorkloadBootstrap {
@@ -110,6 +124,7 @@ impl WorkloadBootstrap {
             interception_mode: "NONE".to_string(),
             delta: false,
             backoff_ms: (100, 2_000),
+            ca: None,
         }
     }
 
@@ -172,6 +187,12 @@ impl WorkloadBootstrap {
         self
     }
 
+    /// Points the proxy at the certificate service for its own identity.
+    pub fn ca(mut self, ca: CaSettings) -> WorkloadBootstrap {
+        self.ca = Some(ca);
+        self
+    }
+
     /// Sets the workload labels.
     pub fn labels(mut self, labels: BTreeMap<String, String>) -> WorkloadBootstrap {
         self.labels = labels;
@@ -223,6 +244,17 @@ impl WorkloadBootstrap {
         fields.insert("CLUSTER_ID".to_string(), s(&self.cluster_id));
         fields.insert("MESH_ID".to_string(), s(&self.mesh_id));
         fields.insert("INSTANCE_IPS".to_string(), s(&self.ip));
+        if let Some(ca) = &self.ca {
+            fields.insert("CA_ADDR".to_string(), s(&ca.addr.to_string()));
+            fields.insert(
+                "CA_ROOT_CA".to_string(),
+                s(&ca.root_cert.display().to_string()),
+            );
+            if let Some(t) = &ca.token_file {
+                fields.insert("CA_TOKEN_FILE".to_string(), s(&t.display().to_string()));
+            }
+            fields.insert("TRUST_DOMAIN".to_string(), s(&self.mesh_id));
+        }
         fields.insert(
             "OWNER".to_string(),
             s(&format!(

@@ -261,13 +261,14 @@ fn rpc_err(addr: &str, message: impl Into<String>) -> IdentityError {
     }
 }
 
-/// Asks the certificate service for a certificate for `key`. `current` is presented as the
-/// client certificate (renewal without a token).
-pub async fn fetch(
+/// A gRPC channel to the secure port over TLS, checking its certificate against the root file
+/// (and the bundle of `current`); `current` is presented as the client certificate when
+/// `present` is set. Carries the certificate service and ADS.
+pub async fn channel(
     cfg: &IdentityConfig,
-    key: &WorkloadKey,
     current: Option<&WorkloadCertificate>,
-) -> Result<WorkloadCertificate, IdentityError> {
+    present: bool,
+) -> Result<tonic::transport::Channel, IdentityError> {
     let file = |path: &PathBuf| {
         let p = path.clone();
         move |source| IdentityError::File { path: p, source }
@@ -291,22 +292,13 @@ pub async fn fetch(
             let _ = roots.add(r.clone());
         }
     }
-    let token = match &cfg.token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(file(p))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| rpc_err(&cfg.ca_addr, e.to_string()))?
         .with_root_certificates(roots);
     let mut tls = match current {
-        Some(c) if token.is_none() => builder.with_client_cert_resolver(Arc::new(
+        Some(c) if present => builder.with_client_cert_resolver(Arc::new(
             PresentCurrent(Arc::clone(c.certified_key())),
         )),
         _ => builder.with_no_client_auth(),
@@ -335,6 +327,30 @@ pub async fn fetch(
                 .unwrap_or_default();
             rpc_err(&cfg.ca_addr, format!("cannot connect: {e}{cause}"))
         })?;
+    Ok(channel)
+}
+
+/// Asks the certificate service for a certificate for `key`. `current` is presented as the
+/// client certificate (renewal without a token).
+pub async fn fetch(
+    cfg: &IdentityConfig,
+    key: &WorkloadKey,
+    current: Option<&WorkloadCertificate>,
+) -> Result<WorkloadCertificate, IdentityError> {
+    let file = |path: &PathBuf| {
+        let p = path.clone();
+        move |source| IdentityError::File { path: p, source }
+    };
+    let token = match &cfg.token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(file(p))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let channel = channel(cfg, current, token.is_none()).await?;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await

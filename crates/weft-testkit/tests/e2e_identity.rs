@@ -164,8 +164,33 @@ async fn certificate_service_signs_only_the_proved_identity() -> anyhow::Result<
         .to_string();
     assert!(err.contains("PermissionDenied"), "{err}");
 
-    // The secure port also serves ADS: an xDS client over the same TLS gets a response.
-    // (Checked through the certificate service's own TLS by the proxies in the next test.)
+    // The secure port also serves ADS over the same TLS: a CDS request gets clusters.
+    {
+        use weft_xds::envoy::config::core::v3::Node;
+        use weft_xds::envoy::service::discovery::v3::DiscoveryRequest;
+        use weft_xds::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+        let ch = weft_proxy::identity::channel(&good, None, false).await?;
+        let mut ads = AggregatedDiscoveryServiceClient::new(ch);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(DiscoveryRequest {
+            node: Some(Node {
+                id: "sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local".into(),
+                ..Default::default()
+            }),
+            type_url: weft_xds::type_url::CLUSTER.into(),
+            ..Default::default()
+        })
+        .await?;
+        let mut stream = ads
+            .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let resp = tokio::time::timeout(Duration::from_secs(5), stream.message())
+            .await??
+            .context("no CDS response on the secure port")?;
+        assert_eq!(resp.type_url, weft_xds::type_url::CLUSTER);
+        assert!(!resp.resources.is_empty());
+    }
 
     // Root rotation: the bundle served with every certificate carries the old and the new
     // root, and certificates from either verify against it.
@@ -580,5 +605,38 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
 
     drop((server, client, unready));
     cp.shutdown().await;
+    Ok(())
+}
+
+#[test]
+fn bootstrap_builder_points_the_proxy_at_the_ca() -> anyhow::Result<()> {
+    use weft_control::bootstrap::{CaSettings, WorkloadBootstrap};
+    let b = WorkloadBootstrap::sidecar("reviews-v1", "default", "127.0.0.1")
+        .ca(CaSettings {
+            addr: "127.0.0.1:15012".parse()?,
+            root_cert: "/etc/weft/root-cert.pem".into(),
+            token_file: Some("/etc/weft/token".into()),
+        })
+        .build();
+    let mut b = b;
+    if let Some(md) = b.node.as_mut().and_then(|n| n.metadata.as_mut()) {
+        md.fields.insert(
+            "SERVICE_ACCOUNT".into(),
+            weft_xds::google::protobuf::Value {
+                kind: Some(weft_xds::google::protobuf::value::Kind::StringValue(
+                    "reviews".into(),
+                )),
+            },
+        );
+    }
+    let cfg = IdentityConfig::from_bootstrap(&b, &Default::default())?
+        .context("CA settings not read back")?;
+    assert_eq!(cfg.ca_addr, "127.0.0.1:15012");
+    assert_eq!(cfg.root_cert, PathBuf::from("/etc/weft/root-cert.pem"));
+    assert_eq!(cfg.token_file, Some(PathBuf::from("/etc/weft/token")));
+    assert_eq!(cfg.identity, id("reviews"));
+    // Without CA settings the proxy asks for no identity.
+    let plain = WorkloadBootstrap::sidecar("reviews-v1", "default", "127.0.0.1").build();
+    assert!(IdentityConfig::from_bootstrap(&plain, &Default::default())?.is_none());
     Ok(())
 }
