@@ -101,15 +101,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration; use e.g. 24h, 90m, 30s".into());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{s:?}: expected a number before a unit (h, m, s, ms)"));
+            return Err(format!(
+                "{s:?}: expected a number before a unit (h, m, s, ms)"
+            ));
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|e| format!("{s:?}: {e}"))?;
+        let n: u64 = rest[..digits].parse().map_err(|e| format!("{s:?}: {e}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         total += match unit {
@@ -118,9 +122,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "ms" => Duration::from_millis(n),
             other => {
-                return Err(format!(
-                    "{s:?}: unknown unit {other:?}; use h, m, s or ms"
-                ));
+                return Err(format!("{s:?}: unknown unit {other:?}; use h, m, s or ms"));
             }
         };
     }

@@ -796,7 +796,10 @@ pub fn secrets_from_config_dump(dump: &Value) -> anyhow::Result<Vec<SecretRow>> 
                 .is_some_and(|t| t.ends_with("SecretsConfigDump"))
         })
     {
-        for (list, status) in [("dynamic_active_secrets", "ACTIVE"), ("static_secrets", "STATIC")] {
+        for (list, status) in [
+            ("dynamic_active_secrets", "ACTIVE"),
+            ("static_secrets", "STATIC"),
+        ] {
             for e in c.get(list).and_then(Value::as_array).into_iter().flatten() {
                 rows.extend(secret_rows(e, status)?);
             }
@@ -848,7 +851,10 @@ fn secret(args: &ConfigArgs) -> anyhow::Result<u8> {
                 }))?
             );
         }
-        Some(_) => print!("{}", serde_norway::to_string(&secrets_from_config_dump(&dump)?)?),
+        Some(_) => print!(
+            "{}",
+            serde_norway::to_string(&secrets_from_config_dump(&dump)?)?
+        ),
         None => {
             let rows: Vec<Vec<String>> = secrets_from_config_dump(&dump)?
                 .into_iter()

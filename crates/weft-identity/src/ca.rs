@@ -631,12 +631,14 @@ impl CertificateAuthority {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         for n in names {
-            params.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
-                Ok(ip) => rcgen::SanType::IpAddress(ip),
-                Err(_) => rcgen::SanType::DnsName(n.as_str().try_into().map_err(|e| {
-                    CaError::InvalidCsr(format!("serving certificate name {n:?}: {e}"))
-                })?),
-            });
+            params
+                .subject_alt_names
+                .push(match n.parse::<std::net::IpAddr>() {
+                    Ok(ip) => rcgen::SanType::IpAddress(ip),
+                    Err(_) => rcgen::SanType::DnsName(n.as_str().try_into().map_err(|e| {
+                        CaError::InvalidCsr(format!("serving certificate name {n:?}: {e}"))
+                    })?),
+                });
         }
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![

@@ -31,7 +31,8 @@ use weft_xds::envoy::config::bootstrap::v3::Bootstrap;
 use crate::tls::SecretStore;
 
 /// The gRPC path of Istio's certificate method.
-pub const CREATE_CERTIFICATE_PATH: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
+pub const CREATE_CERTIFICATE_PATH: &str =
+    "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
 /// The name the control plane's certificate is checked against (Istio's istiod service).
 pub const CA_SERVER_NAME: &str = "istiod.istio-system.svc";
@@ -130,10 +131,14 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         total += match unit {
@@ -298,18 +303,16 @@ pub async fn channel(
         .map_err(|e| rpc_err(&cfg.ca_addr, e.to_string()))?
         .with_root_certificates(roots);
     let mut tls = match current {
-        Some(c) if present => builder.with_client_cert_resolver(Arc::new(
-            PresentCurrent(Arc::clone(c.certified_key())),
-        )),
+        Some(c) if present => builder
+            .with_client_cert_resolver(Arc::new(PresentCurrent(Arc::clone(c.certified_key())))),
         _ => builder.with_no_client_auth(),
     };
     tls.alpn_protocols = vec![b"h2".to_vec()];
-    let server_name = ServerName::try_from(cfg.server_name.clone()).map_err(|e| {
-        IdentityError::Config {
+    let server_name =
+        ServerName::try_from(cfg.server_name.clone()).map_err(|e| IdentityError::Config {
             field: "CA server name",
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let connector = TlsConnector {
         addr: cfg.ca_addr.clone(),
         server_name,
@@ -364,10 +367,12 @@ pub async fn fetch(
         metadata: None,
     });
     if let Some(t) = &token {
-        let value = format!("Bearer {t}").parse().map_err(|_| IdentityError::Config {
-            field: "CA_TOKEN_FILE",
-            message: "the token is not printable ASCII".into(),
-        })?;
+        let value = format!("Bearer {t}")
+            .parse()
+            .map_err(|_| IdentityError::Config {
+                field: "CA_TOKEN_FILE",
+                message: "the token is not printable ASCII".into(),
+            })?;
         req.metadata_mut().insert("authorization", value);
     }
     let path = http::uri::PathAndQuery::from_static(CREATE_CERTIFICATE_PATH);
@@ -403,7 +408,10 @@ pub async fn fetch(
 /// half life of the whole validity window can already be past for short lifetimes; counting
 /// from receipt keeps short-lived certificates renewing at their real half life.
 pub fn renewal_wait(cert: &WorkloadCertificate, now: SystemTime, unit: f64) -> Duration {
-    let left = cert.not_after().duration_since(now).unwrap_or(Duration::ZERO);
+    let left = cert
+        .not_after()
+        .duration_since(now)
+        .unwrap_or(Duration::ZERO);
     let jitter = (unit.clamp(0.0, 1.0) * 2.0 - 1.0) * weft_identity::workload::ROTATION_JITTER;
     left.mul_f64(weft_identity::workload::ROTATION_FRACTION * (1.0 + jitter))
 }

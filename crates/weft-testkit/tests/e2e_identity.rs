@@ -86,7 +86,9 @@ async fn certificate_service_signs_only_the_proved_identity() -> anyhow::Result<
     let dir = TempDir::new("ca-service");
     let cp = control_plane(&dir.0).await?;
     let ca = cp.ca().context("certificate service")?.clone();
-    let (token, proved) = ca.issue_token("default", "reviews").map_err(anyhow::Error::msg)?;
+    let (token, proved) = ca
+        .issue_token("default", "reviews")
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(proved, id("reviews"));
     // Tokens are stored hashed, never in the clear, and the file is private.
     let stored = std::fs::read_to_string(dir.0.join("config/.ca/tokens.json"))?;
@@ -258,7 +260,12 @@ fn node(sa: &str, extra: Value) -> Value {
 }
 
 /// The server sidecar: a STRICT inbound listener (mTLS only) in front of `backend`.
-fn server_bootstrap(admin: SocketAddr, inbound: SocketAddr, backend: SocketAddr, md: Value) -> Value {
+fn server_bootstrap(
+    admin: SocketAddr,
+    inbound: SocketAddr,
+    backend: SocketAddr,
+    md: Value,
+) -> Value {
     json!({
         "node": node("reviews", md),
         "admin": {"address": addr_json(admin)},
@@ -287,7 +294,12 @@ fn server_bootstrap(admin: SocketAddr, inbound: SocketAddr, backend: SocketAddr,
 
 /// The client sidecar: a plaintext outbound listener whose cluster upgrades to mTLS
 /// (`tlsMode: istio`) and expects the server's SPIFFE id.
-fn client_bootstrap(admin: SocketAddr, outbound: SocketAddr, server: SocketAddr, md: Value) -> Value {
+fn client_bootstrap(
+    admin: SocketAddr,
+    outbound: SocketAddr,
+    server: SocketAddr,
+    md: Value,
+) -> Value {
     json!({
         "node": node("productpage", md),
         "admin": {"address": addr_json(admin)},
@@ -313,7 +325,12 @@ fn client_bootstrap(admin: SocketAddr, outbound: SocketAddr, server: SocketAddr,
     })
 }
 
-fn start_proxy(dir: &Path, name: &str, bootstrap: &Value, flags: &[String]) -> anyhow::Result<Proc> {
+fn start_proxy(
+    dir: &Path,
+    name: &str,
+    bootstrap: &Value,
+    flags: &[String],
+) -> anyhow::Result<Proc> {
     let path = dir.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(bootstrap)?)?;
     let mut cmd = Command::new(binary("weft-proxy")?);
@@ -355,7 +372,10 @@ async fn serial(admin: SocketAddr) -> anyhow::Result<String> {
 
 /// One HTTP/1.1 request over mTLS with `cert` straight to the server sidecar's inbound port;
 /// `None` when the server refused the certificate.
-async fn direct_mtls(addr: SocketAddr, cert: WorkloadCertificate) -> anyhow::Result<Option<String>> {
+async fn direct_mtls(
+    addr: SocketAddr,
+    cert: WorkloadCertificate,
+) -> anyhow::Result<Option<String>> {
     let store = Arc::new(CertStore::new(cert));
     let cfg = MtlsClient::new(store, AllowedIdentities::exact([&id("reviews")]))
         .alpn_protocols(vec![b"istio-http/1.1".to_vec()])
@@ -368,8 +388,7 @@ async fn direct_mtls(addr: SocketAddr, cert: WorkloadCertificate) -> anyhow::Res
     else {
         return Ok(None);
     };
-    if s
-        .write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
+    if s.write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
         .await
         .is_err()
     {
@@ -392,12 +411,23 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
     // Tokens: one through the CLI (`weft x token`), one through the library.
     let reviews_token = dir.0.join("reviews.token");
     let out = Command::new(binary("weft")?)
-        .args(["x", "token", "--namespace", "default", "--service-account", "reviews"])
+        .args([
+            "x",
+            "token",
+            "--namespace",
+            "default",
+            "--service-account",
+            "reviews",
+        ])
         .arg("--out")
         .arg(&reviews_token)
         .args(["--control-plane", &format!("http://{}", cp.admin_addr())])
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (pp_token, _) = ca
         .issue_token("default", "productpage")
         .map_err(anyhow::Error::msg)?;
@@ -536,7 +566,12 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
     );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(ok > 50, "too little load to mean anything: {ok}");
-    assert_eq!(failed, 0, "{failed} of {} requests failed during rotation", ok + failed);
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during rotation",
+        ok + failed
+    );
 
     // An expired certificate of the mesh is refused; a valid one of the same CA is accepted.
     let key = WorkloadKey::generate()?;
@@ -549,10 +584,19 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
         past,
     )?;
     let expired = WorkloadCertificate::from_issued(&key, &issued)?;
-    assert_eq!(direct_mtls(s_in, expired).await?, None, "expired certificate accepted");
+    assert_eq!(
+        direct_mtls(s_in, expired).await?,
+        None,
+        "expired certificate accepted"
+    );
     let key = WorkloadKey::generate()?;
-    let fresh = WorkloadCertificate::from_issued(&key, &ca.ca().sign_csr(&key.csr_pem(&who)?, &who, None)?)?;
-    let answer = direct_mtls(s_in, fresh).await?.context("valid certificate refused")?;
+    let fresh = WorkloadCertificate::from_issued(
+        &key,
+        &ca.ca().sign_csr(&key.csr_pem(&who)?, &who, None)?,
+    )?;
+    let answer = direct_mtls(s_in, fresh)
+        .await?
+        .context("valid certificate refused")?;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // The proxy with a wrong token stays unready.
@@ -567,7 +611,11 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
         .args(["proxy-config", "secret", &c_admin.to_string()])
         .output()?;
     let table = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let header = table.lines().next().unwrap_or_default();
     for col in [
         "RESOURCE NAME",
@@ -584,8 +632,18 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
         .lines()
         .find(|l| l.starts_with("default"))
         .with_context(|| table.clone())?;
-    assert!(default_row.contains("Cert Chain") && default_row.contains("ACTIVE") && default_row.contains("true"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("ROOTCA") && l.contains("CA")), "{table}");
+    assert!(
+        default_row.contains("Cert Chain")
+            && default_row.contains("ACTIVE")
+            && default_row.contains("true"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("ROOTCA") && l.contains("CA")),
+        "{table}"
+    );
     let out = Command::new(binary("weft")?)
         .args(["proxy-config", "secret", &c_admin.to_string(), "-o", "json"])
         .output()?;
@@ -601,7 +659,10 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
         "{v}"
     );
     let (_, dump) = admin_get(c_admin, "/config_dump").await?;
-    assert!(!dump.contains("PRIVATE KEY"), "a key leaked into /config_dump");
+    assert!(
+        !dump.contains("PRIVATE KEY"),
+        "a key leaked into /config_dump"
+    );
 
     drop((server, client, unready));
     cp.shutdown().await;

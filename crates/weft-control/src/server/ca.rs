@@ -35,7 +35,8 @@ use weft_identity::ca::{CaConfig, CertificateAuthority};
 use weft_identity::{CaError, SpiffeId, TrustDomain};
 
 /// The gRPC path of Istio's certificate method.
-pub const CREATE_CERTIFICATE_PATH: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
+pub const CREATE_CERTIFICATE_PATH: &str =
+    "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
 /// The DNS name Istio's agents expect on the control plane's certificate.
 pub const ISTIOD_SAN: &str = "istiod.istio-system.svc";
@@ -132,12 +133,10 @@ impl TokenStore {
     pub fn open(dir: &Path) -> Result<TokenStore, CaServiceError> {
         let path = dir.join(TOKENS_FILE);
         let tokens = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str(&text).map_err(|e| CaServiceError::Tokens {
-                    path: path.clone(),
-                    message: format!("not a token file ({e}); remove it to start over"),
-                })?
-            }
+            Ok(text) => serde_json::from_str(&text).map_err(|e| CaServiceError::Tokens {
+                path: path.clone(),
+                message: format!("not a token file ({e}); remove it to start over"),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
             Err(e) => {
                 return Err(CaServiceError::Tokens {
@@ -349,14 +348,17 @@ impl CaService {
             dir: opts.dir.clone(),
             source,
         };
-        let trust_domain = TrustDomain::new(&opts.trust_domain).map_err(|e| CaServiceError::Ca {
-            dir: opts.dir.clone(),
-            source: CaError::InvalidCsr(format!("trust domain {:?}: {e}", opts.trust_domain)),
+        let trust_domain =
+            TrustDomain::new(&opts.trust_domain).map_err(|e| CaServiceError::Ca {
+                dir: opts.dir.clone(),
+                source: CaError::InvalidCsr(format!("trust domain {:?}: {e}", opts.trust_domain)),
+            })?;
+        std::fs::create_dir_all(&opts.dir).map_err(|e| {
+            ca_err(CaError::Io {
+                path: opts.dir.clone(),
+                source: e,
+            })
         })?;
-        std::fs::create_dir_all(&opts.dir).map_err(|e| ca_err(CaError::Io {
-            path: opts.dir.clone(),
-            source: e,
-        }))?;
         let config = CaConfig {
             trust_domain: trust_domain.clone(),
             default_ttl: opts.default_ttl,
@@ -376,10 +378,12 @@ impl CaService {
                 addr: opts.addr,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| CaServiceError::Bind {
-            addr: opts.addr,
-            source,
-        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| CaServiceError::Bind {
+                addr: opts.addr,
+                source,
+            })?;
         let mut names = vec![
             ISTIOD_SAN.to_string(),
             "istiod.istio-system.svc.cluster.local".to_string(),
@@ -405,8 +409,8 @@ impl CaService {
                 let tx = tx.clone();
                 // Handshakes run apart from the accept loop: a slow client holds up nobody.
                 tokio::spawn(async move {
-                    let hs =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                    let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await;
                     let io = match hs {
                         Ok(Ok(io)) => io,
                         Ok(Err(e)) => {
@@ -474,7 +478,9 @@ impl CaService {
                             *serving.lock().unwrap_or_else(PoisonError::into_inner) = s;
                             tls.store(Arc::new(cfg));
                         }
-                        Err(e) => tracing::error!("cannot renew the secure port's certificate: {e}"),
+                        Err(e) => {
+                            tracing::error!("cannot renew the secure port's certificate: {e}")
+                        }
                     }
                 }
             })
@@ -549,7 +555,12 @@ impl CaService {
 
     /// Stops the secure server.
     pub fn shutdown(&self) {
-        if let Some(s) = self.stop.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(s) = self
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let _ = s.send(());
         }
         for t in self
@@ -729,10 +740,7 @@ pub struct TokenAnswer {
 type ApiError = (StatusCode, Json<serde_json::Value>);
 
 fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
-    (
-        status,
-        Json(serde_json::json!({ "error": message.into() })),
-    )
+    (status, Json(serde_json::json!({ "error": message.into() })))
 }
 
 /// The admin API routes of the CA: `POST /ca/tokens`, `GET /ca/root`, `POST /ca/rotate-root`.
