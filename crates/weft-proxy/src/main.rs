@@ -32,7 +32,7 @@ struct Cli {
     reject_unsupported: bool,
     /// The control plane's secure port (host:port): fetch this proxy's certificate there
     /// (overrides the bootstrap's CA_ADDR node metadata).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "identity_dir")]
     ca_addr: Option<String>,
     /// PEM file of the roots the secure port's certificate chains to (CA_ROOT_CA).
     #[arg(long)]
@@ -43,6 +43,11 @@ struct Cli {
     /// Requested certificate lifetime, e.g. 24h or 90s (SECRET_TTL).
     #[arg(long)]
     secret_ttl: Option<String>,
+    /// Directory with the proxy's identity (`cert-chain.pem`, `key.pem`, `root-cert.pem`, as
+    /// Istio's file-mounted certificates): served as the SDS secrets `default` and `ROOTCA`,
+    /// and reloaded when the files change.
+    #[arg(long = "identity-dir")]
+    identity_dir: Option<PathBuf>,
 }
 
 /// Envoy's level names to tracing's.
@@ -96,6 +101,14 @@ fn main() -> anyhow::Result<()> {
         log_control: Some(Arc::new(Logging(handle))),
         ..Default::default()
     };
+    if let Some(dir) = &cli.identity_dir {
+        weft_proxy::tls::files::watch_identity_dir(
+            Arc::clone(&options.compile.secrets),
+            dir.clone(),
+            Duration::from_secs(1),
+        )
+        .context("--identity-dir")?;
+    }
     let proxy = weft_proxy::run(&bootstrap, options)?;
     if let Some(a) = proxy.admin_addr() {
         tracing::info!("admin listening on {a}");

@@ -9,6 +9,7 @@
 //! connections wait for them (bounded), as Envoy's warming does. rustls with the ring provider
 //! is the only TLS implementation.
 
+pub mod files;
 pub mod secrets;
 pub mod stream;
 mod verify;
