@@ -1040,4 +1040,44 @@ mod tests {
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1], ca.trust_bundle_pem());
     }
+
+    #[test]
+    fn serving_certificate_names_and_usage() {
+        let dir = TempDir::new("ca-serving");
+        let ca = CertificateAuthority::load_or_create_self_signed(dir.path(), CaConfig::default())
+            .expect("ca");
+        let (key_pem, issued) = ca
+            .issue_serving_certificate(
+                &[
+                    "istiod.istio-system.svc".to_string(),
+                    "127.0.0.1".to_string(),
+                ],
+                Duration::from_secs(3600),
+            )
+            .expect("issue");
+        assert!(key_pem.contains("PRIVATE KEY"));
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(issued.leaf()).expect("parse");
+        let san = cert.subject_alternative_name().expect("ext").expect("san");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("istiod.istio-system.svc")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.contains("IPAddress(7f:00:00:01)")),
+            "{names:?}"
+        );
+        let eku = cert.extended_key_usage().expect("eku").expect("present");
+        assert!(eku.value.server_auth);
+        assert!(
+            ca.issue_serving_certificate(&["bücher.example".to_string()], Duration::from_secs(60))
+                .is_err()
+        );
+    }
 }

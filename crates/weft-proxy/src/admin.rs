@@ -118,7 +118,10 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/config_dump" => match config_dump(&shared.snapshot.load())
             .and_then(|v| crate::xds::extend_config_dump(shared, v))
             .map(|mut v| {
-                if let Some(c) = v.get_mut("configs").and_then(|c| c.as_array_mut()) {
+                // Secrets, when there are any (never their keys).
+                if !shared.secrets.names().is_empty()
+                    && let Some(c) = v.get_mut("configs").and_then(|c| c.as_array_mut())
+                {
                     c.push(crate::identity::secrets_config_dump(&shared.secrets));
                 }
                 crate::tls::redact(&mut v);

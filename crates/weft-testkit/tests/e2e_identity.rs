@@ -565,6 +565,9 @@ async fn proxies_fetch_identity_mtls_and_rotate_under_load() -> anyhow::Result<(
         client.log_tail(20)
     );
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "rotation under load: {ok} requests, {failed} failed; rotations (server, client) {rotated:?}"
+    );
     assert!(ok > 50, "too little load to mean anything: {ok}");
     assert_eq!(
         failed,
