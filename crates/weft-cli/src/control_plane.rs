@@ -26,8 +26,9 @@ pub struct Args {
     /// Quiet time in milliseconds after a change before pushing; changes within it go together.
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
-    /// Address of the secure port: Istio's CA API and ADS over TLS (default 127.0.0.1:15012,
-    /// or port 0 when --xds-addr asks for port 0).
+    /// Address of the secure port: Istio's CA API and ADS over TLS (default 127.0.0.1:15012
+    /// with the default --xds-addr; with another xDS address an ephemeral port on its host,
+    /// printed on the ready line).
     #[arg(long)]
     pub secure_addr: Option<SocketAddr>,
     /// Do not serve the secure port (no certificate authority).
@@ -71,7 +72,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             None
         } else {
             Some(args.secure_addr.unwrap_or_else(|| {
-                let port = if args.xds_addr.port() == 0 { 0 } else { 15012 };
+                // Istio's 15012 beside the default 15010; beside any other xDS port an
+                // ephemeral one (printed on the ready line), so that control planes started
+                // on other ports never fight over 15012.
+                let port = if args.xds_addr.port() == 15010 {
+                    15012
+                } else {
+                    0
+                };
                 SocketAddr::new(args.xds_addr.ip(), port)
             }))
         };

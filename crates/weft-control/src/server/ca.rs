@@ -401,8 +401,14 @@ impl CaService {
         let accept_tls = tls.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, remote)) = listener.accept().await else {
-                    continue;
+                let (stream, remote) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("secure port: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let acceptor = tokio_rustls::TlsAcceptor::from(accept_tls.load_full());
