@@ -253,6 +253,9 @@ pub struct CertificateAuthority {
     /// Serializes rotation, retirement and reload, which read-modify-write the state and the
     /// files in `dir`.
     write_lock: Mutex<()>,
+    /// A root already in the trust bundle that does not sign yet (first phase of a staged
+    /// rotation), with its key; held in memory only.
+    staged: Mutex<Option<Arc<Signer>>>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -374,6 +377,7 @@ impl CertificateAuthority {
             dir,
             state: ArcSwap::from_pointee(state),
             write_lock: Mutex::new(()),
+            staged: Mutex::new(None),
         };
         ca.self_check(&ca.state.load())?;
         Ok(ca)
@@ -432,6 +436,7 @@ impl CertificateAuthority {
             dir,
             state: ArcSwap::from_pointee(state),
             write_lock: Mutex::new(()),
+            staged: Mutex::new(None),
         };
         ca.self_check(&ca.state.load())?;
         Ok(ca)
@@ -693,6 +698,63 @@ impl CertificateAuthority {
         self.state.store(Arc::new(state));
         tracing::info!(dir = %self.dir.display(), "rotated the self-signed root; the old root stays trusted until retired");
         Ok(cert)
+    }
+
+    /// Self-signed only, first phase of a rotation that never leaves a workload unable to
+    /// verify a peer: generates a new root and adds it to the trust bundle (persisted) while
+    /// the current root keeps signing. Workloads take the new bundle with their next
+    /// certificate; once every workload has renewed, [`activate_staged_root`](Self::activate_staged_root)
+    /// makes the new root sign. The staged key is held in memory only: after a restart, stage
+    /// again (the bundle then holds one more root until retired).
+    pub fn stage_root(&self) -> Result<CertificateDer<'static>, CaError> {
+        if self.mode != CaMode::SelfSigned {
+            return Err(CaError::NotSelfSigned("stage_root"));
+        }
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (key, cert) = generate_root(&self.config)?;
+        let staged = Arc::new(signer_from(
+            key,
+            cert.clone(),
+            Vec::new(),
+            &self.dir.join(CA_CERT_FILE),
+        )?);
+        let current = self.state.load();
+        let mut roots = current.roots.clone();
+        roots.push(cert.clone());
+        let state = CaState {
+            signer: current.signer.clone(),
+            roots,
+        };
+        // The staged root must produce certificates that verify against the new bundle.
+        self.self_check(&CaState {
+            signer: staged.clone(),
+            roots: state.roots.clone(),
+        })?;
+        persist_self_signed(&self.dir, &state)?;
+        self.state.store(Arc::new(state));
+        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(staged);
+        tracing::info!(dir = %self.dir.display(), "staged a new root: trusted now, signing after activation");
+        Ok(cert)
+    }
+
+    /// Second phase of a staged rotation: the staged root signs from now on (persisted); the
+    /// old root stays trusted until retired.
+    pub fn activate_staged_root(&self) -> Result<CertificateDer<'static>, CaError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(staged) = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(CaError::Retire(
+                "no staged root to activate: stage one first".to_string(),
+            ));
+        };
+        let current = self.state.load();
+        let state = CaState {
+            signer: staged.clone(),
+            roots: current.roots.clone(),
+        };
+        persist_self_signed(&self.dir, &state)?;
+        self.state.store(Arc::new(state));
+        tracing::info!(dir = %self.dir.display(), "the staged root signs now");
+        Ok(staged.cert.clone())
     }
 
     /// Self-signed only: removes a root from the trust bundle. The root that signs now cannot be

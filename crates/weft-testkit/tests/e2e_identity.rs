@@ -194,12 +194,32 @@ async fn certificate_service_signs_only_the_proved_identity() -> anyhow::Result<
         assert!(!resp.resources.is_empty());
     }
 
-    // Root rotation: the bundle served with every certificate carries the old and the new
-    // root, and certificates from either verify against it.
-    ca.rotate_root()?;
-    let after = fetch(&good, &WorkloadKey::generate()?, Some(&cert)).await?;
+    // Root rotation, in two phases. First the new root joins the bundle while the old one
+    // still signs: a proxy renewing now learns the new root, and its certificate still
+    // verifies for peers that know only the old root.
+    ca.rotate_root(Some(Duration::from_millis(1500)))?;
+    let now = rustls_pki_types::UnixTime::now();
+    let staged = fetch(&good, &WorkloadKey::generate()?, Some(&cert)).await?;
+    assert_eq!(staged.bundle().certs().len(), 2);
+    assert_eq!(
+        cert.bundle()
+            .verify(&staged.chain()[0], &staged.chain()[1..], now, Usage::Client)?,
+        id("reviews"),
+        "while staged, the old root signs"
+    );
+    // After the grace period the new root signs; the bundle carries both roots, and
+    // certificates from either verify against it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = fetch(&good, &WorkloadKey::generate()?, Some(&staged)).await?;
     assert_eq!(after.bundle().certs().len(), 2);
     let now = rustls_pki_types::UnixTime::now();
+    assert_eq!(
+        staged
+            .bundle()
+            .verify(&after.chain()[0], &after.chain()[1..], now, Usage::Client)?,
+        id("reviews"),
+        "a proxy that renewed during the grace period knows the new root"
+    );
     assert_eq!(
         after
             .bundle()

@@ -216,6 +216,8 @@ pub struct CaService {
     ca: Arc<CertificateAuthority>,
     tokens: Arc<TokenStore>,
     trust_domain: TrustDomain,
+    /// Lifetime of workload certificates by default; the grace of a root rotation.
+    default_ttl: Duration,
     /// What the secure port presents and whom it trusts; rebuilt when the serving certificate
     /// is renewed or the roots change.
     tls: Arc<ArcSwap<ServerConfig>>,
@@ -496,6 +498,7 @@ impl CaService {
             ca,
             tokens,
             trust_domain,
+            default_ttl: opts.default_ttl,
             tls,
             serving,
             addr,
@@ -525,15 +528,42 @@ impl CaService {
         self.ca.trust_bundle_pem()
     }
 
-    /// Self-signed CA: adds a new root and signs with it; the old root stays in the bundle
-    /// served with every certificate until retired. The secure port keeps its certificate
-    /// (from the old root, which every proxy trusts) until its next renewal, and accepts
-    /// client certificates from both roots at once.
-    pub fn rotate_root(&self) -> Result<(), CaServiceError> {
-        self.ca.rotate_root().map_err(|source| CaServiceError::Ca {
+    /// Self-signed CA: rotates the root in two phases so that no proxy ever meets a peer
+    /// whose root it does not know. Now: a new root joins the trust bundle served with every
+    /// certificate while the old root keeps signing. After `grace` (by default the workload
+    /// certificate lifetime: every proxy has renewed by then, at half life): the new root
+    /// signs. The old root stays trusted until retired. The secure port keeps its certificate
+    /// (from the old root, which every proxy trusts) until its renewal, and accepts client
+    /// certificates from both roots from now on.
+    pub fn rotate_root(self: &Arc<Self>, grace: Option<Duration>) -> Result<(), CaServiceError> {
+        let ca_err = |source| CaServiceError::Ca {
             dir: self.ca.dir().to_path_buf(),
             source,
-        })?;
+        };
+        self.ca.stage_root().map_err(ca_err)?;
+        self.refresh_tls()?;
+        let grace = grace.unwrap_or(self.default_ttl);
+        if grace.is_zero() {
+            self.ca.activate_staged_root().map_err(ca_err)?;
+            return Ok(());
+        }
+        let this = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            match this.ca.activate_staged_root() {
+                Ok(_) => tracing::info!("root rotation: the new root signs now"),
+                Err(e) => tracing::error!("root rotation: cannot activate the new root: {e}"),
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+        Ok(())
+    }
+
+    /// Rebuilds the secure port's TLS settings for the current bundle, keeping its certificate.
+    fn refresh_tls(&self) -> Result<(), CaServiceError> {
         let serving = self
             .serving
             .lock()
@@ -782,14 +812,44 @@ async fn root(State(ca): State<Arc<CaService>>) -> String {
     ca.root_pem()
 }
 
+/// Query of `POST /ca/rotate-root`.
+#[derive(Debug, Deserialize)]
+struct RotateQuery {
+    /// How long the new root is trusted before it signs (`30s`, `12h`; default: the workload
+    /// certificate lifetime).
+    grace: Option<String>,
+}
+
 async fn rotate_root(
     State(ca): State<Arc<CaService>>,
+    axum::extract::Query(q): axum::extract::Query<RotateQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    tokio::task::spawn_blocking(move || ca.rotate_root().map(|()| ca.ca.trust_bundle().len()))
+    let grace = match q.grace.as_deref() {
+        None => None,
+        Some("0") => Some(Duration::ZERO),
+        Some(g) => Some(parse_grace(g).ok_or_else(|| {
+            api_error(
+                StatusCode::BAD_REQUEST,
+                format!("grace {g:?}: expected a duration such as 30s, 90m or 12h"),
+            )
+        })?),
+    };
+    tokio::task::spawn_blocking(move || ca.rotate_root(grace).map(|()| ca.ca.trust_bundle().len()))
         .await
         .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map(|roots| Json(serde_json::json!({ "roots": roots })))
         .map_err(|e| api_error(StatusCode::CONFLICT, e.to_string()))
+}
+
+fn parse_grace(s: &str) -> Option<Duration> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
