@@ -56,6 +56,8 @@ enum XCommand {
     /// Authorization of a workload.
     #[command(subcommand)]
     Authz(AuthzCommand),
+    /// Issue a bootstrap token proving a workload identity to the certificate service.
+    Token(control_plane::TokenArgs),
 }
 
 #[derive(Subcommand)]
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
         Command::X(XCommand::Bootstrap(args)) => bootstrap_cmd::run(args),
         Command::X(XCommand::Authz(AuthzCommand::Check(args))) => authz_cmd::check(args),
+        Command::X(XCommand::Token(args)) => control_plane::token(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(

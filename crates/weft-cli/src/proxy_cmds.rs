@@ -147,6 +147,10 @@ pub enum Section {
     /// EDS.
     #[value(alias = "endpoints")]
     Endpoint,
+    /// The proxy's certificates and trusted roots (read from the proxy's own admin
+    /// `/config_dump`; PROXY is then its admin address, e.g. `127.0.0.1:15000`).
+    #[value(alias = "secrets")]
+    Secret,
     /// Everything.
     All,
 }
@@ -180,7 +184,7 @@ pub(crate) async fn fetch_dump(target: &Target, want: &str) -> anyhow::Result<(S
 
 /// The parts of a config dump that a section shows, as proto3 JSON.
 fn dump_section(dump: &Value, section: Section) -> Value {
-    if section == Section::All {
+    if matches!(section, Section::All | Section::Secret) {
         return dump.clone();
     }
     let (ty, list, inner) = match section {
@@ -192,7 +196,7 @@ fn dump_section(dump: &Value, section: Section) -> Value {
             "dynamic_endpoint_configs",
             "endpoint_config",
         ),
-        Section::All => unreachable!("handled above"),
+        Section::All | Section::Secret => unreachable!("handled above"),
     };
     let items: Vec<Value> = dump
         .get("configs")
@@ -488,12 +492,16 @@ pub fn render_section(r: &Resources, section: Section) -> String {
         Section::Listener => listener(),
         Section::Route => route(),
         Section::Endpoint => endpoint(),
+        Section::Secret => String::new(),
         Section::All => [cluster(), listener(), route(), endpoint()].join("\n"),
     }
 }
 
 /// `weft proxy-config cluster|listener|route|endpoint|all PROXY [-o json|yaml]`.
 pub fn config(args: ConfigArgs) -> anyhow::Result<u8> {
+    if args.section == Section::Secret {
+        return secret(&args);
+    }
     let (_, dump) = block_on(fetch_dump(&args.target, &args.proxy))?;
     match args.output.as_deref() {
         Some("json") => {
@@ -675,4 +683,212 @@ pub fn route_check_cmd(args: RouteCheckArgs) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
+}
+
+/// One row of `proxy-config secret`.
+#[derive(Debug, serde::Serialize)]
+pub struct SecretRow {
+    /// The SDS name (`default`, `ROOTCA`, ...).
+    pub resource_name: String,
+    /// `Cert Chain` or `CA`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ACTIVE` (dynamic active secrets) or `STATIC`.
+    pub status: String,
+    /// Whether the certificate is within its validity now.
+    pub valid_cert: bool,
+    /// Serial number, lower-case hex.
+    pub serial_number: String,
+    /// End of validity (RFC 3339, UTC).
+    pub not_after: String,
+    /// Start of validity (RFC 3339, UTC).
+    pub not_before: String,
+    /// URI SANs (the SPIFFE id of a workload certificate).
+    pub identities: Vec<String>,
+}
+
+fn rfc3339(t: x509_parser::time::ASN1Time) -> String {
+    let secs = t.timestamp();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The certificates of one secret (the first is the one shown, as istioctl does).
+fn secret_rows(entry: &Value, status: &str) -> anyhow::Result<Vec<SecretRow>> {
+    use base64::Engine as _;
+    let name = entry["name"].as_str().unwrap_or_default().to_string();
+    let secret = &entry["secret"];
+    let (kind, data) = if let Some(c) = secret.get("tls_certificate") {
+        ("Cert Chain", &c["certificate_chain"])
+    } else if let Some(v) = secret.get("validation_context") {
+        ("CA", &v["trusted_ca"])
+    } else {
+        return Ok(Vec::new());
+    };
+    let pem = if let Some(b) = data.get("inline_bytes").and_then(Value::as_str) {
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .with_context(|| format!("secret {name}: inline_bytes is not base64"))?
+    } else if let Some(s) = data.get("inline_string").and_then(Value::as_str) {
+        s.as_bytes().to_vec()
+    } else {
+        return Ok(Vec::new());
+    };
+    let mut rows = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+        let block = block.with_context(|| format!("secret {name}: bad PEM"))?;
+        let cert = block
+            .parse_x509()
+            .with_context(|| format!("secret {name}: not an X.509 certificate"))?;
+        let identities = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|san| {
+                san.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push(SecretRow {
+            resource_name: name.clone(),
+            kind: kind.to_string(),
+            status: status.to_string(),
+            valid_cert: cert.validity().is_valid(),
+            serial_number: cert.raw_serial_as_string().replace(':', ""),
+            not_after: rfc3339(cert.validity().not_after),
+            not_before: rfc3339(cert.validity().not_before),
+            identities,
+        });
+        if kind == "Cert Chain" {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// The rows of `proxy-config secret` from a proxy's `/config_dump`.
+pub fn secrets_from_config_dump(dump: &Value) -> anyhow::Result<Vec<SecretRow>> {
+    let mut rows = Vec::new();
+    for c in dump
+        .get("configs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("SecretsConfigDump"))
+        })
+    {
+        for (list, status) in [
+            ("dynamic_active_secrets", "ACTIVE"),
+            ("static_secrets", "STATIC"),
+        ] {
+            for e in c.get(list).and_then(Value::as_array).into_iter().flatten() {
+                rows.extend(secret_rows(e, status)?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `weft proxy-config secret ADMIN [-o json]`: the proxy's certificates from its admin API.
+fn secret(args: &ConfigArgs) -> anyhow::Result<u8> {
+    let url = if args.proxy.contains("://") {
+        args.proxy.clone()
+    } else if args.proxy.parse::<std::net::SocketAddr>().is_ok() {
+        format!("http://{}", args.proxy)
+    } else {
+        bail!(
+            "proxy-config secret reads the proxy's own admin API: give its address as PROXY, e.g. 127.0.0.1:15000 (got {:?})",
+            args.proxy
+        );
+    };
+    let dump: Value = block_on(async {
+        let a = weft_control::server::client::AdminClient::new(&url)?
+            .get("/config_dump")
+            .await?;
+        if !a.ok() {
+            bail!("{url}/config_dump: {}", a.error_message());
+        }
+        Ok(a.json()?)
+    })?;
+    match args.output.as_deref() {
+        Some("json") => {
+            let section: Vec<&Value> = dump
+                .get("configs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| {
+                    c.get("@type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| t.ends_with("SecretsConfigDump"))
+                })
+                .collect();
+            let rows = secrets_from_config_dump(&dump)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "secrets": rows,
+                    "config_dump": section.first(),
+                }))?
+            );
+        }
+        Some(_) => print!(
+            "{}",
+            serde_norway::to_string(&secrets_from_config_dump(&dump)?)?
+        ),
+        None => {
+            let rows: Vec<Vec<String>> = secrets_from_config_dump(&dump)?
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.resource_name,
+                        r.kind,
+                        r.status,
+                        r.valid_cert.to_string(),
+                        r.serial_number,
+                        r.not_after,
+                        r.not_before,
+                    ]
+                })
+                .collect();
+            table::print(
+                &[
+                    "RESOURCE NAME",
+                    "TYPE",
+                    "STATUS",
+                    "VALID CERT",
+                    "SERIAL NUMBER",
+                    "NOT AFTER",
+                    "NOT BEFORE",
+                ],
+                &rows,
+            );
+        }
+    }
+    Ok(0)
 }

@@ -94,6 +94,20 @@ pub struct WorkloadBootstrap {
     /// `AUTO_REGISTER_GROUP`: the WorkloadGroup (in `namespace`) the control plane registers
     /// this workload into as a WorkloadEntry while it is connected.
     pub auto_register_group: Option<String>,
+    /// Where the proxy fetches its own certificate (`CA_ADDR`, `CA_ROOT_CA`, `CA_TOKEN_FILE`
+    /// node metadata); `None`: no workload identity.
+    pub ca: Option<CaSettings>,
+}
+
+/// How a proxy reaches the control plane's certificate service.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaSettings {
+    /// The secure port (15012).
+    pub addr: SocketAddr,
+    /// PEM file of the roots the secure port's certificate chains to.
+    pub root_cert: std::path::PathBuf,
+    /// File with the bootstrap token from `weft x token`.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl WorkloadBootstrap {
@@ -114,6 +128,7 @@ impl WorkloadBootstrap {
             delta: false,
             backoff_ms: (100, 2_000),
             auto_register_group: None,
+            ca: None,
         }
     }
 
@@ -176,6 +191,12 @@ impl WorkloadBootstrap {
         self
     }
 
+    /// Points the proxy at the certificate service for its own identity.
+    pub fn ca(mut self, ca: CaSettings) -> WorkloadBootstrap {
+        self.ca = Some(ca);
+        self
+    }
+
     /// Sets the workload labels.
     pub fn labels(mut self, labels: BTreeMap<String, String>) -> WorkloadBootstrap {
         self.labels = labels;
@@ -235,6 +256,17 @@ impl WorkloadBootstrap {
         fields.insert("INSTANCE_IPS".to_string(), s(&self.ip));
         if let Some(g) = &self.auto_register_group {
             fields.insert("AUTO_REGISTER_GROUP".to_string(), s(g));
+        }
+        if let Some(ca) = &self.ca {
+            fields.insert("CA_ADDR".to_string(), s(&ca.addr.to_string()));
+            fields.insert(
+                "CA_ROOT_CA".to_string(),
+                s(&ca.root_cert.display().to_string()),
+            );
+            if let Some(t) = &ca.token_file {
+                fields.insert("CA_TOKEN_FILE".to_string(), s(&t.display().to_string()));
+            }
+            fields.insert("TRUST_DOMAIN".to_string(), s(&self.mesh_id));
         }
         fields.insert(
             "OWNER".to_string(),

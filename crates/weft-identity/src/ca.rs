@@ -253,6 +253,9 @@ pub struct CertificateAuthority {
     /// Serializes rotation, retirement and reload, which read-modify-write the state and the
     /// files in `dir`.
     write_lock: Mutex<()>,
+    /// A root already in the trust bundle that does not sign yet (first phase of a staged
+    /// rotation), with its key; held in memory only.
+    staged: Mutex<Option<Arc<Signer>>>,
 }
 
 impl std::fmt::Debug for CertificateAuthority {
@@ -374,6 +377,7 @@ impl CertificateAuthority {
             dir,
             state: ArcSwap::from_pointee(state),
             write_lock: Mutex::new(()),
+            staged: Mutex::new(None),
         };
         ca.self_check(&ca.state.load())?;
         Ok(ca)
@@ -432,6 +436,7 @@ impl CertificateAuthority {
             dir,
             state: ArcSwap::from_pointee(state),
             write_lock: Mutex::new(()),
+            staged: Mutex::new(None),
         };
         ca.self_check(&ca.state.load())?;
         Ok(ca)
@@ -611,6 +616,62 @@ impl CertificateAuthority {
         })
     }
 
+    /// Issues a serving certificate for the control plane itself (Istio's istiod certificate):
+    /// a fresh key made here, DNS and IP SANs from `names` (each parsed as an IP address when
+    /// it is one), server and client usage, valid for `ttl` (never beyond the signing CA).
+    /// Returns the key (PKCS#8 PEM) and the certificate with its chain and the trust bundle.
+    pub fn issue_serving_certificate(
+        &self,
+        names: &[String],
+        ttl: Duration,
+    ) -> Result<(String, IssuedCertificate), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let state = self.state.load();
+        let now = SystemTime::now();
+        let not_before = now.checked_sub(self.config.backdate).unwrap_or(now);
+        let not_after = (now + ttl).min(state.signer.not_after);
+        if not_after <= now {
+            return Err(CaError::CaExpired);
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        for n in names {
+            params
+                .subject_alt_names
+                .push(match n.parse::<std::net::IpAddr>() {
+                    Ok(ip) => rcgen::SanType::IpAddress(ip),
+                    Err(_) => rcgen::SanType::DnsName(n.as_str().try_into().map_err(|e| {
+                        CaError::InvalidCsr(format!("serving certificate name {n:?}: {e}"))
+                    })?),
+                });
+        }
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial());
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
+        let cert = params.signed_by(&key, &state.signer.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(state.signer.intermediates.iter().cloned());
+        Ok((
+            pem_files::key_to_pem(&key),
+            IssuedCertificate {
+                chain,
+                roots: state.roots.clone(),
+                not_before: truncate_to_seconds(not_before),
+                not_after: truncate_to_seconds(not_after),
+            },
+        ))
+    }
+
     /// Self-signed only: generates a new root, adds it to the trust bundle (the old roots stay
     /// trusted) and signs with it from now on. Persisted before it takes effect. Workloads pick
     /// up the new bundle with their next certificate; retire the old root with
@@ -637,6 +698,63 @@ impl CertificateAuthority {
         self.state.store(Arc::new(state));
         tracing::info!(dir = %self.dir.display(), "rotated the self-signed root; the old root stays trusted until retired");
         Ok(cert)
+    }
+
+    /// Self-signed only, first phase of a rotation that never leaves a workload unable to
+    /// verify a peer: generates a new root and adds it to the trust bundle (persisted) while
+    /// the current root keeps signing. Workloads take the new bundle with their next
+    /// certificate; once every workload has renewed, [`activate_staged_root`](Self::activate_staged_root)
+    /// makes the new root sign. The staged key is held in memory only: after a restart, stage
+    /// again (the bundle then holds one more root until retired).
+    pub fn stage_root(&self) -> Result<CertificateDer<'static>, CaError> {
+        if self.mode != CaMode::SelfSigned {
+            return Err(CaError::NotSelfSigned("stage_root"));
+        }
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (key, cert) = generate_root(&self.config)?;
+        let staged = Arc::new(signer_from(
+            key,
+            cert.clone(),
+            Vec::new(),
+            &self.dir.join(CA_CERT_FILE),
+        )?);
+        let current = self.state.load();
+        let mut roots = current.roots.clone();
+        roots.push(cert.clone());
+        let state = CaState {
+            signer: current.signer.clone(),
+            roots,
+        };
+        // The staged root must produce certificates that verify against the new bundle.
+        self.self_check(&CaState {
+            signer: staged.clone(),
+            roots: state.roots.clone(),
+        })?;
+        persist_self_signed(&self.dir, &state)?;
+        self.state.store(Arc::new(state));
+        *self.staged.lock().unwrap_or_else(|p| p.into_inner()) = Some(staged);
+        tracing::info!(dir = %self.dir.display(), "staged a new root: trusted now, signing after activation");
+        Ok(cert)
+    }
+
+    /// Second phase of a staged rotation: the staged root signs from now on (persisted); the
+    /// old root stays trusted until retired.
+    pub fn activate_staged_root(&self) -> Result<CertificateDer<'static>, CaError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(staged) = self.staged.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(CaError::Retire(
+                "no staged root to activate: stage one first".to_string(),
+            ));
+        };
+        let current = self.state.load();
+        let state = CaState {
+            signer: staged.clone(),
+            roots: current.roots.clone(),
+        };
+        persist_self_signed(&self.dir, &state)?;
+        self.state.store(Arc::new(state));
+        tracing::info!(dir = %self.dir.display(), "the staged root signs now");
+        Ok(staged.cert.clone())
     }
 
     /// Self-signed only: removes a root from the trust bundle. The root that signs now cannot be
@@ -983,5 +1101,45 @@ mod tests {
         let chain = issued.istio_cert_chain();
         assert_eq!(chain.len(), 2);
         assert_eq!(chain[1], ca.trust_bundle_pem());
+    }
+
+    #[test]
+    fn serving_certificate_names_and_usage() {
+        let dir = TempDir::new("ca-serving");
+        let ca = CertificateAuthority::load_or_create_self_signed(dir.path(), CaConfig::default())
+            .expect("ca");
+        let (key_pem, issued) = ca
+            .issue_serving_certificate(
+                &[
+                    "istiod.istio-system.svc".to_string(),
+                    "127.0.0.1".to_string(),
+                ],
+                Duration::from_secs(3600),
+            )
+            .expect("issue");
+        assert!(key_pem.contains("PRIVATE KEY"));
+        let (_, cert) =
+            x509_parser::certificate::X509Certificate::from_der(issued.leaf()).expect("parse");
+        let san = cert.subject_alternative_name().expect("ext").expect("san");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.contains("istiod.istio-system.svc")),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.contains("IPAddress(7f:00:00:01)")),
+            "{names:?}"
+        );
+        let eku = cert.extended_key_usage().expect("eku").expect("present");
+        assert!(eku.value.server_auth);
+        assert!(
+            ca.issue_serving_certificate(&["bücher.example".to_string()], Duration::from_secs(60))
+                .is_err()
+        );
     }
 }

@@ -100,7 +100,9 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/ready" => {
             if *shared.draining.borrow() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "DRAINING\n")
-            } else if shared.ready.load(Ordering::Acquire) {
+            } else if shared.ready.load(Ordering::Acquire)
+                && shared.identity_ready.load(Ordering::Acquire)
+            {
                 text(StatusCode::OK, "LIVE\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n")
@@ -116,6 +118,12 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/config_dump" => match config_dump(&shared.snapshot.load())
             .and_then(|v| crate::xds::extend_config_dump(shared, v))
             .map(|mut v| {
+                // Secrets, when there are any (never their keys).
+                if !shared.secrets.names().is_empty()
+                    && let Some(c) = v.get_mut("configs").and_then(|c| c.as_array_mut())
+                {
+                    c.push(crate::identity::secrets_config_dump(&shared.secrets));
+                }
                 crate::tls::redact(&mut v);
                 v
             }) {

@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod identity;
 mod listener;
 pub mod stats;
 mod tcp;
@@ -46,6 +47,9 @@ pub struct Options {
     pub compile: CompileOptions,
     /// Changes the log level for `/logging?level=`; the binary passes its subscriber's handle.
     pub log_control: Option<Arc<dyn LogControl>>,
+    /// Where to fetch the proxy's own certificate (SDS `default` and `ROOTCA`); not ready
+    /// until it is in.
+    pub identity: Option<identity::IdentityConfig>,
 }
 
 impl Default for Options {
@@ -56,6 +60,7 @@ impl Default for Options {
             admin_addr: None,
             compile: CompileOptions::default(),
             log_control: None,
+            identity: None,
         }
     }
 }
@@ -171,6 +176,8 @@ pub(crate) struct Shared {
     pub stats: Arc<Stats>,
     /// `/ready` says LIVE once the listeners accept.
     pub ready: AtomicBool,
+    /// False until the proxy's own certificate is installed (true when it fetches none).
+    pub identity_ready: Arc<AtomicBool>,
     /// True: close downstream connections gracefully (drain).
     pub draining: watch::Sender<bool>,
     /// True: stop accepting connections.
@@ -353,6 +360,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         snapshot: ArcSwap::from_pointee(compiled.snapshot),
         stats,
         ready: AtomicBool::new(false),
+        identity_ready: Arc::new(AtomicBool::new(options.identity.is_none())),
         draining: watch::channel(false).0,
         stop_accepting: watch::channel(false).0,
         exit: exit_tx,
@@ -396,6 +404,14 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
             bootstrap,
             options.compile.clone(),
         )?;
+    }
+
+    if let Some(cfg) = options.identity.clone() {
+        workers.spawn(identity::run(
+            cfg,
+            Arc::clone(&options.compile.secrets),
+            Arc::clone(&shared.identity_ready),
+        ));
     }
 
     if let Some(l) = admin_listener {

@@ -30,6 +30,19 @@ struct Cli {
     /// Refuse configuration that uses anything weft does not implement.
     #[arg(long)]
     reject_unsupported: bool,
+    /// The control plane's secure port (host:port): fetch this proxy's certificate there
+    /// (overrides the bootstrap's CA_ADDR node metadata).
+    #[arg(long, conflicts_with = "identity_dir")]
+    ca_addr: Option<String>,
+    /// PEM file of the roots the secure port's certificate chains to (CA_ROOT_CA).
+    #[arg(long)]
+    ca_root_cert: Option<PathBuf>,
+    /// File with the bootstrap token from `weft x token` (CA_TOKEN_FILE).
+    #[arg(long)]
+    ca_token_file: Option<PathBuf>,
+    /// Requested certificate lifetime, e.g. 24h or 90s (SECRET_TTL).
+    #[arg(long)]
+    secret_ttl: Option<String>,
     /// Directory with the proxy's identity (`cert-chain.pem`, `key.pem`, `root-cert.pem`, as
     /// Istio's file-mounted certificates): served as the SDS secrets `default` and `ROOTCA`,
     /// and reloaded when the files change.
@@ -68,7 +81,17 @@ fn main() -> anyhow::Result<()> {
     let _ = cli.base_id;
 
     let bootstrap = weft_proxy::bootstrap::load(&cli.config)?;
+    let identity = weft_proxy::identity::IdentityConfig::from_bootstrap(
+        &bootstrap,
+        &weft_proxy::identity::IdentityOverrides {
+            ca_addr: cli.ca_addr.clone(),
+            root_cert: cli.ca_root_cert.clone(),
+            token_file: cli.ca_token_file.clone(),
+            ttl: cli.secret_ttl.clone(),
+        },
+    )?;
     let options = weft_proxy::Options {
+        identity,
         concurrency: cli.concurrency,
         drain_time: Duration::from_secs(cli.drain_time_s),
         compile: weft_proxy::config::CompileOptions {

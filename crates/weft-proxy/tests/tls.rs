@@ -796,6 +796,34 @@ async fn upstream_tls_sni_alpn_client_cert_and_san() {
     proxy.shutdown();
 }
 
+/// An HTTP/2 cluster over TLS without `alpn_protocols` offers `h2` (as Envoy does) and speaks
+/// HTTP/2 to the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_http2_cluster_offers_h2() {
+    let pki = Pki::new("ca");
+    let leaf = pki.leaf(&["h2.backend"], &[]);
+    let backend = TlsBackend::start("h2", &leaf, None, &["h2", "http/1.1"]).await;
+    let bootstrap = json!({"static_resources": {
+        "listeners": [listener("out", vec![], vec![json!({"filters": [hcm("out", "h2", json!({}))]})])],
+        "clusters": [static_cluster("h2", &[(backend.addr, None)], json!({
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+            "transport_socket": upstream_tls(json!({
+                "validation_context": {"trusted_ca": {"inline_string": pki.ca_pem}}}), "h2.backend")}))]
+    }});
+    let proxy = start(bootstrap);
+    assert!(proxy.unsupported().is_empty(), "{:?}", proxy.unsupported());
+    for _ in 0..3 {
+        let got = common::get(proxy.listener_addr("out").unwrap(), "h2", "/").await;
+        assert_eq!(got.status, 200, "{}", got.text());
+        assert_eq!(got.text(), "tls:h2");
+        assert_eq!(got.header("x-tls-alpn"), Some("h2"));
+    }
+    assert_eq!(backend.seen().len(), 1, "one multiplexed HTTP/2 connection");
+    proxy.shutdown();
+}
+
 /// Istio's auto mTLS: endpoints with `tlsMode: istio` get the TLS socket, the others plaintext,
 /// in one cluster; the pools are per endpoint and transport.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

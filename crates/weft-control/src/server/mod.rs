@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod autoregister;
+pub mod ca;
 pub mod client;
 pub mod grpc;
 pub mod metrics;
@@ -60,6 +61,12 @@ pub struct Options {
     /// How long an auto-registered WorkloadEntry outlives its proxy's last stream (Istio's
     /// `PILOT_WORKLOAD_ENTRY_GRACE_PERIOD`).
     pub workload_entry_grace_period: Duration,
+    /// The secure port (Istio's CA API and ADS over TLS); `None`: no certificate service.
+    pub secure_addr: Option<SocketAddr>,
+    /// The CA directory (self-signed root, or Istio's `cacerts`); default `CONFIG_DIR/.ca`.
+    pub ca_dir: Option<PathBuf>,
+    /// Lifetime of workload certificates when a request names none.
+    pub workload_cert_ttl: Duration,
 }
 
 impl Options {
@@ -73,13 +80,19 @@ impl Options {
             debounce: Duration::from_millis(100),
             poll_interval: Duration::from_millis(200),
             workload_entry_grace_period: autoregister::DEFAULT_GRACE_PERIOD,
+            secure_addr: Some(SocketAddr::from(([127, 0, 0, 1], 15012))),
+            ca_dir: None,
+            workload_cert_ttl: weft_identity::ca::DEFAULT_WORKLOAD_TTL,
         }
     }
 
-    /// Both servers on `127.0.0.1:0` (tests).
+    /// Every server on `127.0.0.1:0` (tests).
     pub fn ephemeral(mut self) -> Options {
         self.xds_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         self.admin_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        if self.secure_addr.is_some() {
+            self.secure_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
         self
     }
 }
@@ -101,6 +114,9 @@ pub enum ControlPlaneError {
     /// The xDS server could not start.
     #[error(transparent)]
     Xds(#[from] weft_xds::server::ServerError),
+    /// The certificate service could not start.
+    #[error(transparent)]
+    Ca(#[from] ca::CaServiceError),
     /// The admin API could not listen.
     #[error("cannot listen for the admin API on {addr}: {source}")]
     AdminBind {
@@ -149,6 +165,8 @@ pub struct ControlPlane {
     admin_addr: SocketAddr,
     admin_stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The certificate service on the secure port, when enabled.
+    ca: Option<Arc<ca::CaService>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -179,6 +197,7 @@ impl ControlPlane {
     /// API, the directory watcher and the push loop on the current tokio runtime.
     pub async fn start(opts: Options) -> Result<ControlPlane, ControlPlaneError> {
         let mesh = mesh_settings(opts.mesh_config.as_ref())?;
+        let trust_domain = mesh.trust_domain.clone();
         let store = ConfigStore::open(&opts.config_dir)?;
         let metrics = Arc::new(Metrics::new());
         let cache = Cache::new();
@@ -213,6 +232,21 @@ impl ControlPlane {
             instance: format!("weft-{}", std::process::id()),
             autoreg,
         });
+        let ca = match opts.secure_addr {
+            Some(addr) => {
+                let ca_opts = ca::CaOptions {
+                    dir: opts
+                        .ca_dir
+                        .clone()
+                        .unwrap_or_else(|| opts.config_dir.join(".ca")),
+                    addr,
+                    default_ttl: opts.workload_cert_ttl,
+                    trust_domain,
+                };
+                Some(Arc::new(ca::CaService::start(&ca_opts, ads.clone()).await?))
+            }
+            None => None,
+        };
         let xds = serve_with(opts.xds_addr, ads).await?;
         let bound = match tokio::net::TcpListener::bind(opts.admin_addr).await {
             Ok(l) => l.local_addr().map(|a| (l, a)),
@@ -230,7 +264,10 @@ impl ControlPlane {
             }
         };
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let app = admin::router(shared.clone());
+        let mut app = admin::router(shared.clone());
+        if let Some(ca) = &ca {
+            app = app.merge(ca::router(ca.clone()));
+        }
         let admin_task = tokio::spawn(async move {
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -256,6 +293,7 @@ impl ControlPlane {
             admin_addr,
             admin_stop: Some(stop_tx),
             tasks,
+            ca,
         })
     }
 
@@ -270,6 +308,16 @@ impl ControlPlane {
     /// Where the admin API listens.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Where the secure port (CA API and ADS over TLS) listens, when enabled.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.ca.as_ref().map(|c| c.addr())
+    }
+
+    /// The certificate service, when enabled.
+    pub fn ca(&self) -> Option<&Arc<ca::CaService>> {
+        self.ca.as_ref()
     }
 
     /// Per-proxy xDS status (for tests and benchmarks: `wait_acked`).
@@ -316,6 +364,9 @@ impl ControlPlane {
         for t in self.tasks.drain(..) {
             t.abort();
         }
+        if let Some(ca) = self.ca.take() {
+            ca.shutdown();
+        }
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.
@@ -330,6 +381,9 @@ impl Drop for ControlPlane {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(ca) = &self.ca {
+            ca.shutdown();
         }
     }
 }

@@ -698,9 +698,10 @@ pub fn compile_cluster(
         None => Vec::new(),
     };
     let mut transport = TransportSelector::default();
+    let h2 = protocol == UpstreamProtocol::Http2;
     if let Some(ts) = &c.transport_socket {
         transport.default =
-            crate::tls::compile_upstream(ts, secrets, &resource, "transport_socket", warnings)?;
+            crate::tls::compile_upstream(ts, secrets, &resource, "transport_socket", h2, warnings)?;
     }
     for (i, m) in c.transport_socket_matches.iter().enumerate() {
         let field = format!("transport_socket_matches[{i}]");
@@ -710,6 +711,7 @@ pub fn compile_cluster(
                 secrets,
                 &resource,
                 &format!("{field}.transport_socket"),
+                h2,
                 warnings,
             )?,
             None => None,

@@ -706,12 +706,15 @@ pub(crate) fn compile_downstream(
     })))
 }
 
-/// Compiles a cluster's `transport_socket`: `None` for plaintext (`raw_buffer`).
+/// Compiles a cluster's `transport_socket`: `None` for plaintext (`raw_buffer`). `http2`: the
+/// cluster speaks HTTP/2, so ALPN offers `h2` when the context lists no protocols (Envoy's
+/// behaviour).
 pub(crate) fn compile_upstream(
     ts: &TransportSocket,
     secrets: &SecretStore,
     resource: &str,
     field: &str,
+    http2: bool,
     warnings: &mut Vec<Unsupported>,
 ) -> Result<Option<Arc<UpstreamTls>>, CompileError> {
     let ty = socket_type(ts);
@@ -761,7 +764,11 @@ pub(crate) fn compile_upstream(
     } else {
         builder.with_client_cert_resolver(Arc::new(common.certs))
     };
-    config.alpn_protocols = common.alpn;
+    config.alpn_protocols = if common.alpn.is_empty() && http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        common.alpn
+    };
     config.enable_sni = sni.is_some();
     // Each connection is verified against the secrets of the moment.
     config.resumption = rustls::client::Resumption::disabled();
