@@ -1,6 +1,7 @@
 //! `weft`: the command line of the weft service mesh.
 
 mod analyze;
+mod bootstrap_cmd;
 mod config_cmds;
 mod control_plane;
 mod files;
@@ -56,6 +57,8 @@ enum Command {
 enum XCommand {
     /// Show the listener, route and cluster an HTTP request from a proxy takes.
     RouteCheck(proxy_cmds::RouteCheckArgs),
+    /// Print the Envoy bootstrap with which weft-proxy joins the mesh for a workload.
+    Bootstrap(bootstrap_cmd::Args),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +97,7 @@ fn main() -> ExitCode {
         Command::Down(args) => up::down(args),
         Command::Status(args) => up::status(args),
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
+        Command::X(XCommand::Bootstrap(args)) => bootstrap_cmd::run(args),
         Command::Version(args) => {
             if args.output == "json" {
                 println!(

@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bootstrap;
 pub mod model;
 pub mod server;
 pub mod simulate;
