@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -244,18 +245,20 @@ fn kill_and_wait_healed(mesh: &Mesh, pointer: &str) {
     }
 }
 
-#[test]
-fn bookinfo_through_the_gateway() {
+/// The tests of this file share the gateway's port 8080: one mesh at a time.
+static GATEWAY_PORT: Mutex<()> = Mutex::new(());
+
+/// Starts the bookinfo demo, detached, in a fresh state directory; returns once every proxy
+/// is SYNCED and the page answers, with `weft up`'s output.
+fn start_bookinfo(name: &str) -> (Mesh, String) {
     require_binaries();
     assert!(
         std::net::TcpListener::bind("0.0.0.0:8080").is_ok(),
         "port 8080 (bookinfo-gateway.yaml's server port) is taken on this machine"
     );
-    let state_dir = std::env::temp_dir().join(format!("weft-up-bookinfo-{}", std::process::id()));
+    let state_dir = std::env::temp_dir().join(format!("weft-up-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     let mesh = Mesh { state_dir };
-
-    // Up, detached: returns once every proxy is SYNCED and the page answers.
     let out = mesh.run(&[
         "up",
         "--demo",
@@ -279,6 +282,13 @@ fn bookinfo_through_the_gateway() {
         stdout.contains("http://127.0.0.1:8080/productpage"),
         "{stdout}"
     );
+    (mesh, stdout)
+}
+
+#[test]
+fn bookinfo_through_the_gateway() {
+    let _port = GATEWAY_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let (mesh, _) = start_bookinfo("bookinfo");
 
     // Status: what scripts need to drive the mesh.
     let status = mesh.status();
@@ -388,4 +398,51 @@ fn bookinfo_through_the_gateway() {
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["running"], false);
+}
+
+#[test]
+fn chromium_renders_the_productpage() {
+    let _port = GATEWAY_PORT.lock().unwrap_or_else(|e| e.into_inner());
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("Debian's chromium is not installed (scripts/test.sh installs it: apt-get install chromium)");
+    let (mesh, _) = start_bookinfo("chromium");
+    let url = "http://127.0.0.1:8080/productpage";
+    let profile = mesh.state_dir.join("chromium-profile");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-up-bookinfo-productpage.png");
+    let _ = std::fs::remove_file(&shot);
+    let headless = |extra: &[String]| {
+        let out = Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--window-size=1280,1400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("run chromium");
+        assert!(
+            out.status.success(),
+            "chromium {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dom = headless(&["--dump-dom".to_string()]);
+    assert!(dom.contains("<title>"), "{dom}");
+    assert!(dom.contains("The Comedy of Errors"), "{dom}");
+    assert!(dom.contains("Reviews served by: reviews-v"), "{dom}");
+    assert!(dom.contains("Reviewer1"), "{dom}");
+    assert!(dom.contains("Sign in"), "the login button: {dom}");
+    headless(&[format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+    eprintln!("screenshot: {}", shot.display());
 }
