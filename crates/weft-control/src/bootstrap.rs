@@ -205,11 +205,7 @@ impl WorkloadBootstrap {
             kind: Some(PbKind::StringValue(v.to_string())),
         };
         let labels = Struct {
-            fields: self
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), s(v)))
-                .collect(),
+            fields: self.labels.iter().map(|(k, v)| (k.clone(), s(v))).collect(),
         };
         let mut fields = BTreeMap::new();
         fields.insert("ISTIO_VERSION".to_string(), s(ISTIO_VERSION));
@@ -368,7 +364,9 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, BootstrapErr
         let Some((k, v)) = pair.split_once('=') else {
             return Err(BootstrapError::Invalid {
                 field: "labels",
-                message: format!("{pair:?} is not key=value (expected e.g. app=reviews,version=v1)"),
+                message: format!(
+                    "{pair:?} is not key=value (expected e.g. app=reviews,version=v1)"
+                ),
             });
         };
         if k.trim().is_empty() {
@@ -409,6 +407,7 @@ mod tests {
         assert_eq!(p.ip_addresses, vec!["127.0.0.3"]);
         assert_eq!(p.metadata.cluster_id, "Kubernetes");
         assert_eq!(p.metadata.istio_version, ISTIO_VERSION);
+        assert!(p.interception_none(), "{:?}", p.metadata);
         for key in [
             "SERVICE_ACCOUNT",
             "WORKLOAD_NAME",
@@ -418,7 +417,10 @@ mod tests {
             assert!(p.metadata.raw.contains_key(key), "{key} missing");
         }
         let g = WorkloadBootstrap::gateway("ingressgateway", "istio-system", "127.0.0.1");
-        assert!(g.node_id().starts_with("router~127.0.0.1~ingressgateway.istio-system~"));
+        assert!(
+            g.node_id()
+                .starts_with("router~127.0.0.1~ingressgateway.istio-system~")
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct NodeMetadata {
     pub cluster_id: String,
     /// `LABELS`: workload labels.
     pub labels: BTreeMap<String, String>,
+    /// `INTERCEPTION_MODE`: `REDIRECT` (iptables capture, the default), `TPROXY`, or `NONE`
+    /// (no capture: the workload calls its sidecar's listeners on real ports).
+    pub interception_mode: String,
     /// Every metadata field as sent, for the ones not modelled.
     pub raw: BTreeMap<String, serde_json::Value>,
 }
@@ -43,6 +46,7 @@ impl NodeMetadata {
         md.istio_version = s("ISTIO_VERSION");
         md.namespace = s("NAMESPACE");
         md.cluster_id = s("CLUSTER_ID");
+        md.interception_mode = s("INTERCEPTION_MODE");
         if let Some(labels) = obj.get("LABELS").and_then(|l| l.as_object()) {
             md.labels = labels
                 .iter()
@@ -131,6 +135,13 @@ impl Proxy {
     /// True for gateways.
     pub fn is_router(&self) -> bool {
         self.kind == ProxyKind::Router
+    }
+
+    /// True when the proxy captures no traffic (`INTERCEPTION_MODE: NONE`): Istio then builds
+    /// no `virtualOutbound`/`virtualInbound`, binds every outbound listener to its port, and
+    /// gives each inbound port a listener of its own.
+    pub fn interception_none(&self) -> bool {
+        self.metadata.interception_mode == "NONE"
     }
 
     /// True when any proxy IP is IPv6.

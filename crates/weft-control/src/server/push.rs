@@ -259,6 +259,8 @@ struct ClassKey {
     ipv6_only: bool,
     /// A proxyless gRPC client (its config takes another shape).
     grpc: bool,
+    /// No traffic capture (`INTERCEPTION_MODE: NONE`): listeners bind their own ports.
+    interception_none: bool,
     /// The IPs, when the environment refers to one of them (endpoints, Sidecar ingress).
     ips: Option<Vec<String>>,
 }
@@ -329,6 +331,7 @@ impl EnvState {
             labels: p.labels.clone(),
             ipv6_only: p.ipv6_only(),
             grpc: super::grpc::is_grpc(p),
+            interception_none: p.interception_none(),
             ips: ip_matters.then(|| p.ip_addresses.clone()),
         }
     }

@@ -327,6 +327,50 @@ pub(crate) fn virtual_inbound(
     }
 }
 
+/// Without traffic capture (`INTERCEPTION_MODE: NONE`), one listener per inbound port bound to
+/// `bind:port` (the Sidecar ingress `bind`, else the proxy IP), with the chains `virtualInbound`
+/// would have had for that port; Istio names it `BIND_PORT`.
+pub(crate) fn inbound_listeners(
+    env: &Environment,
+    proxy: &Proxy,
+    ports: &[InboundPort],
+) -> Vec<listener::Listener> {
+    let mut out: Vec<listener::Listener> = Vec::new();
+    for p in ports {
+        let lp = p.protocol.listener_protocol();
+        if lp == ListenerProtocol::Unsupported {
+            continue;
+        }
+        let name = names::listener_name(&p.bind, p.port);
+        if out.iter().any(|l| l.name == name) {
+            continue;
+        }
+        let mode = env.mtls_mode(proxy, Some(p.port));
+        let filter_chains = match p.tls.as_ref().filter(|_| mode != MtlsMode::Strict) {
+            Some(tls) => vec![sidecar_tls_chain(&name, p, tls)],
+            None => chains_for(
+                &name,
+                &name,
+                Some(p.port),
+                p.port,
+                mode,
+                lp,
+                &names::inbound_cluster(p.port),
+            ),
+        };
+        out.push(listener::Listener {
+            name: name.clone(),
+            address: Some(envoy::socket_address(&p.bind, p.port)),
+            traffic_direction: core::TrafficDirection::Inbound as i32,
+            listener_filters: vec![envoy::tls_inspector(), envoy::http_inspector()],
+            continue_on_listener_filters_timeout: true,
+            filter_chains,
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// `inbound|PORT||` clusters: to the Sidecar's `defaultEndpoint` when one is given, else to
 /// the original destination through the inbound passthrough source address.
 pub(crate) fn inbound_clusters(
@@ -394,4 +438,84 @@ pub(crate) fn inbound_clusters(
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Environment, MeshSettings, Proxy};
+    use crate::translate::translate;
+
+    const CONFIG: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.1.2, labels: {app: reviews}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: productpage, namespace: default}
+spec:
+  workloadSelector: {labels: {app: productpage}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:18080
+  egress:
+  - bind: 127.0.2.1
+    captureMode: NONE
+    hosts: ["./*"]
+"#;
+
+    fn proxy(interception: &str) -> Proxy {
+        let mut p = Proxy::from_node_id(
+            "sidecar~127.0.1.1~productpage-v1.default~default.svc.cluster.local",
+        )
+        .expect("valid id");
+        p.labels.insert("app".into(), "productpage".into());
+        p.metadata.interception_mode = interception.into();
+        p
+    }
+
+    #[test]
+    fn no_capture_binds_inbound_ports_and_drops_virtual_listeners() {
+        let parsed = weft_config::parse_str(CONFIG, "c.yaml");
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+
+        let out = translate(&env, &proxy("NONE"));
+        let names: Vec<&str> = out.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["127.0.1.1_9080", "127.0.2.1_9080"], "{names:?}");
+        let inbound = out.listener("127.0.1.1_9080").expect("inbound listener");
+        assert_ne!(
+            inbound.bind_to_port,
+            crate::translate::envoy::bool_value(false)
+        );
+        let cluster = out.cluster("inbound|9080||").expect("inbound cluster");
+        assert!(
+            format!("{:?}", cluster.load_assignment).contains("18080"),
+            "the inbound cluster goes to the defaultEndpoint"
+        );
+
+        let captured = translate(&env, &proxy("REDIRECT"));
+        assert!(captured.listener("virtualInbound").is_some());
+        assert!(captured.listener("virtualOutbound").is_some());
+        assert!(captured.listener("127.0.1.1_9080").is_none());
+    }
+
+    #[test]
+    fn no_capture_binds_every_outbound_listener() {
+        let parsed = weft_config::parse_str(CONFIG, "c.yaml");
+        let mut env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+        env.sidecars.clear();
+        let out = translate(&env, &proxy("NONE"));
+        let l = out
+            .listener("127.0.0.1_9080")
+            .expect("outbound listener on localhost");
+        assert_ne!(l.bind_to_port, crate::translate::envoy::bool_value(false));
+        assert!(out.listener("virtualOutbound").is_none());
+    }
 }

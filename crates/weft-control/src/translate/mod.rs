@@ -88,11 +88,17 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
     } else {
         let scope = env.sidecar_scope(proxy);
         out.listeners = outbound::sidecar_outbound_listeners(env, proxy, &scope);
-        out.listeners
-            .push(outbound::virtual_outbound(proxy, scope.outbound_mode));
         let ports = inbound::inbound_ports(env, proxy);
-        out.listeners
-            .push(inbound::virtual_inbound(env, proxy, &ports));
+        if proxy.interception_none() {
+            // No capture: no virtual listeners; each inbound port listens on its own.
+            out.listeners
+                .extend(inbound::inbound_listeners(env, proxy, &ports));
+        } else {
+            out.listeners
+                .push(outbound::virtual_outbound(proxy, scope.outbound_mode));
+            out.listeners
+                .push(inbound::virtual_inbound(env, proxy, &ports));
+        }
         let names: BTreeSet<String> = out.listeners.iter().flat_map(rds_names).collect();
         out.routes = names
             .iter()

@@ -612,7 +612,9 @@ pub(crate) fn sidecar_outbound_listeners(
         map: BTreeMap::new(),
     };
     for egress in &scope.egress {
-        let bind_to_port = egress.capture_none || egress.bind.starts_with("unix://");
+        // Without capture nothing reaches an unbound listener: every egress listener binds.
+        let bind_to_port =
+            egress.capture_none || proxy.interception_none() || egress.bind.starts_with("unix://");
         let bind = if !egress.bind.is_empty() {
             egress.bind.clone()
         } else if bind_to_port {

@@ -1,0 +1,79 @@
+//! A small HTTP/1.1 client: one connection per request, a timeout on the whole exchange.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+/// What the client got back.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body as text.
+    pub body: String,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// Time from connecting to the end of the body.
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    /// A response header as text (empty when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Sends `GET path` with `Host: host` and extra headers to `addr` over a new connection.
+pub async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
+    let start = Instant::now();
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/1.1 handshake")?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = http::Request::get(path).header(http::header::HOST, host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Empty::<Bytes>::new()).context("request")?;
+        let resp = sender.send_request(req).await.context("send request")?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("read response body")?
+            .to_bytes();
+        driver.abort();
+        anyhow::Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            headers,
+            elapsed: start.elapsed(),
+        })
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow!("GET http://{host}{path} via {addr}: no answer within {timeout:?}"))?
+}
