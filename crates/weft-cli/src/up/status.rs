@@ -107,7 +107,7 @@ pub async fn live_status(s: &State) -> Value {
         process(name).map(|p| {
             json!({
                 "pid": p.pid,
-                "running": p.pid.map(|pid| state::alive(pid)).unwrap_or(false),
+                "running": p.pid.map(state::alive).unwrap_or(false),
                 "restarts": p.restarts,
                 "log": p.log,
             })
