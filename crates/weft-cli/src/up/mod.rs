@@ -9,6 +9,7 @@
 //!
 //! Loopback mode: see [`plan`] for the addresses; [`spec`] for `weft.yaml`.
 
+pub mod netns;
 pub mod plan;
 pub mod spec;
 pub mod state;
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use weft_config::Spec;
 
-use plan::{GatewayPlan, WorkloadPlan};
+use plan::{GatewayPlan, Mode, WorkloadPlan};
 use spec::MeshSpec;
 use state::{ControlPlaneState, Phase, ProcessKind, ProcessState, State, StateDir};
 use supervisor::{ChildSpec, Group, Shared};
@@ -57,6 +58,10 @@ pub struct UpArgs {
     /// Start in the background and return once the mesh is ready.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// `loopback` (any user) or `namespaces` (root on Linux: a network namespace per workload,
+    /// iptables capture).
+    #[arg(long, value_enum, default_value = "loopback")]
+    pub mode: Mode,
     /// State directory: state.json, logs, config store (default `$WEFT_STATE_DIR`, else
     /// `~/.local/state/weft/up`).
     #[arg(long)]
@@ -500,16 +505,51 @@ async fn supervise(
         std::fs::copy(f, &to)
             .with_context(|| format!("cannot copy {} to {}", f.display(), to.display()))?;
     }
-    let (workloads, gateways) = plan::plan(&inputs.spec)?;
+    let mode = args.mode;
+    let (workloads, gateways) = plan::plan(&inputs.spec, mode)?;
     std::fs::write(
         dir.config().join(plan::GENERATED_FILE),
-        plan::generated_config(&workloads),
+        plan::generated_config(&workloads, mode),
     )
     .context("cannot write the generated workload config")?;
     let xds_port = pick_port(args.xds_port, 15010)?;
     let admin_port = pick_port(args.admin_port, 15014)?;
-    let xds = SocketAddr::from((Ipv4Addr::LOCALHOST, xds_port));
     let admin_url = format!("http://127.0.0.1:{admin_port}");
+    // Namespaces mode: the network first (the control plane listens on the bridge), and the
+    // proxy binary and bootstraps where the proxies' uid can read them.
+    let (xds, network, runtime_dir, proxy_bin, boot_dir) = match mode {
+        Mode::Loopback => (
+            SocketAddr::from((Ipv4Addr::LOCALHOST, xds_port)),
+            None,
+            None,
+            proxy_bin,
+            dir.bootstrap(),
+        ),
+        Mode::Namespaces => {
+            let names: Vec<(String, Ipv4Addr)> = workloads
+                .iter()
+                .map(|w| (w.netns.clone().unwrap_or_default(), w.ip))
+                .collect();
+            let net = netns::setup(&names, &plan::hosts_file(&inputs.spec), |_| {})?;
+            let rt = runtime_dir(&net)?;
+            let bin = rt.join("weft-proxy");
+            if let Err(e) = std::fs::copy(&proxy_bin, &bin) {
+                netns::teardown(&net);
+                bail!(
+                    "cannot copy {} to {}: {e}",
+                    proxy_bin.display(),
+                    bin.display()
+                );
+            }
+            (
+                SocketAddr::from((netns::BRIDGE_IP, xds_port)),
+                Some(net),
+                Some(rt.clone()),
+                bin,
+                rt,
+            )
+        }
+    };
 
     // The processes, in state.json order: control plane, then per workload app and sidecar,
     // then gateways.
@@ -536,28 +576,47 @@ async fn supervise(
     let mut envs: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for w in &workloads {
         let program = find_program(&w.command[0])?;
+        let boot = bootstrap::write_sidecar(&boot_dir, w, xds, mode)?;
+        let proxy_args = vec!["-c".to_string(), boot.display().to_string()];
+        let (app_cmd, proxy_cmd) = match &w.netns {
+            Some(ns) => (
+                netns::wrap(ns, None, &program.display().to_string(), &w.command[1..]),
+                netns::wrap(
+                    ns,
+                    Some(netns::PROXY_UID),
+                    &proxy_bin.display().to_string(),
+                    &proxy_args,
+                ),
+            ),
+            None => {
+                let mut app = vec![program.display().to_string()];
+                app.extend(w.command[1..].iter().cloned());
+                let mut proxy = vec![proxy_bin.display().to_string()];
+                proxy.extend(proxy_args);
+                (app, proxy)
+            }
+        };
         processes.push(process(
             format!("{}-app", w.name),
             ProcessKind::App,
             Some(&w.name),
-            &program,
-            &w.command[1..],
+            Path::new(&app_cmd[0]),
+            &app_cmd[1..],
             &dir,
         ));
         envs.push(w.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        let boot = bootstrap::write_sidecar(&dir, w, xds)?;
         processes.push(process(
             format!("{}-proxy", w.name),
             ProcessKind::Sidecar,
             Some(&w.name),
-            &proxy_bin,
-            &["-c".into(), boot.display().to_string()],
+            Path::new(&proxy_cmd[0]),
+            &proxy_cmd[1..],
             &dir,
         ));
         envs.push(Vec::new());
     }
     for g in &gateways {
-        let boot = bootstrap::write_gateway(&dir, g, xds)?;
+        let boot = bootstrap::write_gateway(&boot_dir, g, xds)?;
         processes.push(process(
             g.name.clone(),
             ProcessKind::Gateway,
@@ -570,7 +629,11 @@ async fn supervise(
     }
     let state = State {
         supervisor_pid: std::process::id(),
-        mode: "loopback".into(),
+        mode: match mode {
+            Mode::Loopback => "loopback",
+            Mode::Namespaces => "namespaces",
+        }
+        .into(),
         phase: Phase::Starting,
         state_dir: dir.root.clone(),
         started_at_ms: state::now_ms(),
@@ -586,8 +649,16 @@ async fn supervise(
         gateways: gateways.clone(),
         processes: processes.clone(),
         error: None,
+        network: network.clone(),
+        runtime_dir: runtime_dir.clone(),
     };
-    let shared = Shared::new(state, dir.clone()).context("cannot write state.json")?;
+    let shared = match Shared::new(state, dir.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            cleanup(network.as_ref(), runtime_dir.as_deref());
+            bail!("cannot write state.json: {e}");
+        }
+    };
     let cp = Group::start(vec![child_spec(0, &processes[0], Vec::new())], &shared);
     let rest = Group::start(
         processes
@@ -637,6 +708,7 @@ async fn supervise(
     shared.update(|s| s.phase = Phase::Stopping);
     rest.stop().await;
     cp.stop().await;
+    cleanup(network.as_ref(), runtime_dir.as_deref());
     dir.remove();
     if !args.supervise {
         println!("weft up: stopped");
@@ -655,11 +727,21 @@ async fn wait_ready(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut nodes: Vec<(String, u16)> = workloads
+    let mut nodes: Vec<(String, SocketAddr)> = workloads
         .iter()
-        .map(|w| (w.node_id(), w.proxy_admin_port))
+        .map(|w| {
+            (
+                w.node_id(),
+                SocketAddr::from((w.admin_ip, w.proxy_admin_port)),
+            )
+        })
         .collect();
-    nodes.extend(gateways.iter().map(|g| (g.node_id(), g.proxy_admin_port)));
+    nodes.extend(gateways.iter().map(|g| {
+        (
+            g.node_id(),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, g.proxy_admin_port)),
+        )
+    }));
     loop {
         let last = match status::readiness(admin_url, &nodes, gateway_url, probe_path).await {
             Ok(()) => return Ok(()),
@@ -669,6 +751,29 @@ async fn wait_ready(
             bail!("{last}");
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A directory under the system's temporary directory that the proxies' uid can read.
+fn runtime_dir(net: &netns::Network) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = std::env::temp_dir().join(format!("weft-up-{}", std::process::id()));
+    let made = std::fs::create_dir_all(&d)
+        .and_then(|_| std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)));
+    if let Err(e) = made {
+        netns::teardown(net);
+        bail!("cannot create {}: {e}", d.display());
+    }
+    Ok(d)
+}
+
+/// Removes the network and runtime directory of namespaces mode.
+fn cleanup(network: Option<&netns::Network>, runtime_dir: Option<&Path>) {
+    if let Some(net) = network {
+        netns::teardown(net);
+    }
+    if let Some(d) = runtime_dir {
+        let _ = std::fs::remove_dir_all(d);
     }
 }
 
@@ -702,6 +807,7 @@ pub fn down(args: DownArgs) -> anyhow::Result<u8> {
             stopped += 1;
         }
     }
+    cleanup(latest.network.as_ref(), latest.runtime_dir.as_deref());
     dir.remove();
     println!(
         "weft down: stopped the mesh of {} ({} process{} signalled)",

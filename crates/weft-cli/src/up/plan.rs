@@ -5,6 +5,10 @@
 //!
 //! Workload `i` (from 1) gets `127.0.1.i` (inbound) and `127.0.2.i` (outbound); an address whose
 //! service ports are taken on this machine (another mesh running) is skipped.
+//!
+//! In namespaces mode ([`super::netns`]) the workload has its own address and its app listens on
+//! the service ports; calls are captured, so no Sidecar is generated, and services get virtual
+//! IPs that the namespaces' hosts files name.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,7 +16,18 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 use serde::{Deserialize, Serialize};
 
+use super::netns;
 use super::spec::{MeshSpec, WorkloadSpec};
+
+/// How workloads are wired to their sidecars.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Loopback addresses and ports, no capture (any user).
+    Loopback,
+    /// A network namespace per workload with iptables capture (root on Linux).
+    Namespaces,
+}
 
 /// Label on every generated WorkloadEntry and proxy: the workload's name, selected by its
 /// generated Sidecar.
@@ -42,8 +57,12 @@ pub struct WorkloadPlan {
     pub outbound_ip: Ipv4Addr,
     /// Port name to (service port, protocol, app port on 127.0.0.1).
     pub ports: Vec<PlannedPort>,
-    /// The proxy's admin port on 127.0.0.1.
+    /// The proxy's admin port.
     pub proxy_admin_port: u16,
+    /// Where the proxy's admin listener is reached from the host.
+    pub admin_ip: Ipv4Addr,
+    /// The workload's network namespace (namespaces mode).
+    pub netns: Option<String>,
     /// The app's command line, placeholders expanded (first word not yet resolved).
     pub command: Vec<String>,
     /// The app's extra environment, placeholders expanded.
@@ -60,7 +79,8 @@ pub struct PlannedPort {
     pub number: u16,
     /// Istio protocol.
     pub protocol: String,
-    /// Where the app listens (on 127.0.0.1).
+    /// Where the app listens (on 127.0.0.1 in loopback mode; the service port, on every
+    /// address, in namespaces mode).
     pub app_port: u16,
 }
 
@@ -132,9 +152,27 @@ fn addresses_free(ip: Ipv4Addr, ports: &[u16]) -> bool {
 }
 
 /// Assigns addresses and ports to every workload and gateway of `spec`.
-pub fn plan(spec: &MeshSpec) -> Result<(Vec<WorkloadPlan>, Vec<GatewayPlan>), PlanError> {
-    if spec.workloads.len() > 254 {
+pub fn plan(
+    spec: &MeshSpec,
+    mode: Mode,
+) -> Result<(Vec<WorkloadPlan>, Vec<GatewayPlan>), PlanError> {
+    if spec.workloads.len() > 250 {
         return Err(PlanError::TooMany(spec.workloads.len()));
+    }
+    let services = service_names(spec);
+    if mode == Mode::Namespaces {
+        let mut workloads = Vec::new();
+        for (i, w) in spec.workloads.iter().enumerate() {
+            let index = u8::try_from(i + 1).map_err(|_| PlanError::TooMany(i + 1))?;
+            let ip = netns::workload_ip(index);
+            let mut p = plan_workload(spec, w, ip, ip, &services, mode)?;
+            p.proxy_admin_port = 15000;
+            p.admin_ip = ip;
+            p.netns = Some(netns::namespace_name(&w.name));
+            workloads.push(p);
+        }
+        let gateways = plan_gateways(spec)?;
+        return Ok((workloads, gateways));
     }
     // Every service port: an outbound address must have them all free.
     let mut all_ports: Vec<u16> = spec
@@ -160,8 +198,19 @@ pub fn plan(spec: &MeshSpec) -> Result<(Vec<WorkloadPlan>, Vec<GatewayPlan>), Pl
                 break i;
             }
         };
-        workloads.push(plan_workload(spec, w, index)?);
+        workloads.push(plan_workload(
+            spec,
+            w,
+            Ipv4Addr::new(127, 0, 1, index),
+            Ipv4Addr::new(127, 0, 2, index),
+            &services,
+            mode,
+        )?);
     }
+    Ok((workloads, plan_gateways(spec)?))
+}
+
+fn plan_gateways(spec: &MeshSpec) -> Result<Vec<GatewayPlan>, PlanError> {
     let mut gateways = Vec::new();
     for g in &spec.gateways {
         gateways.push(GatewayPlan {
@@ -171,10 +220,42 @@ pub fn plan(spec: &MeshSpec) -> Result<(Vec<WorkloadPlan>, Vec<GatewayPlan>), Pl
             proxy_admin_port: free_port()?,
         });
     }
-    Ok((workloads, gateways))
+    Ok(gateways)
 }
 
-fn plan_workload(spec: &MeshSpec, w: &WorkloadSpec, index: u8) -> Result<WorkloadPlan, PlanError> {
+/// The distinct services, in order of first mention: `(namespace, name)`.
+fn service_names(spec: &MeshSpec) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for w in &spec.workloads {
+        let key = (spec.namespace_of(w).to_string(), w.service.clone());
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+/// The `/etc/hosts` of a workload namespace: each service's virtual IP under its names.
+pub fn hosts_file(spec: &MeshSpec) -> String {
+    let mut out = String::from("127.0.0.1 localhost\n::1 localhost\n");
+    for (i, (ns, svc)) in service_names(spec).iter().enumerate() {
+        let vip = netns::service_ip(u8::try_from(i + 1).unwrap_or(u8::MAX));
+        let _ = writeln!(
+            out,
+            "{vip} {svc} {svc}.{ns} {svc}.{ns}.svc {svc}.{ns}.svc.cluster.local"
+        );
+    }
+    out
+}
+
+fn plan_workload(
+    spec: &MeshSpec,
+    w: &WorkloadSpec,
+    ip: Ipv4Addr,
+    outbound_ip: Ipv4Addr,
+    services: &[(String, String)],
+    mode: Mode,
+) -> Result<WorkloadPlan, PlanError> {
     let namespace = spec.namespace_of(w).to_string();
     let mut ports = Vec::new();
     for p in &w.ports {
@@ -182,7 +263,10 @@ fn plan_workload(spec: &MeshSpec, w: &WorkloadSpec, index: u8) -> Result<Workloa
             name: p.name.clone(),
             number: p.number,
             protocol: p.protocol(),
-            app_port: free_port()?,
+            app_port: match mode {
+                Mode::Loopback => free_port()?,
+                Mode::Namespaces => p.number,
+            },
         });
     }
     let mut labels = w.labels.clone();
@@ -197,29 +281,52 @@ fn plan_workload(spec: &MeshSpec, w: &WorkloadSpec, index: u8) -> Result<Workloa
             .service_account
             .clone()
             .unwrap_or_else(|| "default".to_string()),
-        ip: Ipv4Addr::new(127, 0, 1, index),
-        outbound_ip: Ipv4Addr::new(127, 0, 2, index),
+        ip,
+        outbound_ip,
         ports,
         proxy_admin_port: free_port()?,
+        admin_ip: Ipv4Addr::LOCALHOST,
+        netns: None,
         command: Vec::new(),
         env: BTreeMap::new(),
     };
-    plan.command = w.command.iter().map(|a| expand(a, &plan)).collect();
+    let names: Vec<&str> = services
+        .iter()
+        .filter(|(ns, _)| *ns == plan.namespace)
+        .map(|(_, s)| s.as_str())
+        .collect();
+    plan.command = w
+        .command
+        .iter()
+        .map(|a| expand(a, &plan, mode, &names))
+        .collect();
     plan.env = w
         .env
         .iter()
-        .map(|(k, v)| (k.clone(), expand(v, &plan)))
+        .map(|(k, v)| (k.clone(), expand(v, &plan, mode, &names)))
         .collect();
     Ok(plan)
 }
 
-/// Replaces the placeholders of [`super::spec`] in `s`.
-pub fn expand(s: &str, w: &WorkloadPlan) -> String {
+/// Replaces the placeholders of [`super::spec`] in `s`; `services` are the service names of the
+/// workload's namespace (for `{svc.NAME}`).
+pub fn expand(s: &str, w: &WorkloadPlan, mode: Mode, services: &[&str]) -> String {
     let mut out = s.to_string();
     if let Some(first) = w.ports.first() {
+        let host = match mode {
+            Mode::Loopback => "127.0.0.1",
+            Mode::Namespaces => "0.0.0.0",
+        };
         out = out
-            .replace("{app}", &format!("127.0.0.1:{}", first.app_port))
+            .replace("{app}", &format!("{host}:{}", first.app_port))
             .replace("{app_port}", &first.app_port.to_string());
+    }
+    for svc in services {
+        let to = match mode {
+            Mode::Loopback => w.outbound_ip.to_string(),
+            Mode::Namespaces => svc.to_string(),
+        };
+        out = out.replace(&format!("{{svc.{svc}}}"), &to);
     }
     for p in &w.ports {
         out = out.replace(&format!("{{app_port.{}}}", p.name), &p.app_port.to_string());
@@ -246,7 +353,7 @@ fn yaml_labels(labels: &BTreeMap<String, String>) -> String {
 /// its WorkloadEntries), a WorkloadEntry per workload, and a Sidecar per workload that binds
 /// its inbound listeners on the workload address and its outbound listeners on the outbound
 /// address, without traffic capture.
-pub fn generated_config(workloads: &[WorkloadPlan]) -> String {
+pub fn generated_config(workloads: &[WorkloadPlan], mode: Mode) -> String {
     let mut out = String::from(
         "# Generated by `weft up`: the workloads it runs, as Istio resources. Rewritten at each start.\n",
     );
@@ -262,10 +369,31 @@ pub fn generated_config(workloads: &[WorkloadPlan]) -> String {
                 .or_insert((p.name.clone(), p.protocol.clone()));
         }
     }
+    // Virtual IPs in the order hosts_file gives them.
+    let mut order: Vec<(String, String)> = Vec::new();
+    for w in workloads {
+        let key = (w.namespace.clone(), w.service.clone());
+        if !order.contains(&key) {
+            order.push(key);
+        }
+    }
     for ((ns, svc), ports) in &services {
+        let addresses = match mode {
+            Mode::Loopback => String::new(),
+            Mode::Namespaces => {
+                let i = order
+                    .iter()
+                    .position(|k| k.0 == *ns && k.1 == *svc)
+                    .unwrap_or(0);
+                format!(
+                    "\n  addresses: [{}]",
+                    netns::service_ip(u8::try_from(i + 1).unwrap_or(u8::MAX))
+                )
+            }
+        };
         let _ = writeln!(
             out,
-            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {svc}\n  namespace: {ns}\nspec:\n  hosts: [{svc}.{ns}.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:"
+            "---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: {svc}\n  namespace: {ns}\nspec:\n  hosts: [{svc}.{ns}.svc.cluster.local]{addresses}\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:"
         );
         for (number, (name, protocol)) in ports {
             let _ = writeln!(
@@ -295,6 +423,9 @@ pub fn generated_config(workloads: &[WorkloadPlan]) -> String {
             sa = yaml_str(&w.service_account),
             ports = ports.join(", "),
         );
+        if mode == Mode::Namespaces {
+            continue;
+        }
         let _ = writeln!(
             out,
             "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  workloadSelector:\n    labels: {{{WORKLOAD_LABEL}: {name}}}\n  ingress:",
@@ -329,7 +460,7 @@ mod tests {
     #[test]
     fn bookinfo_plan_and_config_validate() {
         let spec = MeshSpec::parse(BOOKINFO, "bookinfo").expect("valid");
-        let (w, g) = plan(&spec).expect("plan");
+        let (w, g) = plan(&spec, Mode::Loopback).expect("plan");
         assert_eq!(w.len(), 6);
         assert_eq!(g.len(), 1);
         let pp = w
@@ -355,7 +486,7 @@ mod tests {
         let mut ips: Vec<_> = w.iter().map(|w| w.ip).collect();
         ips.dedup();
         assert_eq!(ips.len(), 6);
-        let text = generated_config(&w);
+        let text = generated_config(&w, Mode::Loopback);
         let parsed = weft_config::parse_str(&text, GENERATED_FILE);
         assert!(
             parsed.diagnostics.is_empty(),
@@ -400,15 +531,53 @@ mod tests {
                 },
             ],
             proxy_admin_port: 1,
+            admin_ip: Ipv4Addr::LOCALHOST,
+            netns: None,
             command: vec![],
             env: BTreeMap::new(),
         };
         assert_eq!(
             expand(
-                "{app} {app_port} {app_port.grpc} {outbound} {ip} {name}.{namespace}",
-                &w
+                "{app} {app_port} {app_port.grpc} {outbound} {ip} {name}.{namespace} {svc.b}",
+                &w,
+                Mode::Loopback,
+                &["b"]
             ),
-            "127.0.0.1:1234 1234 1235 127.0.2.3 127.0.1.3 a.ns"
+            "127.0.0.1:1234 1234 1235 127.0.2.3 127.0.1.3 a.ns 127.0.2.3"
+        );
+        assert_eq!(
+            expand("{app} http://{svc.b}:80", &w, Mode::Namespaces, &["b"]),
+            "0.0.0.0:1234 http://b:80"
+        );
+    }
+
+    #[test]
+    fn namespaces_plan() {
+        let spec = MeshSpec::parse(BOOKINFO, "bookinfo").expect("valid");
+        let (w, _) = plan(&spec, Mode::Namespaces).expect("plan");
+        let pp = w.iter().find(|w| w.name == "productpage-v1").expect("pp");
+        assert_eq!(pp.ip, Ipv4Addr::new(10, 77, 0, 7));
+        assert_eq!(pp.netns.as_deref(), Some("weft-productpage-v1"));
+        assert!(
+            pp.command.contains(&"http://details:9080".to_string()),
+            "{:?}",
+            pp.command
+        );
+        assert!(
+            pp.command.contains(&"0.0.0.0:9080".to_string()),
+            "{:?}",
+            pp.command
+        );
+        let text = generated_config(&w, Mode::Namespaces);
+        let parsed = weft_config::parse_str(&text, GENERATED_FILE);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        // 4 ServiceEntries with virtual IPs, 6 WorkloadEntries, no Sidecar.
+        assert_eq!(parsed.resources.len(), 10);
+        assert!(text.contains("addresses: [10.78.0.1]"), "{text}");
+        let hosts = hosts_file(&spec);
+        assert!(
+            hosts.contains("10.78.0.1 details details.default"),
+            "{hosts}"
         );
     }
 }

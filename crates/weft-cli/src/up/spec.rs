@@ -9,7 +9,7 @@
 //!     labels: {app: reviews, version: v1}
 //!     serviceAccount: bookinfo-reviews
 //!     ports: [{name: http, number: 9080, protocol: HTTP}]
-//!     command: [weft-bookinfo, reviews, --listen, "{app}", --ratings, "http://{outbound}:9080"]
+//!     command: [weft-bookinfo, reviews, --listen, "{app}", --ratings, "http://{svc.ratings}:9080"]
 //!     env: {LOG_LEVEL: info}
 //! gateways:
 //!   - name: istio-ingressgateway
@@ -17,10 +17,12 @@
 //!     labels: {istio: ingressgateway}
 //! ```
 //!
-//! Placeholders in `command` and `env`: `{app}` (the `127.0.0.1:PORT` the app listens on for its
-//! first port), `{app_port}`, `{app_port.NAME}` (by port name), `{outbound}` (the loopback IP
-//! where the workload's sidecar listens for outbound calls, on the services' ports), `{ip}` (the
-//! workload's address, where its sidecar accepts inbound calls), `{name}`, `{namespace}`.
+//! Placeholders in `command` and `env`: `{app}` (the `HOST:PORT` the app listens on for its
+//! first port: `127.0.0.1:PORT` in loopback mode, `0.0.0.0:SERVICE_PORT` in namespaces mode),
+//! `{app_port}`, `{app_port.NAME}` (by port name), `{svc.NAME}` (where to call service NAME of
+//! the same namespace: the sidecar's outbound address in loopback mode, the service name in
+//! namespaces mode), `{outbound}` (the sidecar's outbound address), `{ip}` (the workload's
+//! address, where its sidecar accepts inbound calls), `{name}`, `{namespace}`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -276,27 +278,27 @@ workloads:
     labels: {app: reviews, version: v1}
     serviceAccount: bookinfo-reviews
     ports: [{name: http, number: 9080, protocol: HTTP}]
-    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v1, --ratings, "http://{outbound}:9080"]
+    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v1, --ratings, "http://{svc.ratings}:9080"]
   - name: reviews-v2
     service: reviews
     labels: {app: reviews, version: v2}
     serviceAccount: bookinfo-reviews
     ports: [{name: http, number: 9080, protocol: HTTP}]
-    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v2, --ratings, "http://{outbound}:9080"]
+    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v2, --ratings, "http://{svc.ratings}:9080"]
   - name: reviews-v3
     service: reviews
     labels: {app: reviews, version: v3}
     serviceAccount: bookinfo-reviews
     ports: [{name: http, number: 9080, protocol: HTTP}]
-    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v3, --ratings, "http://{outbound}:9080"]
+    command: [weft-bookinfo, reviews, --listen, "{app}", --version, v3, --ratings, "http://{svc.ratings}:9080"]
   - name: productpage-v1
     service: productpage
     labels: {app: productpage, version: v1}
     serviceAccount: bookinfo-productpage
     ports: [{name: http, number: 9080, protocol: HTTP}]
     command: [weft-bookinfo, productpage, --listen, "{app}",
-              --details, "http://{outbound}:9080", --reviews, "http://{outbound}:9080",
-              --ratings, "http://{outbound}:9080"]
+              --details, "http://{svc.details}:9080", --reviews, "http://{svc.reviews}:9080",
+              --ratings, "http://{svc.ratings}:9080"]
 gateways:
   - name: istio-ingressgateway
     namespace: istio-system

@@ -181,6 +181,13 @@ pub struct State {
     pub processes: Vec<ProcessState>,
     /// Why start-up failed, when it did.
     pub error: Option<String>,
+    /// The namespaces and bridge made (namespaces mode).
+    #[serde(default)]
+    pub network: Option<super::netns::Network>,
+    /// A directory every user can read (namespaces mode: the proxy binary and bootstraps for
+    /// the proxies' uid); removed at shutdown.
+    #[serde(default)]
+    pub runtime_dir: Option<PathBuf>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -223,23 +230,20 @@ pub fn signal(pid: u32, sig: rustix::process::Signal) -> bool {
     rustix::process::kill_process(pid, sig).is_ok()
 }
 
-/// Whether the process `pid` runs the program `command[0]` (guards against a reused PID).
+/// Whether the process `pid` runs one of the programs of `command` (guards against a reused
+/// PID; `ip netns exec NS setpriv ... PROGRAM` ends up as PROGRAM).
 pub fn runs(pid: u32, command: &[String]) -> bool {
-    let Some(program) = command.first() else {
-        return false;
+    let base = |p: &str| {
+        Path::new(p)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default()
     };
-    let name = Path::new(program)
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(bytes) => {
             let argv0 = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
-            let argv0 = String::from_utf8_lossy(argv0);
-            Path::new(argv0.as_ref())
-                .file_name()
-                .map(|n| n.to_string_lossy() == name)
-                .unwrap_or(false)
+            let argv0 = base(&String::from_utf8_lossy(argv0));
+            !argv0.is_empty() && command.iter().any(|c| base(c) == argv0)
         }
         // No /proc: trust the PID.
         Err(_) => alive(pid),

@@ -1,6 +1,7 @@
 //! `weft status`: what runs, where, whether each proxy is ready and SYNCED; and the readiness
 //! check `weft up` waits on.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,9 +62,9 @@ fn sync_state(list: &[ProxyInfo], node_id: &str) -> String {
     "SYNCED".into()
 }
 
-async fn proxy_ready(admin_port: u16) -> bool {
+async fn proxy_ready(admin: SocketAddr) -> bool {
     matches!(
-        get(&format!("http://127.0.0.1:{admin_port}"), "/ready").await,
+        get(&format!("http://{admin}"), "/ready").await,
         Some((200, _))
     )
 }
@@ -72,7 +73,7 @@ async fn proxy_ready(admin_port: u16) -> bool {
 /// gateway answers `probe_path` (2xx for `/productpage`); else what is missing.
 pub async fn readiness(
     admin_url: &str,
-    nodes: &[(String, u16)],
+    nodes: &[(String, SocketAddr)],
     gateway_url: Option<&str>,
     probe_path: &str,
 ) -> Result<(), String> {
@@ -85,7 +86,7 @@ pub async fn readiness(
             return Err(format!("proxy {id}: {s}"));
         }
         if !proxy_ready(*port).await {
-            return Err(format!("proxy {id}: /ready on port {port} is not 200"));
+            return Err(format!("proxy {id}: /ready on {port} is not 200"));
         }
     }
     if let Some(url) = gateway_url {
@@ -126,9 +127,10 @@ pub async fn live_status(s: &State) -> Value {
             "outboundAddress": w.outbound_ip.to_string(),
             "ports": w.ports,
             "nodeId": id,
-            "proxyAdmin": format!("http://127.0.0.1:{}", w.proxy_admin_port),
+            "proxyAdmin": format!("http://{}:{}", w.admin_ip, w.proxy_admin_port),
             "proxyAdminPort": w.proxy_admin_port,
-            "proxyReady": proxy_ready(w.proxy_admin_port).await,
+            "proxyReady": proxy_ready(SocketAddr::from((w.admin_ip, w.proxy_admin_port))).await,
+            "netns": w.netns,
             "sync": list.as_ref().map(|l| sync_state(l, &id)),
             "app": proc_json(&format!("{}-app", w.name)),
             "proxy": proc_json(&format!("{}-proxy", w.name)),
@@ -144,7 +146,7 @@ pub async fn live_status(s: &State) -> Value {
             "nodeId": id,
             "proxyAdmin": format!("http://127.0.0.1:{}", g.proxy_admin_port),
             "proxyAdminPort": g.proxy_admin_port,
-            "proxyReady": proxy_ready(g.proxy_admin_port).await,
+            "proxyReady": proxy_ready(SocketAddr::from(([127, 0, 0, 1], g.proxy_admin_port))).await,
             "sync": list.as_ref().map(|l| sync_state(l, &id)),
             "proxy": proc_json(&g.name),
         }));
@@ -168,6 +170,7 @@ pub async fn live_status(s: &State) -> Value {
         "workloads": workloads,
         "gateways": gateways,
         "error": s.error,
+        "network": s.network,
     })
 }
 
