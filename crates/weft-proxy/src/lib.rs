@@ -15,6 +15,7 @@ pub mod http;
 mod listener;
 pub mod stats;
 mod tcp;
+pub mod tls;
 pub mod xds;
 
 use std::net::SocketAddr;
@@ -224,6 +225,12 @@ impl ProxyHandle {
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)
             .or_else(|| self.shared.xds.listener_addr(name))
+    }
+
+    /// The proxy's secrets by name: set `default` and `ROOTCA` (or any SDS name) here to feed
+    /// the proxy's identity; new TLS handshakes use the new values, open connections are kept.
+    pub fn secrets(&self) -> Arc<tls::SecretStore> {
+        Arc::clone(&self.compile.secrets)
     }
 
     /// The admin interface's address, when there is one.

@@ -11,10 +11,6 @@ use tokio::sync::watch;
 use crate::Shared;
 use crate::config::{FilterChain, Listener, NetworkFilter};
 
-/// How long the first bytes may take to arrive when a listener inspects them (Envoy's default
-/// `listener_filters_timeout`); on timeout the connection continues without TLS/HTTP facts.
-const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Accepts connections on `listener` until `stop` turns true.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -60,9 +56,26 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         return;
     };
     let snapshot = shared.snapshot.load_full();
-    let Some(listener) = snapshot.listeners.iter().find(|l| l.name == name) else {
+    let Some(mut listener) = snapshot
+        .listeners
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.as_ref())
+    else {
         return;
     };
+    // Where the connection was going before an iptables REDIRECT brought it here.
+    let local = if listener.original_dst {
+        original_dst(&stream).unwrap_or(local)
+    } else {
+        local
+    };
+    if listener.hand_off
+        && let Some(target) = hand_off_target(&snapshot.listeners, listener, local)
+    {
+        tracing::trace!(from = %listener.name, to = %target.name, %local, "original destination hand-off");
+        listener = target;
+    }
     listener
         .stats
         .downstream_cx_total
@@ -90,7 +103,18 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         return;
     }
     let facts = if listener.inspect_tls || listener.inspect_http {
-        inspect(&stream).await
+        match inspect(&stream, listener.inspect_timeout).await {
+            Some(f) => f,
+            None if listener.continue_on_timeout => Facts::default(),
+            None => {
+                listener
+                    .stats
+                    .downstream_pre_cx_timeout
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(listener = %listener.name, %peer, "listener_filters_timeout: closed");
+                return;
+            }
+        }
     } else {
         Facts::default()
     };
@@ -102,19 +126,89 @@ async fn handle(stream: TcpStream, peer: SocketAddr, name: &str, shared: Arc<Sha
         tracing::debug!(listener = %listener.name, %peer, "no filter chain matched");
         return;
     };
+    let Some(tls) = &chain.tls else {
+        return serve_chain(stream, chain, peer, local, None, name, &shared, &snapshot).await;
+    };
+    match tls.accept(stream).await {
+        Ok((stream, info)) => {
+            listener.stats.ssl_handshake.fetch_add(1, Ordering::Relaxed);
+            let info = Arc::new(info);
+            serve_chain(
+                stream,
+                chain,
+                peer,
+                local,
+                Some(info),
+                name,
+                &shared,
+                &snapshot,
+            )
+            .await
+        }
+        Err(e) => {
+            listener
+                .stats
+                .ssl_connection_error
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(listener = %listener.name, %peer, "TLS handshake failed: {e}");
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_chain<S>(
+    stream: S,
+    chain: &FilterChain,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<Arc<crate::tls::TlsInfo>>,
+    name: &str,
+    shared: &Arc<Shared>,
+    snapshot: &crate::config::Snapshot,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     match &chain.filter {
         NetworkFilter::Http(hcm) => {
             crate::http::serve(
                 stream,
-                peer,
+                crate::http::Downstream { peer, local, tls },
                 Arc::clone(hcm),
-                Arc::clone(&shared),
-                crate::xds::drain_signal(&shared, name),
+                Arc::clone(shared),
+                crate::xds::drain_signal(shared, name),
             )
             .await
         }
-        NetworkFilter::Tcp(t) => crate::tcp::proxy(stream, t, &snapshot).await,
+        NetworkFilter::Tcp(t) => crate::tcp::proxy(stream, local, t, snapshot).await,
     }
+}
+
+/// The original destination of a redirected connection (`SO_ORIGINAL_DST`); `None` when the
+/// connection was not redirected or the socket option is not available.
+fn original_dst(stream: &TcpStream) -> Option<SocketAddr> {
+    let sock = socket2::SockRef::from(stream);
+    let local = stream.local_addr().ok()?;
+    let addr = if local.is_ipv4() {
+        sock.original_dst_v4()
+    } else {
+        sock.original_dst_v6()
+    };
+    addr.ok()?.as_socket()
+}
+
+/// The listener a redirected connection belongs to: the one whose address is the original
+/// destination, else one on the wildcard address with the original port (Envoy's hand-off for
+/// `use_original_dst`).
+fn hand_off_target<'a>(
+    listeners: &'a [Arc<Listener>],
+    from: &Listener,
+    dst: SocketAddr,
+) -> Option<&'a Listener> {
+    let others = || listeners.iter().filter(|l| l.name != from.name);
+    others()
+        .find(|l| l.addr == dst)
+        .or_else(|| others().find(|l| l.addr.ip().is_unspecified() && l.addr.port() == dst.port()))
+        .map(|l| l.as_ref())
 }
 
 /// What the first bytes of a connection revealed.
@@ -128,20 +222,24 @@ pub struct Facts {
     pub application_protocols: Vec<String>,
 }
 
-async fn inspect(stream: &TcpStream) -> Facts {
+/// Peeks at the first bytes until they tell what the connection is. `None` when `timeout`
+/// passed first; a closed or failed connection gives empty facts.
+async fn inspect(stream: &TcpStream, timeout: Option<Duration>) -> Option<Facts> {
     let mut buf = vec![0u8; 16 * 1024 + 5];
-    let deadline = tokio::time::Instant::now() + INSPECT_TIMEOUT;
+    // No timeout configured (0): a day stands in for "forever".
+    let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(24 * 3600));
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            _ => return Facts::default(),
+            Ok(Err(_)) => return Some(Facts::default()),
+            Err(_) => return None,
         };
         if n == 0 {
-            return Facts::default();
+            return Some(Facts::default());
         }
         match parse_first_bytes(&buf[..n]) {
-            Some(f) => return f,
-            None if tokio::time::Instant::now() >= deadline => return Facts::default(),
+            Some(f) => return Some(f),
+            None if tokio::time::Instant::now() >= deadline => return None,
             // Partial ClientHello or request line: peeking does not consume, so wait a little
             // for the rest instead of spinning on a readable socket.
             None => tokio::time::sleep(Duration::from_millis(1)).await,

@@ -140,6 +140,13 @@ pub struct ListenerStats {
     pub no_filter_chain_match: AtomicU64,
     /// Connections refused because the listener's connection limit was reached.
     pub downstream_cx_overflow: AtomicU64,
+    /// Connections closed because the first bytes did not arrive within
+    /// `listener_filters_timeout`.
+    pub downstream_pre_cx_timeout: AtomicU64,
+    /// TLS handshakes completed (`ssl.handshake`).
+    pub ssl_handshake: AtomicU64,
+    /// TLS handshakes that failed (`ssl.connection_error`).
+    pub ssl_connection_error: AtomicU64,
 }
 
 /// All counter sets of the proxy, by name. The lock is taken when configuration is compiled
@@ -407,6 +414,17 @@ fn listener_rows(s: &ListenerStats) -> Vec<Row> {
         (
             "downstream_cx_overflow",
             load(&s.downstream_cx_overflow),
+            MetricType::Counter,
+        ),
+        (
+            "downstream_pre_cx_timeout",
+            load(&s.downstream_pre_cx_timeout),
+            MetricType::Counter,
+        ),
+        ("ssl.handshake", load(&s.ssl_handshake), MetricType::Counter),
+        (
+            "ssl.connection_error",
+            load(&s.ssl_connection_error),
             MetricType::Counter,
         ),
     ]

@@ -36,9 +36,13 @@ use weft_xds::envoy::config::route::v3::RouteConfiguration;
 use weft_xds::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::RouteSpecifier,
 };
+use weft_xds::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, SdsSecretConfig, Secret, UpstreamTlsContext,
+    common_tls_context::ValidationContextType,
+};
 use weft_xds::google::protobuf::{Any, Timestamp};
 use weft_xds::type_url::{
-    CLUSTER, CLUSTER_LOAD_ASSIGNMENT as EDS, LISTENER, ROUTE_CONFIGURATION as RDS,
+    CLUSTER, CLUSTER_LOAD_ASSIGNMENT as EDS, LISTENER, ROUTE_CONFIGURATION as RDS, SECRET as SDS,
 };
 
 use crate::cluster::endpoint_specs;
@@ -253,6 +257,7 @@ fn kind(type_url: &str) -> &'static str {
         CLUSTER => "cluster",
         RDS => "route_configuration",
         EDS => "cluster_load_assignment",
+        SDS => "secret",
         _ => "resource",
     }
 }
@@ -304,6 +309,7 @@ struct DynState {
     clusters: Typed<ClusterProto>,
     routes: Typed<RouteConfiguration>,
     endpoints: Typed<ClusterLoadAssignment>,
+    secrets: Typed<Secret>,
 }
 
 /// A dynamic listener's socket and accept loop.
@@ -404,6 +410,7 @@ pub(crate) fn start(
         rds_keys: BTreeSet::new(),
         eds_sub: BTreeSet::new(),
         rds_sub: BTreeSet::new(),
+        sds_sub: BTreeSet::new(),
     };
     // Types are resubscribed in the order first subscribed: CDS, EDS, LDS, RDS.
     if applier.settings.cds {
@@ -416,6 +423,8 @@ pub(crate) fn start(
     }
     applier.rds_sub = applier.rds_names();
     client.subscribe(RDS, Subscription::names(&applier.rds_sub));
+    applier.sds_sub = applier.sds_names();
+    client.subscribe(SDS, Subscription::names(&applier.sds_sub));
     applier.check_ready();
     client
         .start(move |u: &Update<'_>| {
@@ -470,6 +479,70 @@ struct Applier {
     rds_keys: BTreeSet<String>,
     eds_sub: BTreeSet<String>,
     rds_sub: BTreeSet<String>,
+    /// Secret names fetched over ADS (SDS with `sds_config: {ads: {}}`).
+    sds_sub: BTreeSet<String>,
+}
+
+/// Adds the SDS names of `common` whose config source is ADS.
+fn common_sds_names(
+    common: Option<&weft_xds::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext>,
+    out: &mut BTreeSet<String>,
+) {
+    let Some(c) = common else {
+        return;
+    };
+    let mut add = |s: &SdsSecretConfig| {
+        if !s.name.is_empty()
+            && is_ads(s.sds_config.as_ref())
+            && !crate::tls::is_local_secret(&s.name)
+        {
+            out.insert(s.name.clone());
+        }
+    };
+    for s in &c.tls_certificate_sds_secret_configs {
+        add(s);
+    }
+    match &c.validation_context_type {
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => add(s),
+        Some(ValidationContextType::CombinedValidationContext(cv)) => {
+            if let Some(s) = &cv.validation_context_sds_secret_config {
+                add(s);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn socket_sds_names(
+    ts: Option<&weft_xds::envoy::config::core::v3::TransportSocket>,
+    out: &mut BTreeSet<String>,
+) {
+    use weft_xds::envoy::config::core::v3::transport_socket::ConfigType as T;
+    let Some(T::TypedConfig(any)) = ts.and_then(|t| t.config_type.as_ref()) else {
+        return;
+    };
+    if any.type_url.ends_with(".DownstreamTlsContext") {
+        if let Ok(ctx) = DownstreamTlsContext::decode(any.value.as_slice()) {
+            common_sds_names(ctx.common_tls_context.as_ref(), out);
+        }
+    } else if any.type_url.ends_with(".UpstreamTlsContext")
+        && let Ok(ctx) = UpstreamTlsContext::decode(any.value.as_slice())
+    {
+        common_sds_names(ctx.common_tls_context.as_ref(), out);
+    }
+}
+
+fn listener_sds_names(l: &ListenerProto, out: &mut BTreeSet<String>) {
+    for fc in l.filter_chains.iter().chain(l.default_filter_chain.iter()) {
+        socket_sds_names(fc.transport_socket.as_ref(), out);
+    }
+}
+
+fn cluster_sds_names(c: &ClusterProto, out: &mut BTreeSet<String>) {
+    socket_sds_names(c.transport_socket.as_ref(), out);
+    for m in &c.transport_socket_matches {
+        socket_sds_names(m.transport_socket.as_ref(), out);
+    }
 }
 
 fn eds_service_name(c: &ClusterProto) -> Option<String> {
@@ -548,6 +621,51 @@ impl Applier {
         out
     }
 
+    /// Secret names that static and dynamic listeners and clusters fetch over ADS, less the
+    /// bootstrap's static secrets.
+    fn sds_names(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for l in self.static_listeners() {
+            listener_sds_names(l, &mut out);
+        }
+        for i in self.state.listeners.items.values() {
+            listener_sds_names(&i.msg, &mut out);
+        }
+        for c in self.static_clusters() {
+            cluster_sds_names(c, &mut out);
+        }
+        for i in self.state.clusters.items.values() {
+            cluster_sds_names(&i.msg, &mut out);
+        }
+        if let Some(sr) = self.base.static_resources.as_ref() {
+            for s in &sr.secrets {
+                out.remove(&s.name);
+            }
+        }
+        out
+    }
+
+    /// SDS changed: every secret must compile, then all are stored at once; new handshakes
+    /// use them, open connections keep theirs.
+    fn apply_secrets(&self, next: &Typed<Secret>) -> Result<(), String> {
+        let mut compiled = Vec::new();
+        for (name, i) in &next.items {
+            let value = crate::tls::secrets::compile_secret(&i.msg, &format!("secret {name:?}"))
+                .map_err(|e| e.to_string())?;
+            compiled.push((name.clone(), value));
+        }
+        let store = &self.opts.secrets;
+        for name in self.state.secrets.items.keys() {
+            if !next.items.contains_key(name) {
+                store.remove(name);
+            }
+        }
+        for (name, value) in compiled {
+            store.set(&name, value);
+        }
+        Ok(())
+    }
+
     fn on_update(&mut self, u: &Update<'_>) -> Result<(), String> {
         match u.type_url {
             LISTENER => {
@@ -579,6 +697,11 @@ impl Applier {
                 self.apply_endpoints(&next)?;
                 self.state.endpoints = next;
             }
+            SDS => {
+                let next = self.state.secrets.next(u)?;
+                self.apply_secrets(&next)?;
+                self.state.secrets = next;
+            }
             other => return Err(format!("unexpected type {other}")),
         }
         self.resubscribe();
@@ -601,6 +724,11 @@ impl Applier {
             self.state.routes.items.retain(|n, _| rds.contains(n));
             self.rds_sub = rds;
         }
+        let sds = self.sds_names();
+        if sds != self.sds_sub {
+            self.subs.subscribe(SDS, Subscription::names(&sds));
+            self.sds_sub = sds;
+        }
     }
 
     /// `/ready` turns LIVE once the first full set is in.
@@ -617,7 +745,11 @@ impl Applier {
             && self
                 .rds_sub
                 .iter()
-                .all(|n| self.state.routes.items.contains_key(n));
+                .all(|n| self.state.routes.items.contains_key(n))
+            && self
+                .sds_sub
+                .iter()
+                .all(|n| self.state.secrets.items.contains_key(n));
         if complete {
             tracing::info!("xDS: initial configuration complete; ready");
             self.shared.ready.store(true, Ordering::Release);

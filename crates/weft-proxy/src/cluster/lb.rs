@@ -58,6 +58,9 @@ pub struct PickCtx<'a> {
     pub exclude: &'a [SocketAddr],
     /// `host_selection_retry_max_attempts` (default 1) when `exclude` is not empty.
     pub max_attempts: u32,
+    /// Where the downstream connection was going (`SO_ORIGINAL_DST`, or the
+    /// `x-envoy-original-dst-host` header): the host of an `ORIGINAL_DST` cluster.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// The endpoints of one priority level.

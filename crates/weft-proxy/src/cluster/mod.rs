@@ -7,9 +7,10 @@ pub mod lb;
 pub mod outlier;
 pub mod pool;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -73,6 +74,54 @@ pub struct Cluster {
     pub pool: PoolOptions,
     /// Counters, shared with earlier and later versions of this cluster.
     pub stats: Arc<ClusterStats>,
+    /// `transport_socket` and `transport_socket_matches`: TLS or plaintext, per endpoint.
+    pub transport: Arc<TransportSelector>,
+    /// `type: ORIGINAL_DST`: hosts are the downstream connections' original destinations.
+    pub original_dst: Option<OriginalDst>,
+}
+
+/// Picks each endpoint's transport socket: the first `transport_socket_matches` entry whose
+/// `match` fields all equal the endpoint's `envoy.transport_socket_match` metadata (Istio's
+/// auto mTLS: `tlsMode: istio`), else the cluster's `transport_socket`.
+#[derive(Debug, Default)]
+pub struct TransportSelector {
+    /// `transport_socket`: `None` is plaintext.
+    pub default: Option<Arc<crate::tls::UpstreamTls>>,
+    /// `transport_socket_matches`, in order: (name, match fields, socket).
+    pub matches: Vec<SocketMatch>,
+}
+
+impl TransportSelector {
+    /// The transport socket for an endpoint with `metadata` (its flattened
+    /// `envoy.transport_socket_match` fields).
+    pub fn select(&self, metadata: &[(String, String)]) -> Option<Arc<crate::tls::UpstreamTls>> {
+        for (_, want, socket) in &self.matches {
+            if want.iter().all(|kv| metadata.contains(kv)) {
+                return socket.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+/// One `transport_socket_matches` entry: name, `match` fields, socket (`None`: plaintext).
+pub type SocketMatch = (
+    String,
+    Vec<(String, String)>,
+    Option<Arc<crate::tls::UpstreamTls>>,
+);
+
+/// The hosts of an `ORIGINAL_DST` cluster, created as connections ask for them.
+#[derive(Debug)]
+pub struct OriginalDst {
+    /// `original_dst_lb_config.use_http_header`: take the host from a request header.
+    pub use_http_header: bool,
+    /// The header (default `x-envoy-original-dst-host`).
+    pub http_header_name: http::HeaderName,
+    /// `upstream_port_override`.
+    pub port_override: Option<u16>,
+    /// Hosts in use, by address; unused ones are dropped as new ones are added.
+    hosts: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
 }
 
 /// One upstream host.
@@ -98,6 +147,8 @@ pub struct Endpoint {
     pub total_requests: AtomicU64,
     /// Connections to this endpoint.
     pub pool: Pool,
+    /// `envoy.transport_socket_match` metadata, flattened (for pools keyed by transport).
+    pub socket_match: Vec<(String, String)>,
 }
 
 impl Endpoint {
@@ -152,6 +203,8 @@ pub struct EndpointSpec {
     pub locality: u32,
     /// Locality weight (0 when unset).
     pub locality_weight: u32,
+    /// The endpoint's `envoy.transport_socket_match` metadata as (key, value) pairs.
+    pub socket_match: Vec<(String, String)>,
 }
 
 impl EndpointSpec {
@@ -164,6 +217,7 @@ impl EndpointSpec {
             priority: 0,
             locality: 0,
             locality_weight: 0,
+            socket_match: Vec::new(),
         }
     }
 }
@@ -198,7 +252,14 @@ impl Cluster {
     }
 
     fn build(&self, specs: &[EndpointSpec], previous: Option<&EndpointSet>) -> EndpointSet {
-        build_set(specs, previous, &self.lb, self.pool, &self.breakers)
+        build_set(
+            specs,
+            previous,
+            &self.lb,
+            self.pool,
+            &self.breakers,
+            &self.transport,
+        )
     }
 
     /// Picks an available endpoint with the cluster's policy; `None` means "no healthy
@@ -209,11 +270,36 @@ impl Cluster {
 
     /// Picks an endpoint for a request with a hash and hosts to avoid.
     pub fn pick_with(&self, ctx: &PickCtx<'_>) -> Option<EndpointLease> {
+        if let Some(od) = &self.original_dst {
+            let mut addr = ctx.original_dst?;
+            if let Some(p) = od.port_override {
+                addr.set_port(p);
+            }
+            let ep = self.original_dst_host(od, addr);
+            ep.active_requests.fetch_add(1, Ordering::Relaxed);
+            ep.total_requests.fetch_add(1, Ordering::Relaxed);
+            return Some(EndpointLease { endpoint: ep });
+        }
         let set = self.endpoints.load();
         let ep = set.pick(&self.stats, ctx)?;
         ep.active_requests.fetch_add(1, Ordering::Relaxed);
         ep.total_requests.fetch_add(1, Ordering::Relaxed);
         Some(EndpointLease { endpoint: ep })
+    }
+
+    fn original_dst_host(&self, od: &OriginalDst, addr: SocketAddr) -> Arc<Endpoint> {
+        let mut hosts = od.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ep) = hosts.get(&addr) {
+            return Arc::clone(ep);
+        }
+        if hosts.len() >= 256 {
+            // Hosts no request holds and with no open connection go (Envoy's cleanup).
+            hosts.retain(|_, ep| Arc::strong_count(ep) > 1 || ep.pool.idle() > 0);
+        }
+        let spec = EndpointSpec::new(addr);
+        let ep = new_endpoint(&spec, self.pool, &self.breakers, &self.transport);
+        hosts.insert(addr, Arc::clone(&ep));
+        ep
     }
 
     /// Tells outlier detection how a request to `ep` went; may eject the host.
@@ -253,12 +339,39 @@ impl Cluster {
     }
 }
 
+fn new_endpoint(
+    s: &EndpointSpec,
+    pool: PoolOptions,
+    breakers: &Arc<Breakers>,
+    transport: &TransportSelector,
+) -> Arc<Endpoint> {
+    Arc::new(Endpoint {
+        addr: s.addr,
+        weight: s.weight.max(1),
+        priority: s.priority,
+        locality: s.locality,
+        locality_weight: s.locality_weight,
+        healthy: AtomicBool::new(s.healthy),
+        outlier: OutlierState::default(),
+        active_requests: AtomicU64::new(0),
+        total_requests: AtomicU64::new(0),
+        pool: Pool::new(
+            s.addr,
+            pool,
+            Arc::clone(breakers),
+            transport.select(&s.socket_match),
+        ),
+        socket_match: s.socket_match.clone(),
+    })
+}
+
 fn build_set(
     specs: &[EndpointSpec],
     previous: Option<&EndpointSet>,
     lb: &LbSettings,
     pool: PoolOptions,
     breakers: &Arc<Breakers>,
+    transport: &TransportSelector,
 ) -> EndpointSet {
     let endpoints: Vec<Arc<Endpoint>> = specs
         .iter()
@@ -271,23 +384,13 @@ fn build_set(
                         && e.priority == s.priority
                         && e.locality == s.locality
                         && e.locality_weight == s.locality_weight
+                        && e.socket_match == s.socket_match
                 })
             }) {
                 old.healthy.store(s.healthy, Ordering::Relaxed);
                 return Arc::clone(old);
             }
-            Arc::new(Endpoint {
-                addr: s.addr,
-                weight,
-                priority: s.priority,
-                locality: s.locality,
-                locality_weight: s.locality_weight,
-                healthy: AtomicBool::new(s.healthy),
-                outlier: OutlierState::default(),
-                active_requests: AtomicU64::new(0),
-                total_requests: AtomicU64::new(0),
-                pool: Pool::new(s.addr, pool, Arc::clone(breakers)),
-            })
+            new_endpoint(s, pool, breakers, transport)
         })
         .collect();
     EndpointSet::new(endpoints, lb)
@@ -329,10 +432,40 @@ pub fn endpoint_specs(
                     .load_balancing_weight
                     .as_ref()
                     .map_or(0, |w| w.value),
+                socket_match: lbe
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.filter_metadata.get(TRANSPORT_SOCKET_MATCH))
+                    .map(flatten_struct)
+                    .unwrap_or_default(),
             });
         }
     }
     Ok(out)
+}
+
+/// The metadata namespace `transport_socket_matches` look at.
+const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+/// The top-level fields of a `Struct` with scalar values, as strings (numbers in their
+/// shortest form, booleans as `true`/`false`), sorted by key.
+fn flatten_struct(s: &weft_xds::google::protobuf::Struct) -> Vec<(String, String)> {
+    use weft_xds::google::protobuf::value::Kind;
+    let mut out: Vec<(String, String)> = s
+        .fields
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v.kind.as_ref()? {
+                Kind::StringValue(s) => s.clone(),
+                Kind::NumberValue(n) => n.to_string(),
+                Kind::BoolValue(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Reads an Envoy `Address` that must be an IP socket address.
@@ -377,6 +510,7 @@ pub fn compile_cluster(
     c: &cl::Cluster,
     stats: Arc<ClusterStats>,
     max_idle_per_endpoint: usize,
+    secrets: &crate::tls::SecretStore,
     warnings: &mut Vec<Unsupported>,
 ) -> Result<Cluster, CompileError> {
     let resource = format!("cluster {:?}", c.name);
@@ -387,8 +521,10 @@ pub fn compile_cluster(
             reason: "a cluster needs a name".into(),
         });
     }
+    let is_original_dst =
+        c.cluster_discovery_type == Some(cl::cluster::ClusterDiscoveryType::Type(4));
     match &c.cluster_discovery_type {
-        None | Some(cl::cluster::ClusterDiscoveryType::Type(0)) => {}
+        None | Some(cl::cluster::ClusterDiscoveryType::Type(0 | 4)) => {}
         Some(cl::cluster::ClusterDiscoveryType::Type(3)) => {
             if c.eds_cluster_config.is_some() && c.load_assignment.is_none() {
                 warnings.push(Unsupported {
@@ -416,6 +552,8 @@ pub fn compile_cluster(
             2 => LbPolicy::RingHash,
             3 => LbPolicy::Random,
             5 => LbPolicy::Maglev,
+            // CLUSTER_PROVIDED: ORIGINAL_DST clusters pick their own host.
+            6 if is_original_dst => LbPolicy::RoundRobin,
             other => {
                 warnings.push(Unsupported {
                     resource: resource.clone(),
@@ -559,7 +697,57 @@ pub fn compile_cluster(
         Some(cla) => endpoint_specs(cla, &resource)?,
         None => Vec::new(),
     };
-    let set = build_set(&specs, None, &lb, pool, &breakers);
+    let mut transport = TransportSelector::default();
+    if let Some(ts) = &c.transport_socket {
+        transport.default =
+            crate::tls::compile_upstream(ts, secrets, &resource, "transport_socket", warnings)?;
+    }
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let field = format!("transport_socket_matches[{i}]");
+        let socket = match &m.transport_socket {
+            Some(ts) => crate::tls::compile_upstream(
+                ts,
+                secrets,
+                &resource,
+                &format!("{field}.transport_socket"),
+                warnings,
+            )?,
+            None => None,
+        };
+        let want = m.r#match.as_ref().map(flatten_struct).unwrap_or_default();
+        transport.matches.push((m.name.clone(), want, socket));
+    }
+    let original_dst = if is_original_dst {
+        let cfg = match &c.lb_config {
+            Some(cl::cluster::LbConfig::OriginalDstLbConfig(o)) => Some(o),
+            _ => None,
+        };
+        let header = cfg
+            .map(|o| o.http_header_name.as_str())
+            .filter(|h| !h.is_empty())
+            .unwrap_or("x-envoy-original-dst-host");
+        Some(OriginalDst {
+            use_http_header: cfg.is_some_and(|o| o.use_http_header),
+            http_header_name: http::HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
+                .map_err(|e| CompileError::Invalid {
+                    resource: resource.clone(),
+                    field: "original_dst_lb_config.http_header_name".into(),
+                    reason: format!("{header:?} is not a header name: {e}"),
+                })?,
+            port_override: match cfg.and_then(|o| o.upstream_port_override.as_ref()) {
+                Some(p) => Some(u16::try_from(p.value).map_err(|_| CompileError::Invalid {
+                    resource: resource.clone(),
+                    field: "original_dst_lb_config.upstream_port_override".into(),
+                    reason: format!("{} is not a port", p.value),
+                })?),
+                None => None,
+            },
+            hosts: Mutex::new(HashMap::new()),
+        })
+    } else {
+        None
+    };
+    let set = build_set(&specs, None, &lb, pool, &breakers, &transport);
     Ok(Cluster {
         name: c.name.clone(),
         connect_timeout: c
@@ -573,5 +761,7 @@ pub fn compile_cluster(
         outlier,
         pool,
         stats,
+        transport: Arc::new(transport),
+        original_dst,
     })
 }

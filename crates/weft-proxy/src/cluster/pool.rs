@@ -16,6 +16,7 @@ use super::breaker::{Breakers, Priority, Slot};
 use super::outlier::now_ms;
 use crate::http::body::Body;
 use crate::stats::ClusterStats;
+pub use crate::tls::stream::UpstreamStream;
 
 /// Why a connection to an endpoint could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,14 @@ pub enum ConnectError {
     /// The cluster's `max_connections` and `max_pending_requests` are exhausted.
     #[error("circuit breaker open: max_connections and max_pending_requests reached")]
     Overflow,
+    /// The TLS handshake failed (or the TLS context's secrets have not arrived).
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// What went wrong.
+        source: std::io::Error,
+    },
     /// The HTTP/1.1 or HTTP/2 handshake failed.
     #[error("HTTP handshake with {addr} failed: {source}")]
     Handshake {
@@ -105,11 +114,19 @@ pub struct Pool {
     pub connections_opened: AtomicU64,
     /// Connections to this endpoint open now (shared with their tasks).
     open: Arc<AtomicU64>,
+    /// The endpoint's transport socket: TLS, or plaintext when `None`. Part of the pool's
+    /// identity: an endpoint whose transport changes gets a new pool.
+    tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 impl Pool {
-    /// An empty pool for `addr`.
-    pub fn new(addr: SocketAddr, opts: PoolOptions, breakers: Arc<Breakers>) -> Self {
+    /// An empty pool for `addr`, connecting with `tls` (plaintext when `None`).
+    pub fn new(
+        addr: SocketAddr,
+        opts: PoolOptions,
+        breakers: Arc<Breakers>,
+        tls: Option<Arc<crate::tls::UpstreamTls>>,
+    ) -> Self {
         Pool {
             addr,
             idle: SegQueue::new(),
@@ -119,7 +136,13 @@ impl Pool {
             h2: ArcSwapOption::empty(),
             connections_opened: AtomicU64::new(0),
             open: Arc::new(AtomicU64::new(0)),
+            tls,
         }
+    }
+
+    /// Whether connections from this pool use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Idle HTTP/1.1 connections now.
@@ -313,13 +336,32 @@ impl Pool {
         Ok(sender)
     }
 
-    /// A raw TCP connection with `TCP_NODELAY` (HTTP pools and `tcp_proxy`).
+    /// A connection with `TCP_NODELAY`, through the endpoint's transport socket (TLS
+    /// handshake included), for the HTTP pools.
     pub async fn connect_tcp(
         &self,
         connect_timeout: Duration,
-    ) -> Result<TokioIo<TcpStream>, ConnectError> {
+    ) -> Result<TokioIo<UpstreamStream>, ConnectError> {
+        Ok(TokioIo::new(self.connect_stream(connect_timeout).await?))
+    }
+
+    /// A connection through the endpoint's transport socket (HTTP pools and `tcp_proxy`).
+    pub async fn connect_stream(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<UpstreamStream, ConnectError> {
         self.connections_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(TokioIo::new(connect(self.addr, connect_timeout).await?))
+        let tcp = connect(self.addr, connect_timeout).await?;
+        match &self.tls {
+            None => Ok(UpstreamStream::Plain(tcp)),
+            Some(tls) => match tls.connect(tcp, self.addr).await {
+                Ok(s) => Ok(UpstreamStream::Tls(Box::new(s))),
+                Err(source) => Err(ConnectError::Tls {
+                    addr: self.addr,
+                    source,
+                }),
+            },
+        }
     }
 }
 

@@ -113,6 +113,18 @@ pub struct Listener {
     pub inspect_http: bool,
     /// `listener.<addr>.*` counters.
     pub stats: Arc<ListenerStats>,
+    /// Read the original destination of redirected connections (`SO_ORIGINAL_DST`): the
+    /// `original_dst` listener filter or `use_original_dst`.
+    pub original_dst: bool,
+    /// `use_original_dst`: hand a redirected connection to the listener bound (or not bound,
+    /// `bind_to_port: false`) to its original destination, when there is one.
+    pub hand_off: bool,
+    /// `listener_filters_timeout` (default 15 s; `None` when set to 0): how long the first
+    /// bytes may take for TLS/HTTP inspection.
+    pub inspect_timeout: Option<Duration>,
+    /// `continue_on_listener_filters_timeout`: on timeout, choose a chain without the facts
+    /// instead of closing the connection.
+    pub continue_on_timeout: bool,
     /// Most downstream connections open at once (the runtime key
     /// `envoy.resource_limits.listener.<name>.connection_limit`); extra ones are closed at
     /// once.
@@ -128,6 +140,8 @@ pub struct FilterChain {
     pub matcher: ChainMatch,
     /// The terminal network filter.
     pub filter: NetworkFilter,
+    /// `transport_socket` with a `DownstreamTlsContext`: TLS is terminated before the filter.
+    pub tls: Option<Arc<crate::tls::DownstreamTls>>,
 }
 
 /// A compiled `filter_chain_match`. Empty lists match anything.
@@ -249,6 +263,9 @@ pub struct HttpManager {
     pub max_request_headers_kb: u32,
     /// `common_http_protocol_options.max_headers_count` (default 100).
     pub max_headers_count: u32,
+    /// `forward_client_cert_details` and `set_current_client_cert_details`
+    /// (`x-forwarded-client-cert`).
+    pub client_cert_details: crate::tls::ClientCertDetails,
 }
 
 /// A compiled `tcp_proxy`.
@@ -280,6 +297,8 @@ pub struct CompileOptions {
     pub max_idle_per_endpoint: usize,
     /// Refuse configuration that uses anything weft does not implement.
     pub reject_unsupported: bool,
+    /// Secrets by name (static, SDS, or set through the API), shared by every snapshot.
+    pub secrets: Arc<crate::tls::SecretStore>,
 }
 
 impl Default for CompileOptions {
@@ -287,6 +306,7 @@ impl Default for CompileOptions {
         CompileOptions {
             max_idle_per_endpoint: 64,
             reject_unsupported: false,
+            secrets: Arc::default(),
         }
     }
 }
@@ -306,6 +326,7 @@ const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+const ORIGINAL_DST: &str = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
 
 pub(crate) fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
@@ -376,6 +397,21 @@ pub fn compile(
     let sr = bootstrap.static_resources.as_ref().unwrap_or(&empty);
     let runtime = static_runtime(bootstrap);
 
+    // Static secrets are checked first and stored once everything compiled.
+    let mut static_secrets = Vec::new();
+    for (i, s) in sr.secrets.iter().enumerate() {
+        let resource = format!("secret {:?}", s.name);
+        supported::check(s, &resource, "", &mut warnings);
+        let value = crate::tls::secrets::compile_secret(s, &resource).map_err(|e| {
+            CompileError::Invalid {
+                resource: resource.clone(),
+                field: format!("static_resources.secrets[{i}]"),
+                reason: e.0,
+            }
+        })?;
+        static_secrets.push((s.name.clone(), value));
+    }
+
     let mut clusters = HashMap::new();
     for c in &sr.clusters {
         let resource = format!("cluster {:?}", c.name);
@@ -389,6 +425,7 @@ pub fn compile(
             c,
             stats.cluster(stat_name),
             opts.max_idle_per_endpoint,
+            &opts.secrets,
             &mut warnings,
         )?;
         if clusters
@@ -408,7 +445,14 @@ pub fn compile(
     for l in &sr.listeners {
         let resource = format!("listener {:?}", l.name);
         supported::check(l, &resource, "", &mut warnings);
-        let mut compiled = compile_listener(l, &resource, stats, &mut routes, &mut warnings)?;
+        let mut compiled = compile_listener(
+            l,
+            &resource,
+            stats,
+            &opts.secrets,
+            &mut routes,
+            &mut warnings,
+        )?;
         compiled.connection_limit = runtime
             .get(&format!(
                 "envoy.resource_limits.listener.{}.connection_limit",
@@ -429,6 +473,9 @@ pub fn compile(
     if opts.reject_unsupported && !warnings.is_empty() {
         return Err(CompileError::Unsupported(warnings));
     }
+    for (name, value) in static_secrets {
+        opts.secrets.set(&name, value);
+    }
     Ok(Compiled {
         snapshot: Snapshot {
             listeners,
@@ -448,6 +495,7 @@ fn compile_listener(
     l: &ls::Listener,
     resource: &str,
     stats: &Stats,
+    secrets: &crate::tls::SecretStore,
     routes: &mut HashMap<String, Arc<RouteTable>>,
     warnings: &mut Vec<Unsupported>,
 ) -> Result<Listener, CompileError> {
@@ -461,6 +509,7 @@ fn compile_listener(
     let addr = socket_addr(l.address.as_ref(), resource, "address")?;
     let mut inspect_tls = false;
     let mut inspect_http = false;
+    let mut original_dst = false;
     for lf in &l.listener_filters {
         let type_url = match &lf.config_type {
             Some(ls::listener_filter::ConfigType::TypedConfig(a)) => type_name(&a.type_url),
@@ -469,6 +518,7 @@ fn compile_listener(
         match type_url {
             TLS_INSPECTOR => inspect_tls = true,
             HTTP_INSPECTOR => inspect_http = true,
+            ORIGINAL_DST => original_dst = true,
             _ => warnings.push(Unsupported {
                 resource: resource.to_owned(),
                 what: format!(
@@ -490,6 +540,7 @@ fn compile_listener(
             resource,
             &format!("filter_chains[{ci}]"),
             stats,
+            secrets,
             routes,
             warnings,
         )?);
@@ -501,6 +552,7 @@ fn compile_listener(
             resource,
             "default_filter_chain",
             stats,
+            secrets,
             routes,
             warnings,
         )?),
@@ -523,7 +575,15 @@ fn compile_listener(
     } else {
         l.stat_prefix.clone()
     };
+    let hand_off = l.use_original_dst.as_ref().is_some_and(|b| b.value);
     Ok(Listener {
+        original_dst: original_dst || hand_off,
+        hand_off,
+        inspect_timeout: match &l.listener_filters_timeout {
+            Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
+            None => Some(Duration::from_secs(15)),
+        },
+        continue_on_timeout: l.continue_on_listener_filters_timeout,
         name: l.name.clone(),
         addr,
         bind: l.bind_to_port.as_ref().is_none_or(|b| b.value),
@@ -567,9 +627,20 @@ fn compile_chain(
     resource: &str,
     path: &str,
     stats: &Stats,
+    secrets: &crate::tls::SecretStore,
     routes: &mut HashMap<String, Arc<RouteTable>>,
     warnings: &mut Vec<Unsupported>,
 ) -> Result<FilterChain, CompileError> {
+    let tls = match &fc.transport_socket {
+        Some(ts) => crate::tls::compile_downstream(
+            ts,
+            secrets,
+            resource,
+            &format!("{path}.transport_socket"),
+            warnings,
+        )?,
+        None => None,
+    };
     let mut matcher = ChainMatch::default();
     if let Some(m) = &fc.filter_chain_match {
         matcher.destination_port = match &m.destination_port {
@@ -681,6 +752,7 @@ fn compile_chain(
         name: fc.name.clone(),
         matcher,
         filter,
+        tls,
     })
 }
 
@@ -810,7 +882,14 @@ fn compile_hcm(
         Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
         None => default,
     };
+    let set_current = m.set_current_client_cert_details.as_ref();
     Ok(HttpManager {
+        client_cert_details: crate::tls::ClientCertDetails {
+            mode: m.forward_client_cert_details,
+            subject: set_current.is_some_and(|s| s.subject.as_ref().is_some_and(|b| b.value)),
+            uri: set_current.is_some_and(|s| s.uri),
+            dns: set_current.is_some_and(|s| s.dns),
+        },
         filters: http_filters,
         stream_idle_timeout: opt_duration(
             m.stream_idle_timeout.as_ref(),

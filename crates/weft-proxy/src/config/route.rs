@@ -708,7 +708,15 @@ fn compile_route(
                 None => Bytes::new(),
                 Some(data_source::Specifier::InlineString(s)) => Bytes::from(s.clone()),
                 Some(data_source::Specifier::InlineBytes(b)) => Bytes::from(b.clone()),
-                Some(_) => Bytes::new(),
+                Some(_) => Bytes::from(
+                    crate::tls::data_source(d.body.as_ref(), "direct_response.body").map_err(
+                        |e| CompileError::Invalid {
+                            resource: resource.to_owned(),
+                            field: format!("{path}.direct_response.body"),
+                            reason: e.0,
+                        },
+                    )?,
+                ),
             };
             Action::Direct(Direct { status, body })
         }

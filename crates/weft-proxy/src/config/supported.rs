@@ -41,7 +41,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
-        &["listeners", "clusters"],
+        &["listeners", "clusters", "secrets"],
     ),
     ("envoy.config.bootstrap.v3.Admin", &["address"]),
     (
@@ -57,11 +57,20 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "metadata",
             "drain_type",
             "bind_to_port",
+            "use_original_dst",
+            "listener_filters_timeout",
+            "continue_on_listener_filters_timeout",
         ],
     ),
     (
         "envoy.config.listener.v3.FilterChain",
-        &["filter_chain_match", "filters", "name", "metadata"],
+        &[
+            "filter_chain_match",
+            "filters",
+            "name",
+            "metadata",
+            "transport_socket",
+        ],
     ),
     (
         "envoy.config.listener.v3.FilterChainMatch",
@@ -98,7 +107,13 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "request_headers_timeout",
             "common_http_protocol_options",
             "max_request_headers_kb",
+            "forward_client_cert_details",
+            "set_current_client_cert_details",
         ],
+    ),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.SetCurrentClientCertDetails",
+        &["subject", "dns", "uri"],
     ),
     (
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
@@ -271,7 +286,87 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
     ),
     (
         "envoy.config.core.v3.DataSource",
-        &["inline_bytes", "inline_string"],
+        &[
+            "filename",
+            "inline_bytes",
+            "inline_string",
+            "environment_variable",
+        ],
+    ),
+    (
+        "envoy.config.core.v3.TransportSocket",
+        &["name", "typed_config"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        &["common_tls_context", "require_client_certificate"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        &["common_tls_context", "sni"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
+        &[
+            "tls_params",
+            "tls_certificates",
+            "tls_certificate_sds_secret_configs",
+            "alpn_protocols",
+            "validation_context",
+            "validation_context_sds_secret_config",
+            "combined_validation_context",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext",
+        &[
+            "default_validation_context",
+            "validation_context_sds_secret_config",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
+        &[
+            "trusted_ca",
+            "match_subject_alt_names",
+            "match_typed_subject_alt_names",
+            "allow_expired_certificate",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher",
+        &["san_type", "matcher"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
+        &[
+            "tls_minimum_protocol_version",
+            "tls_maximum_protocol_version",
+        ],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.TlsCertificate",
+        &["certificate_chain", "private_key"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig",
+        &["name", "sds_config"],
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.Secret",
+        &["name", "tls_certificate", "validation_context"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.TransportSocketMatch",
+        &["name", "match", "transport_socket"],
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+        &[
+            "use_http_header",
+            "http_header_name",
+            "upstream_port_override",
+        ],
     ),
     (
         "envoy.config.core.v3.HeaderValueOption",
@@ -296,6 +391,9 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "ring_hash_lb_config",
             "maglev_lb_config",
             "common_lb_config",
+            "transport_socket",
+            "transport_socket_matches",
+            "original_dst_lb_config",
         ],
     ),
     ("envoy.config.cluster.v3.CircuitBreakers", &["thresholds"]),

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -48,11 +48,26 @@ use http_body::Body as _;
 const X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
 const X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
+/// The downstream connection an HTTP connection manager serves.
+#[derive(Debug, Clone)]
+pub(crate) struct Downstream {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Where the client connected to (the original destination of a redirected connection).
+    pub local: SocketAddr,
+    /// What the TLS handshake established, when the filter chain terminates TLS.
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
+}
+
 /// What one downstream connection's requests share.
 struct ConnCtx {
     shared: Arc<Shared>,
     hcm: Arc<HttpManager>,
     peer: SocketAddr,
+    /// Where the connection was going (`ORIGINAL_DST` clusters).
+    local: SocketAddr,
+    /// The TLS facts of the connection (peer certificate, SNI, ALPN), when TLS.
+    tls: Option<Arc<crate::tls::TlsInfo>>,
     /// Requests in progress on this connection (the idle timeout only runs at zero).
     active: AtomicU32,
     /// Requests served, against `max_requests_per_connection`.
@@ -80,17 +95,22 @@ pub struct RequestCtx {
 /// the connection is closed gracefully (in-flight requests finish, keep-alive stops, h2 GOAWAY).
 /// The connection is also closed gracefully when it has been idle (no request in flight) for
 /// the connection manager's `idle_timeout`, or served `max_requests_per_connection`.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+pub(crate) async fn serve<S>(
+    stream: S,
+    down: Downstream,
     hcm: Arc<HttpManager>,
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = down.peer;
     let ctx = Arc::new(ConnCtx {
         shared,
         hcm,
         peer,
+        local: down.local,
+        tls: down.tls,
         active: AtomicU32::new(0),
         served: AtomicU32::new(0),
         last_active: AtomicU64::new(now_ms()),
@@ -691,6 +711,16 @@ async fn forward(
         return Local::NoCluster(f.cluster_not_found).reply(rq);
     };
     let cs = &cluster.stats;
+    let original_dst = match &cluster.original_dst {
+        None => None,
+        Some(od) => od
+            .use_http_header
+            .then(|| req.headers().get(&od.http_header_name))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<SocketAddr>().ok())
+            .or(Some(ctx.local)),
+    };
     let upgrade = headers::is_upgrade(&req);
     if upgrade && (!ctx.hcm.websocket || !headers::is_websocket(&req)) {
         return Local::UpgradeRefused.reply(rq);
@@ -779,7 +809,15 @@ async fn forward(
         }
     }
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if ctx.tls.is_some() && !parts.headers.contains_key("x-forwarded-proto") {
+        parts
+            .headers
+            .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    }
     headers::forwarded(ctx.hcm.as_ref(), ctx.peer, &mut parts.headers);
+    ctx.hcm
+        .client_cert_details
+        .apply(ctx.tls.as_deref(), &mut parts.headers);
     levels.request(target.map(|t| &t.headers), &mut parts.headers);
     let pq = match new_pq {
         Some(s) => PathAndQuery::from_maybe_shared(Bytes::from(s)).ok(),
@@ -881,6 +919,7 @@ async fn forward(
             hash,
             exclude: &tried,
             max_attempts: retry.map_or(1, |r| r.host_selection_max_attempts),
+            original_dst,
         };
         let Some(lease) = cluster.pick_with(&pick) else {
             cs.upstream_cx_none_healthy.fetch_add(1, Ordering::Relaxed);
