@@ -99,6 +99,7 @@ impl Drop for Mesh {
             .args(["down", "--state-dir"])
             .arg(&self.state_dir)
             .output();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }
 

@@ -42,6 +42,16 @@ impl Drop for Down {
             .args(["down", "--state-dir"])
             .arg(&self.0)
             .output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes a temporary directory when dropped.
+struct Temp(PathBuf);
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -97,6 +107,7 @@ spec:
 fn workloads_from_weft_yaml() {
     require_binaries();
     let dir = temp("dir-config");
+    let _dir = Temp(dir.clone());
     std::fs::write(dir.join("weft.yaml"), WEFT_YAML).expect("write");
     std::fs::write(dir.join("ratings-vs.yaml"), VIRTUAL_SERVICE).expect("write");
     let state = temp("dir-state");
@@ -190,12 +201,14 @@ fn workloads_from_weft_yaml() {
 #[test]
 fn bad_input_is_named() {
     let dir = temp("dir-bad");
+    let _dir = Temp(dir.clone());
     std::fs::write(
         dir.join("weft.yaml"),
         "workloads:\n- name: a\n  service: s\n  ports: [{name: http, number: 80}]\n",
     )
     .expect("write");
     let state = temp("dir-bad-state");
+    let _state = Temp(state.clone());
     let out = Command::new(weft())
         .arg("up")
         .arg(&dir)
@@ -211,6 +224,7 @@ fn bad_input_is_named() {
 
     // A directory without weft.yaml.
     let empty = temp("dir-empty");
+    let _empty = Temp(empty.clone());
     let out = Command::new(weft())
         .arg("up")
         .arg(&empty)

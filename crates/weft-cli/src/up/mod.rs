@@ -415,10 +415,11 @@ pub fn print_summary(s: &State) {
     );
     for w in &s.workloads {
         println!(
-            "  {:<16} {}:{}  proxy admin http://127.0.0.1:{}",
+            "  {:<16} {}:{}  proxy admin http://{}:{}",
             w.name,
             w.ip,
             w.ports.first().map(|p| p.number).unwrap_or(0),
+            w.admin_ip,
             w.proxy_admin_port
         );
     }
