@@ -236,6 +236,32 @@ fn bad_input_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no weft.yaml"), "{err}");
 
+    // A Gateway whose port is taken: refused before anything starts.
+    let held = std::net::TcpListener::bind("0.0.0.0:0").expect("bind");
+    let port = held.local_addr().expect("addr").port();
+    let gw = temp("dir-gw");
+    let _gw = Temp(gw.clone());
+    std::fs::write(gw.join("weft.yaml"), WEFT_YAML).expect("write");
+    std::fs::write(
+        gw.join("gateway.yaml"),
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\nspec:\n  selector: {{istio: ingressgateway}}\n  servers:\n  - port: {{number: {port}, name: http, protocol: HTTP}}\n    hosts: [\"*\"]\n"
+        ),
+    )
+    .expect("write");
+    let out = Command::new(weft())
+        .arg("up")
+        .arg(&gw)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("weft up");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("port {port}")), "{err}");
+    assert!(err.contains("is taken"), "{err}");
+    drop(held);
+
     // Nothing runs: status says so.
     let out = Command::new(weft())
         .args(["status", "-o", "json", "--state-dir"])

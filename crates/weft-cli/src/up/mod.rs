@@ -264,6 +264,22 @@ fn gateway_url(resources: &[weft_config::Resource], gateways: &[GatewayPlan]) ->
     None
 }
 
+/// Every server port of the Gateways in the config (the gateway proxies bind them).
+fn gateway_ports(resources: &[weft_config::Resource]) -> Vec<u16> {
+    let mut out: Vec<u16> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Gateway(gw) => Some(gw),
+            _ => None,
+        })
+        .flat_map(|gw| gw.servers.iter())
+        .filter_map(|s| s.port.as_ref().and_then(|p| u16::try_from(p.number).ok()))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 fn pick_port(asked: Option<u16>, default: u16) -> anyhow::Result<u16> {
     match asked {
         Some(0) => Ok(plan::free_port()?),
@@ -303,9 +319,16 @@ pub fn up(args: UpArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    // Fail early, in the foreground, on bad input.
+    // Fail early, in the foreground, on bad input or a taken gateway port.
     let inputs = inputs(&args)?;
     let resources = check_config(&inputs.files)?;
+    for port in gateway_ports(&resources) {
+        if !plan::is_free(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))) {
+            bail!(
+                "port {port}, where a Gateway of the config listens, is taken on this machine; stop what uses it (or a running mesh: weft down)"
+            );
+        }
+    }
     if args.detach {
         return detach(&args, &dir);
     }
