@@ -231,14 +231,6 @@ impl WorkloadBootstrap {
                 self.workload_name()
             )),
         );
-        if self.kind == ProxyKind::Sidecar {
-            fields.insert(
-                "ENVOY_STATUS_PORT".to_string(),
-                PbValue {
-                    kind: Some(PbKind::NumberValue(f64::from(self.admin_addr.port()))),
-                },
-            );
-        }
         Struct {
             fields: fields.into_iter().collect(),
         }

@@ -230,6 +230,17 @@ fn find_listener<'a>(res: &'a Resources, call: &Call) -> Option<&'a listener::Li
     bound(wildcard)
         .or_else(|| bound(IpAddr::from([0u8; 4])))
         .or_else(|| res.listener(VIRTUAL_OUTBOUND))
+        // Without capture (no virtualOutbound) the application calls the outbound listener
+        // bound on the port itself, whatever its address (a Sidecar `egress[].bind`).
+        .or_else(|| {
+            res.listeners.iter().find(|l| {
+                l.traffic_direction != core::TrafficDirection::Inbound as i32
+                    && l.address
+                        .as_ref()
+                        .and_then(socket)
+                        .is_some_and(|(_, p)| p == call.port)
+            })
+        })
 }
 
 fn has_listener_filter(l: &listener::Listener, name: &str) -> bool {
@@ -579,6 +590,50 @@ mod tests {
         c.protocol = CallProtocol::Tcp;
         assert_eq!(c.effective_alpn().as_deref(), Some("istio"));
         assert_eq!(c.effective_sni().as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn uncaptured_sidecar_calls_its_bound_egress_listener() {
+        let config = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.1.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: default}
+spec:
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:18080
+  egress:
+  - bind: 127.0.2.1
+    captureMode: NONE
+    hosts: ["./*"]
+"#;
+        let parsed = weft_config::parse_str(config, "c.yaml");
+        let env = crate::model::Environment::from_resources(
+            &parsed.resources,
+            crate::model::MeshSettings::default(),
+        );
+        let mut proxy = crate::model::Proxy::from_node_id(
+            "sidecar~127.0.1.1~productpage.default~default.svc.cluster.local",
+        )
+        .expect("valid id");
+        proxy.metadata.interception_mode = "NONE".into();
+        let res = crate::translate::translate(&env, &proxy);
+        let out = simulate(&res, &Call::http("reviews:9080", 9080)).expect("routed");
+        assert_eq!(out.listener, "127.0.2.1_9080");
+        assert_eq!(
+            out.cluster,
+            "outbound|9080||reviews.default.svc.cluster.local"
+        );
     }
 
     #[test]

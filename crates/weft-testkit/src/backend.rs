@@ -25,6 +25,10 @@ pub enum Behavior {
     },
     /// Always this status.
     Always(u16),
+    /// Calls this service (port 9080) through the workload's own sidecar with the same path
+    /// and `end-user` header, as bookinfo's productpage calls reviews, and answers
+    /// `NAME -> ANSWER` with the called service's status.
+    Calls(&'static str),
 }
 
 /// A request a backend received.
@@ -41,6 +45,8 @@ pub struct Seen {
 struct State {
     name: String,
     behavior: Behavior,
+    /// The workload's sidecar outbound listener, for [`Behavior::Calls`].
+    egress: Option<SocketAddr>,
     count: AtomicU64,
     seen: Mutex<Vec<Seen>>,
 }
@@ -83,6 +89,9 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> http::Respon
         headers: req.headers().clone(),
     };
     let _ = req.into_body().collect().await;
+    if let Behavior::Calls(service) = state.behavior {
+        return call_through(&state, service, &seen).await;
+    }
     let n = state.count.fetch_add(1, Ordering::SeqCst);
     state
         .seen
@@ -94,6 +103,7 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> http::Respon
         Behavior::FailFirst { count, status } if n < count => status,
         Behavior::FailFirst { .. } => 200,
         Behavior::Always(s) => s,
+        Behavior::Calls(_) => 200,
     };
     let mut resp = http::Response::new(Full::new(Bytes::from(state.name.clone())));
     *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
@@ -103,14 +113,58 @@ async fn handle(state: Arc<State>, req: http::Request<Incoming>) -> http::Respon
     resp
 }
 
+/// [`Behavior::Calls`]: the upstream call through the workload's sidecar.
+async fn call_through(state: &State, service: &str, seen: &Seen) -> http::Response<Full<Bytes>> {
+    state.count.fetch_add(1, Ordering::SeqCst);
+    state
+        .seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(seen.clone());
+    let user = seen
+        .headers
+        .get("end-user")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let headers: Vec<(&str, &str)> = user.iter().map(|u| ("end-user", u.as_str())).collect();
+    let (status, body) = match state.egress {
+        None => (500, "no sidecar to call through".to_string()),
+        Some(egress) => match crate::http::get(
+            egress,
+            &format!("{service}:9080"),
+            &seen.path,
+            &headers,
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(r) => (r.status, r.body),
+            Err(e) => (502, format!("{e:#}")),
+        },
+    };
+    let mut resp = http::Response::new(Full::new(Bytes::from(format!("{} -> {body}", state.name))));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    resp
+}
+
 impl Backend {
     /// Starts a backend on `127.0.0.1:0` on the current tokio runtime.
     pub async fn start(name: &str, behavior: Behavior) -> anyhow::Result<Backend> {
+        Backend::start_with_sidecar(name, behavior, None).await
+    }
+
+    /// Starts a backend that knows its sidecar's outbound listener (for [`Behavior::Calls`]).
+    pub async fn start_with_sidecar(
+        name: &str,
+        behavior: Behavior,
+        egress: Option<SocketAddr>,
+    ) -> anyhow::Result<Backend> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             name: name.to_string(),
             behavior,
+            egress,
             count: AtomicU64::new(0),
             seen: Mutex::new(Vec::new()),
         });

@@ -77,3 +77,72 @@ pub async fn get(
         .await
         .map_err(|_| anyhow!("GET http://{host}{path} via {addr}: no answer within {timeout:?}"))?
 }
+
+/// One kept-alive HTTP/1.1 connection, for requests that must share a connection (a client
+/// that stays connected across config changes).
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Conn {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<Conn> {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/1.1 handshake")?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Conn { sender, driver })
+    }
+
+    /// Sends `GET path` with `Host: host` on this connection.
+    pub async fn get(
+        &mut self,
+        host: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Reply> {
+        let start = Instant::now();
+        let exchange = async {
+            self.sender.ready().await.context("connection closed")?;
+            let req = http::Request::get(path)
+                .header(http::header::HOST, host)
+                .body(Empty::<Bytes>::new())
+                .context("request")?;
+            let resp = self
+                .sender
+                .send_request(req)
+                .await
+                .context("send request")?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .context("read response body")?
+                .to_bytes();
+            anyhow::Ok(Reply {
+                status,
+                body: String::from_utf8_lossy(&body).into_owned(),
+                headers,
+                elapsed: start.elapsed(),
+            })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| anyhow!("GET http://{host}{path}: no answer within {timeout:?}"))?
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}

@@ -6,8 +6,9 @@
 //! `127.x.1.n:9080`, sending to the workload's backend through the Sidecar's
 //! `defaultEndpoint`), and its application calls other services through its sidecar's outbound
 //! listeners bound at `127.x.2.n` (Sidecar `egress[].bind` with `captureMode: NONE`). Services
-//! are ServiceEntries (`<app>.default.svc.cluster.local`, port 9080) selecting the
-//! WorkloadEntries by `app`, so Istio's short host names (`reviews`) resolve as in Kubernetes.
+//! are bookinfo's own Kubernetes Services ([`Mesh::apply_bookinfo_platform`]) or else
+//! ServiceEntries (`<app>.default.svc.cluster.local`, port 9080); either selects the
+//! WorkloadEntries by `app`, and Istio's short host names (`reviews`) resolve as in Kubernetes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -34,6 +35,8 @@ pub struct MeshOptions {
     pub mesh_config: Option<String>,
     /// The control plane's debounce.
     pub debounce_ms: u64,
+    /// Every other sidecar uses delta (incremental) xDS instead of state-of-the-world.
+    pub delta: bool,
 }
 
 impl Default for MeshOptions {
@@ -41,6 +44,7 @@ impl Default for MeshOptions {
         MeshOptions {
             mesh_config: None,
             debounce_ms: 20,
+            delta: true,
         }
     }
 }
@@ -400,8 +404,24 @@ impl Mesh {
         self.admin_json("/proxies").await
     }
 
-    fn ip(&self, block: u8, host: u8) -> String {
+    /// An address of this mesh's block: `127.x.block.host` (workloads use block 1 for their
+    /// own address and block 2 for their sidecar's outbound listeners, hosts from 1 up; the
+    /// gateway is host 250).
+    pub fn ip(&self, block: u8, host: u8) -> String {
         format!("127.{}.{block}.{host}", self.net)
+    }
+
+    /// Applies bookinfo's own Kubernetes manifest (`platform/bookinfo.yaml`: Services,
+    /// ServiceAccounts, Deployments) with `weft apply -f`: the workloads added afterwards join
+    /// those Services (a Service selects WorkloadEntries by label) instead of getting
+    /// ServiceEntries.
+    pub async fn apply_bookinfo_platform(&mut self) -> anyhow::Result<()> {
+        let path = conformance_dir()?.join("bookinfo/platform/bookinfo.yaml");
+        self.apply_file(&path).await?;
+        for app in ["productpage", "details", "reviews", "ratings"] {
+            self.services.insert(app.to_string());
+        }
+        Ok(())
     }
 
     /// Adds workloads (`app`, `version`, behaviour): a backend each, their WorkloadEntry,
@@ -419,7 +439,8 @@ impl Mesh {
                 .context("too many workloads")?;
             let ip = self.ip(1, host);
             let egress_ip = self.ip(2, host);
-            let backend = Backend::start(&name, *behavior).await?;
+            let egress_addr = SocketAddr::new(egress_ip.parse()?, SERVICE_PORT);
+            let backend = Backend::start_with_sidecar(&name, *behavior, Some(egress_addr)).await?;
             if self.services.insert(app.to_string()) {
                 docs.push(format!(
                     "apiVersion: networking.istio.io/v1
@@ -477,6 +498,8 @@ spec:
                 .xds(self.xds);
             b.service_account = format!("bookinfo-{app}");
             b.backoff_ms = (50, 500);
+            // Every other sidecar speaks delta xDS, so both protocols run end to end.
+            b.delta = self.opts.delta && self.workloads.len() % 2 == 1;
             let (proxy, admin) = self.start_proxy(&name, b.clone())?;
             self.workloads.insert(
                 name.clone(),
@@ -690,7 +713,9 @@ impl Drop for Mesh {
             g.proxy.kill();
         }
         self.kill_control_plane();
-        if std::thread::panicking() {
+        if std::env::var_os("WEFT_TESTKIT_KEEP").is_some() {
+            eprintln!("mesh files kept in {}", self.dir.display());
+        } else if std::thread::panicking() {
             eprintln!("mesh files kept in {}", self.dir.display());
             // Release the address block anyway: the directory is renamed, not reused.
             let _ = std::fs::rename(
@@ -729,10 +754,10 @@ pub fn bookinfo_file(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The bookinfo workloads: productpage-v1, details-v1, reviews-v1/v2/v3 and ratings-v1, each
-/// answering 200 with its name.
+/// The bookinfo workloads: productpage-v1 (which calls reviews through its sidecar, passing
+/// `end-user` on), details-v1, reviews-v1/v2/v3 and ratings-v1, answering 200 with their name.
 pub const BOOKINFO: &[(&str, &str, Behavior)] = &[
-    ("productpage", "v1", Behavior::Ok),
+    ("productpage", "v1", Behavior::Calls("reviews")),
     ("details", "v1", Behavior::Ok),
     ("reviews", "v1", Behavior::Ok),
     ("reviews", "v2", Behavior::Ok),

@@ -37,7 +37,7 @@ mod tests {
     #[test]
     fn shares_within_and_outside_bounds() {
         assert!(check_share("v1", 900, 1000, 0.9, 4.0).is_ok());
-        assert!(check_share("v1", 860, 1000, 0.9, 4.0).is_ok());
+        assert!(check_share("v1", 865, 1000, 0.9, 4.0).is_ok());
         assert!(check_share("v1", 850, 1000, 0.9, 4.0).is_err());
         assert!(check_share("v1", 1000, 1000, 1.0, 4.0).is_ok());
         assert!(check_share("v1", 999, 1000, 1.0, 4.0).is_err());

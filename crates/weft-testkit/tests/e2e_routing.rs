@@ -1,6 +1,6 @@
 //! Bookinfo's routing files applied one by one through `weft apply -f`, checked through the
 //! ingress gateway and through productpage's sidecar: the bookinfo gateway, all-v1, the
-//! 90/10, 80/20 and 50/50 splits over 1,000 requests, and `end-user: jason` to v2.
+//! 90/10, 80/20 and both 50/50 splits over 1,000 requests, all-v3, and `end-user: jason` to v2.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,6 +36,8 @@ fn check_split(what: &str, t: &BTreeMap<String, usize>, expect: &[(&str, f64)]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
     let mut mesh = Mesh::start(MeshOptions::default()).await?;
+    // Bookinfo's Kubernetes Services, unchanged; the workloads join them as WorkloadEntries.
+    mesh.apply_bookinfo_platform().await?;
     mesh.add_workloads(BOOKINFO).await?;
     let gw = mesh.add_ingress_gateway().await?;
 
@@ -50,11 +52,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (200, "productpage-v1"),
-        "{}",
-        mesh.logs(20)
+    assert_eq!(r.status, 200, "{r:?}\n{}", mesh.logs(20));
+    assert!(
+        r.body.starts_with("productpage-v1 -> reviews-v"),
+        "gateway, productpage and its call to reviews through two sidecars: {r:?}"
     );
     let seen = mesh.workload("productpage-v1").backend.seen();
     assert_eq!(seen.last().map(|s| s.path.as_str()), Some("/productpage"));
@@ -66,7 +67,8 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!((r.status, r.body.as_str()), (200, "productpage-v1"));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.starts_with("productpage-v1 -> "), "{r:?}");
     let r = http::get(
         gw,
         "bookinfo.example.com",
@@ -111,7 +113,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )
     .await?;
-    assert_eq!((r.status, r.body.as_str()), (200, "productpage-v1"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "productpage-v1 -> reviews-v1")
+    );
 
     // The weighted splits over 1,000 requests each.
     for (file, expect) in [
@@ -127,6 +132,10 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
             "virtual-service-reviews-50-v3.yaml",
             [("reviews-v1", 0.5), ("reviews-v3", 0.5)],
         ),
+        (
+            "virtual-service-reviews-v2-v3.yaml",
+            [("reviews-v2", 0.5), ("reviews-v3", 0.5)],
+        ),
     ] {
         mesh.apply_file(&bookinfo_file(file)?).await?;
         let t = mesh
@@ -136,12 +145,45 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
         eprintln!("{file}: {t:?}");
     }
 
+    // All v3.
+    mesh.apply_file(&bookinfo_file("virtual-service-reviews-v3.yaml")?)
+        .await?;
+    let t = mesh.tally("productpage-v1", "reviews", 200, 4).await?;
+    assert_eq!(t, BTreeMap::from([("200 reviews-v3".to_string(), 200)]));
+
     // end-user: jason goes to v2; everybody else to v1, then (jason-v2-v3) to v3.
     for (file, others) in [
         ("virtual-service-reviews-test-v2.yaml", "reviews-v1"),
         ("virtual-service-reviews-jason-v2-v3.yaml", "reviews-v3"),
     ] {
         mesh.apply_file(&bookinfo_file(file)?).await?;
+        // Through the gateway: productpage passes end-user on to reviews.
+        let via_gateway = |user: &'static str| async move {
+            let headers: &[(&str, &str)] = if user.is_empty() {
+                &[]
+            } else {
+                &[("end-user", user)]
+            };
+            http::get(
+                gw,
+                "bookinfo",
+                "/productpage",
+                headers,
+                Duration::from_secs(5),
+            )
+            .await
+        };
+        let r = via_gateway("jason").await?;
+        assert_eq!(
+            r.body, "productpage-v1 -> reviews-v2",
+            "{file}: jason via the gateway"
+        );
+        let r = via_gateway("").await?;
+        assert_eq!(
+            r.body,
+            format!("productpage-v1 -> {others}"),
+            "{file}: via the gateway"
+        );
         for _ in 0..20 {
             let r = mesh
                 .call(
@@ -180,6 +222,11 @@ async fn bookinfo_gateway_and_reviews_routing() -> anyhow::Result<()> {
     let status = mesh.proxy_status().await?;
     let list = status.as_array().cloned().unwrap_or_default();
     assert_eq!(list.len(), 7, "{status}");
+    let delta = list.iter().filter(|p| p["delta"] == true).count();
+    assert!(
+        (1..7).contains(&delta),
+        "sidecars on both delta and state-of-the-world xDS: {status}"
+    );
     for p in &list {
         assert_eq!(p["types"]["lds"]["state"], "SYNCED", "{p}");
         assert_eq!(p["types"]["cds"]["state"], "SYNCED", "{p}");

@@ -212,7 +212,13 @@ impl Registry {
             .collect();
         for r in resources {
             match &r.spec {
-                Spec::Service(svc) => reg.add_kubernetes_service(r, svc, resources, &pods, domain),
+                Spec::Service(svc) => reg.add_kubernetes_service(
+                    r,
+                    svc,
+                    resources,
+                    (&pods, &workload_entries),
+                    domain,
+                ),
                 Spec::ServiceEntry(se) => reg.add_service_entry(r, se, &workload_entries, &pods),
                 _ => {}
             }
@@ -245,7 +251,7 @@ impl Registry {
         r: &Resource,
         svc: &k8s::Service,
         resources: &[Resource],
-        pods: &[PodInfo],
+        (pods, workload_entries): (&[PodInfo], &[&Resource]),
         domain: &str,
     ) {
         let ns = r.namespace().to_string();
@@ -366,6 +372,41 @@ impl Registry {
                             service_account: pod.service_account.clone(),
                             weight: 0,
                             healthy: pod.ready,
+                        });
+                    }
+                }
+                // WorkloadEntries in the namespace are selected too, as Istio does
+                // (PILOT_ENABLE_K8S_SELECT_WORKLOAD_ENTRIES, on by default): a VM or a loopback
+                // workload joins a Kubernetes Service by its labels.
+                for wr in workload_entries.iter().filter(|w| w.namespace() == ns) {
+                    let Spec::WorkloadEntry(we) = &wr.spec else {
+                        continue;
+                    };
+                    let mut labels = wr.metadata.labels.clone();
+                    labels.extend(we.labels.clone());
+                    if !weft_config::meta::selector_matches(&selector, &labels) {
+                        continue;
+                    }
+                    for sp in &ports {
+                        let target =
+                            we.ports
+                                .get(&sp.name)
+                                .copied()
+                                .unwrap_or(if sp.target_port != 0 {
+                                    sp.target_port
+                                } else {
+                                    sp.port
+                                });
+                        eps.push(Endpoint {
+                            address: we.address.clone(),
+                            port: target,
+                            service_port: sp.port,
+                            labels: labels.clone(),
+                            locality: Locality::parse(&we.locality),
+                            network: we.network.clone(),
+                            service_account: we.service_account.clone(),
+                            weight: we.weight,
+                            healthy: true,
                         });
                     }
                 }
@@ -527,4 +568,77 @@ fn pod_info(r: &Resource) -> Option<PodInfo> {
             .unwrap_or_else(|| "default".to_string()),
         ready,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Environment, MeshSettings};
+
+    #[test]
+    fn kubernetes_service_selects_workload_entries() {
+        let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  clusterIP: 10.0.0.9
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080, targetPort: 8080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: default}
+spec:
+  address: 127.0.1.3
+  labels: {app: reviews, version: v1}
+  serviceAccount: bookinfo-reviews
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-vm, namespace: default}
+spec:
+  address: 10.1.1.1
+  ports: {http: 9999}
+  labels: {app: reviews, version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: elsewhere, namespace: other}
+spec:
+  address: 10.2.2.2
+  labels: {app: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  address: 10.3.3.3
+  labels: {app: ratings}
+"#;
+        let parsed = weft_config::parse_str(yaml, "t.yaml");
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+        let svc = env
+            .service_for_host("reviews.default.svc.cluster.local", "default")
+            .expect("reviews");
+        let mut eps: Vec<(String, u32, String)> = env
+            .registry
+            .endpoints(&svc)
+            .into_iter()
+            .map(|e| (e.address, e.port, e.service_account))
+            .collect();
+        eps.sort();
+        assert_eq!(
+            eps,
+            vec![
+                ("10.1.1.1".to_string(), 9999, String::new()),
+                (
+                    "127.0.1.3".to_string(),
+                    8080,
+                    "bookinfo-reviews".to_string()
+                ),
+            ],
+            "same-namespace entries matching the selector, with their named port overrides"
+        );
+    }
 }

@@ -86,6 +86,9 @@ pub(crate) struct InboundPort {
     pub bind: String,
     /// TLS the Sidecar ingress listener terminates itself (`ingress[].tls`).
     pub tls: Option<ServerTlsSettings>,
+    /// The port gets a listener of its own bound to `bind:port` instead of a `virtualInbound`
+    /// chain: the proxy captures nothing, or the Sidecar ingress says `captureMode: NONE`.
+    pub bind_to_port: bool,
 }
 
 /// The ports the proxy serves: the Sidecar's `ingress` listeners, else the service ports
@@ -115,6 +118,8 @@ pub(crate) fn inbound_ports(env: &Environment, proxy: &Proxy) -> Vec<InboundPort
                     default_endpoint: i.default_endpoint.clone(),
                     bind,
                     tls: i.tls.clone(),
+                    bind_to_port: proxy.interception_none()
+                        || i.capture_mode == weft_config::networking::sidecar::CaptureMode::None,
                 })
             })
             .collect();
@@ -130,6 +135,7 @@ pub(crate) fn inbound_ports(env: &Environment, proxy: &Proxy) -> Vec<InboundPort
             default_endpoint: String::new(),
             bind: if proxy.ipv6_only() { "::" } else { "0.0.0.0" }.to_string(),
             tls: None,
+            bind_to_port: proxy.interception_none(),
         });
     }
     out
@@ -267,7 +273,7 @@ pub(crate) fn virtual_inbound(
         )],
         ..Default::default()
     }];
-    for p in ports {
+    for p in ports.iter().filter(|p| !p.bind_to_port) {
         let lp = p.protocol.listener_protocol();
         if lp == ListenerProtocol::Unsupported {
             continue;
@@ -327,16 +333,17 @@ pub(crate) fn virtual_inbound(
     }
 }
 
-/// Without traffic capture (`INTERCEPTION_MODE: NONE`), one listener per inbound port bound to
-/// `bind:port` (the Sidecar ingress `bind`, else the proxy IP), with the chains `virtualInbound`
-/// would have had for that port; Istio names it `BIND_PORT`.
+/// The inbound ports that are not captured (`INTERCEPTION_MODE: NONE`, or a Sidecar ingress with
+/// `captureMode: NONE`) get one listener each, bound to `bind:port` (the Sidecar ingress `bind`,
+/// else the proxy IP), with the chains `virtualInbound` would have had for that port; Istio
+/// names it `BIND_PORT`.
 pub(crate) fn inbound_listeners(
     env: &Environment,
     proxy: &Proxy,
     ports: &[InboundPort],
 ) -> Vec<listener::Listener> {
     let mut out: Vec<listener::Listener> = Vec::new();
-    for p in ports {
+    for p in ports.iter().filter(|p| p.bind_to_port) {
         let lp = p.protocol.listener_protocol();
         if lp == ListenerProtocol::Unsupported {
             continue;
@@ -504,6 +511,25 @@ spec:
         assert!(captured.listener("virtualInbound").is_some());
         assert!(captured.listener("virtualOutbound").is_some());
         assert!(captured.listener("127.0.1.1_9080").is_none());
+    }
+
+    #[test]
+    fn ingress_capture_mode_none_binds_that_port_under_redirect() {
+        let text = CONFIG.replace(
+            "    defaultEndpoint: 127.0.0.1:18080",
+            "    defaultEndpoint: 127.0.0.1:18080\n    captureMode: NONE",
+        );
+        let parsed = weft_config::parse_str(&text, "c.yaml");
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        let env = Environment::from_resources(&parsed.resources, MeshSettings::default());
+        let out = translate(&env, &proxy("REDIRECT"));
+        assert!(out.listener("127.0.1.1_9080").is_some(), "own listener");
+        let vi = out.listener("virtualInbound").expect("virtualInbound");
+        assert!(
+            vi.filter_chains.iter().all(|c| c.name != "127.0.1.1_9080"),
+            "no virtualInbound chain for a port with its own listener"
+        );
+        assert!(out.cluster("inbound|9080||").is_some());
     }
 
     #[test]

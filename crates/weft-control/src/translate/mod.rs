@@ -89,11 +89,11 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
         let scope = env.sidecar_scope(proxy);
         out.listeners = outbound::sidecar_outbound_listeners(env, proxy, &scope);
         let ports = inbound::inbound_ports(env, proxy);
-        if proxy.interception_none() {
-            // No capture: no virtual listeners; each inbound port listens on its own.
-            out.listeners
-                .extend(inbound::inbound_listeners(env, proxy, &ports));
-        } else {
+        // Uncaptured inbound ports listen on their own; without capture at all there are no
+        // virtual listeners.
+        out.listeners
+            .extend(inbound::inbound_listeners(env, proxy, &ports));
+        if !proxy.interception_none() {
             out.listeners
                 .push(outbound::virtual_outbound(proxy, scope.outbound_mode));
             out.listeners
