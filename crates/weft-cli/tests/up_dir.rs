@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -38,12 +38,34 @@ struct Down(PathBuf);
 
 impl Drop for Down {
     fn drop(&mut self) {
-        let _ = Command::new(weft())
-            .args(["down", "--state-dir"])
-            .arg(&self.0)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.0);
+        stop_mesh(&self.0);
     }
+}
+
+/// Stops a mesh left behind by a failed test: `weft down`, then SIGTERM to the supervisor
+/// recorded in `state.json` if it still runs (its children and namespaces go with it).
+fn stop_mesh(state_dir: &Path) {
+    let supervisor = std::fs::read_to_string(state_dir.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["supervisorPid"].as_u64());
+    let _ = Command::new(weft())
+        .args(["down", "--state-dir"])
+        .arg(state_dir)
+        .output();
+    if let Some(pid) = supervisor {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        if proc_dir.exists() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while proc_dir.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(state_dir);
 }
 
 /// Removes a temporary directory when dropped.

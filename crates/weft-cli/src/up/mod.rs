@@ -576,81 +576,94 @@ async fn supervise(
     };
 
     // The processes, in state.json order: control plane, then per workload app and sidecar,
-    // then gateways.
-    let mut processes = vec![process(
-        "control-plane".into(),
-        ProcessKind::ControlPlane,
-        None,
-        &weft,
-        &[
+    // then gateways. A failure here must not leave the namespaces behind.
+    type Built = (Vec<ProcessState>, Vec<Vec<(String, String)>>);
+    let built = (|| -> anyhow::Result<Built> {
+        // The processes, in state.json order: control plane, then per workload app and sidecar,
+        // then gateways.
+        let mut processes = vec![process(
             "control-plane".into(),
-            "--config-dir".into(),
-            dir.config().display().to_string(),
-            "--xds-addr".into(),
-            xds.to_string(),
-            "--admin-addr".into(),
-            format!("127.0.0.1:{admin_port}"),
-            "--debounce-ms".into(),
-            "20".into(),
-            "--poll-ms".into(),
-            "100".into(),
-        ],
-        &dir,
-    )];
-    let mut envs: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for w in &workloads {
-        let program = find_program(&w.command[0])?;
-        let boot = bootstrap::write_sidecar(&boot_dir, w, xds, mode)?;
-        let proxy_args = vec!["-c".to_string(), boot.display().to_string()];
-        let (app_cmd, proxy_cmd) = match &w.netns {
-            Some(ns) => (
-                netns::wrap(ns, None, &program.display().to_string(), &w.command[1..]),
-                netns::wrap(
-                    ns,
-                    Some(netns::PROXY_UID),
-                    &proxy_bin.display().to_string(),
-                    &proxy_args,
+            ProcessKind::ControlPlane,
+            None,
+            &weft,
+            &[
+                "control-plane".into(),
+                "--config-dir".into(),
+                dir.config().display().to_string(),
+                "--xds-addr".into(),
+                xds.to_string(),
+                "--admin-addr".into(),
+                format!("127.0.0.1:{admin_port}"),
+                "--debounce-ms".into(),
+                "20".into(),
+                "--poll-ms".into(),
+                "100".into(),
+            ],
+            &dir,
+        )];
+        let mut envs: Vec<Vec<(String, String)>> = vec![Vec::new()];
+        for w in &workloads {
+            let program = find_program(&w.command[0])?;
+            let boot = bootstrap::write_sidecar(&boot_dir, w, xds, mode)?;
+            let proxy_args = vec!["-c".to_string(), boot.display().to_string()];
+            let (app_cmd, proxy_cmd) = match &w.netns {
+                Some(ns) => (
+                    netns::wrap(ns, None, &program.display().to_string(), &w.command[1..]),
+                    netns::wrap(
+                        ns,
+                        Some(netns::PROXY_UID),
+                        &proxy_bin.display().to_string(),
+                        &proxy_args,
+                    ),
                 ),
-            ),
-            None => {
-                let mut app = vec![program.display().to_string()];
-                app.extend(w.command[1..].iter().cloned());
-                let mut proxy = vec![proxy_bin.display().to_string()];
-                proxy.extend(proxy_args);
-                (app, proxy)
-            }
-        };
-        processes.push(process(
-            format!("{}-app", w.name),
-            ProcessKind::App,
-            Some(&w.name),
-            Path::new(&app_cmd[0]),
-            &app_cmd[1..],
-            &dir,
-        ));
-        envs.push(w.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        processes.push(process(
-            format!("{}-proxy", w.name),
-            ProcessKind::Sidecar,
-            Some(&w.name),
-            Path::new(&proxy_cmd[0]),
-            &proxy_cmd[1..],
-            &dir,
-        ));
-        envs.push(Vec::new());
-    }
-    for g in &gateways {
-        let boot = bootstrap::write_gateway(&boot_dir, g, xds)?;
-        processes.push(process(
-            g.name.clone(),
-            ProcessKind::Gateway,
-            Some(&g.name),
-            &proxy_bin,
-            &["-c".into(), boot.display().to_string()],
-            &dir,
-        ));
-        envs.push(Vec::new());
-    }
+                None => {
+                    let mut app = vec![program.display().to_string()];
+                    app.extend(w.command[1..].iter().cloned());
+                    let mut proxy = vec![proxy_bin.display().to_string()];
+                    proxy.extend(proxy_args);
+                    (app, proxy)
+                }
+            };
+            processes.push(process(
+                format!("{}-app", w.name),
+                ProcessKind::App,
+                Some(&w.name),
+                Path::new(&app_cmd[0]),
+                &app_cmd[1..],
+                &dir,
+            ));
+            envs.push(w.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+            processes.push(process(
+                format!("{}-proxy", w.name),
+                ProcessKind::Sidecar,
+                Some(&w.name),
+                Path::new(&proxy_cmd[0]),
+                &proxy_cmd[1..],
+                &dir,
+            ));
+            envs.push(Vec::new());
+        }
+        for g in &gateways {
+            let boot = bootstrap::write_gateway(&boot_dir, g, xds)?;
+            processes.push(process(
+                g.name.clone(),
+                ProcessKind::Gateway,
+                Some(&g.name),
+                &proxy_bin,
+                &["-c".into(), boot.display().to_string()],
+                &dir,
+            ));
+            envs.push(Vec::new());
+        }
+        Ok((processes, envs))
+    })();
+    let (processes, envs) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            cleanup(network.as_ref(), runtime_dir.as_deref());
+            return Err(e);
+        }
+    };
     let state = State {
         supervisor_pid: std::process::id(),
         mode: match mode {
