@@ -22,11 +22,14 @@ step() { printf '\n==> %s\n' "$*"; }
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
 # Debian packages the tests drive as real peers (curl through weft-proxy; headless chromium
-# rendering bookinfo's page through `weft up`). Installed once; a machine without apt must have
+# rendering bookinfo's page through `weft up`; ip and iptables for its namespaces mode). Installed once; a machine without apt must have
 # them already.
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
+# weft up --mode namespaces (run as root): network namespaces, veth pairs, iptables capture.
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v iptables >/dev/null || need_pkgs+=(iptables)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
