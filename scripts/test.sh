@@ -21,12 +21,15 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
-# Debian packages the tests drive as real peers (curl through weft-proxy). Installed once; a
-# machine without apt must have them already.
+# Debian packages the tests drive as real peers (curl through weft-proxy; headless chromium
+# rendering bookinfo's page through `weft up`; ip and iptables for its namespaces mode). Installed once; a machine without apt must have
+# them already.
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
 # TLS and interception tests: openssl s_client as a peer, ip netns + iptables REDIRECT.
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+# weft up --mode namespaces (run as root): network namespaces, veth pairs, iptables capture.
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

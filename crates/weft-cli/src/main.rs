@@ -8,6 +8,7 @@ mod control_plane;
 mod files;
 mod proxy_cmds;
 mod table;
+mod up;
 mod validate;
 
 use std::process::ExitCode;
@@ -42,6 +43,12 @@ enum Command {
     ProxyStatus(proxy_cmds::StatusArgs),
     /// Show the Envoy config the control plane serves a proxy (as `istioctl proxy-config`).
     ProxyConfig(proxy_cmds::ConfigArgs),
+    /// Run a whole mesh on this machine: control plane, workloads with sidecars, gateways.
+    Up(up::UpArgs),
+    /// Stop the mesh `weft up` runs.
+    Down(up::DownArgs),
+    /// Show what `weft up` runs: addresses, ports, health and sync state.
+    Status(up::StatusArgs),
     /// Experimental commands.
     #[command(subcommand)]
     X(XCommand),
@@ -98,6 +105,9 @@ fn main() -> ExitCode {
         Command::Delete(args) => config_cmds::delete(args),
         Command::ProxyStatus(args) => proxy_cmds::status(args),
         Command::ProxyConfig(args) => proxy_cmds::config(args),
+        Command::Up(args) => up::up(args),
+        Command::Down(args) => up::down(args),
+        Command::Status(args) => up::status(args),
         Command::X(XCommand::RouteCheck(args)) => proxy_cmds::route_check_cmd(args),
         Command::X(XCommand::Bootstrap(args)) => bootstrap_cmd::run(args),
         Command::X(XCommand::Authz(AuthzCommand::Check(args))) => authz_cmd::check(args),

@@ -229,11 +229,21 @@ fn hand_off_target<'a>(
     from: &Listener,
     dst: SocketAddr,
 ) -> Option<&'a Listener> {
-    let others = || listeners.iter().filter(|l| l.name != from.name);
+    let others = || {
+        listeners
+            .iter()
+            .filter(|l| l.name != from.name && same_direction(from.direction, l.direction))
+    };
     others()
         .find(|l| l.addr == dst)
         .or_else(|| others().find(|l| l.addr.ip().is_unspecified() && l.addr.port() == dst.port()))
         .map(|l| l.as_ref())
+}
+
+/// Whether a connection accepted by a listener of traffic direction `from` may be handed to a
+/// listener of direction `to` (0, unspecified, goes with any).
+fn same_direction(from: i32, to: i32) -> bool {
+    from == 0 || to == 0 || from == to
 }
 
 /// What the first bytes of a connection revealed.
@@ -500,6 +510,23 @@ pub fn select_chain<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_off_keeps_the_traffic_direction() {
+        use weft_xds::envoy::config::core::v3::TrafficDirection;
+        let (unspecified, inbound, outbound) = (
+            TrafficDirection::Unspecified as i32,
+            TrafficDirection::Inbound as i32,
+            TrafficDirection::Outbound as i32,
+        );
+        // virtualInbound must not hand a connection for port 9080 to 0.0.0.0_9080 (outbound).
+        assert!(!same_direction(inbound, outbound));
+        assert!(!same_direction(outbound, inbound));
+        assert!(same_direction(outbound, outbound));
+        assert!(same_direction(inbound, inbound));
+        assert!(same_direction(unspecified, outbound));
+        assert!(same_direction(outbound, unspecified));
+    }
 
     #[test]
     fn http_first_bytes() {

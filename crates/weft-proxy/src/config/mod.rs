@@ -119,6 +119,11 @@ pub struct Listener {
     /// `use_original_dst`: hand a redirected connection to the listener bound (or not bound,
     /// `bind_to_port: false`) to its original destination, when there is one.
     pub hand_off: bool,
+    /// `traffic_direction` (0 unspecified, 1 inbound, 2 outbound). A redirected connection is
+    /// handed off only to a listener of the same direction (or an unspecified one), so that
+    /// inbound traffic to a workload port never lands on the sidecar's outbound listener of
+    /// that port (Istio's `virtualInbound` sets `use_original_dst` too).
+    pub direction: i32,
     /// `listener_filters_timeout` (default 15 s; `None` when set to 0): how long the first
     /// bytes may take for TLS/HTTP inspection.
     pub inspect_timeout: Option<Duration>,
@@ -582,6 +587,7 @@ fn compile_listener(
     Ok(Listener {
         original_dst: original_dst || hand_off,
         hand_off,
+        direction: l.traffic_direction,
         inspect_timeout: match &l.listener_filters_timeout {
             Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
             None => Some(Duration::from_secs(15)),
