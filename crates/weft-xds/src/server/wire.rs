@@ -4,20 +4,24 @@
 //! resources. Protobuf lets a message's fields come in any order, so a response is encoded as
 //! its own fields followed by the resources' entries (field 2), each of which is encoded once
 //! per resource version ([`crate::cache::Resource::sotw_entry`]) and shared by every stream
-//! that sends it. Sending a config to thousands of nodes then costs one copy of its bytes per
-//! node, not one protobuf encoding (and one deep copy of every resource) per node.
+//! that sends it. The response body hands those shared bytes to HTTP/2 as they are (small
+//! entries are gathered into one frame), so sending a config to thousands of nodes costs
+//! neither a protobuf encoding nor a copy of the config per node, and what waits in the send
+//! queues of slow nodes is the same memory for all of them.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::marker::PhantomData;
+use std::pin::Pin;
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Frame;
 use prost::Message;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{DecodeBuf, Decoder};
 use tonic::codegen::{BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::server::{Grpc, NamedService, StreamingService};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::server::NamedService;
+use tonic::{Status, Streaming};
 
 use super::{AdsServer, MAX_MESSAGE_SIZE, STREAM_BUFFER, StreamProtocol, delta, run_stream, sotw};
 
@@ -76,36 +80,6 @@ impl Wire {
     }
 }
 
-/// Writes [`Wire`]s and reads requests with prost.
-pub(crate) struct WireCodec<Req>(PhantomData<fn() -> Req>);
-
-impl<Req> Default for WireCodec<Req> {
-    fn default() -> Self {
-        WireCodec(PhantomData)
-    }
-}
-
-/// Encodes [`Wire`]s: a copy of their bytes into the stream's buffer.
-pub(crate) struct WireEncoder;
-
-impl Encoder for WireEncoder {
-    type Item = Wire;
-    type Error = Status;
-
-    fn encode(&mut self, item: Wire, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.len());
-        dst.put_slice(&item.head);
-        for p in &item.parts {
-            dst.put_slice(p);
-        }
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
-
 /// Decodes requests with prost.
 pub(crate) struct RequestDecoder<Req>(PhantomData<fn() -> Req>);
 
@@ -120,40 +94,96 @@ impl<Req: Message + Default> Decoder for RequestDecoder<Req> {
     }
 }
 
-impl<Req: Message + Default + Send + 'static> Codec for WireCodec<Req> {
-    type Encode = Wire;
-    type Decode = Req;
-    type Encoder = WireEncoder;
-    type Decoder = RequestDecoder<Req>;
+/// Small resource entries are copied into one frame up to this size; larger ones go out as
+/// they are, shared with every other stream that sends them.
+const COALESCE: usize = 16 * 1024;
 
-    fn encoder(&mut self) -> WireEncoder {
-        WireEncoder
-    }
+/// The response body of one ADS stream: gRPC messages made of [`Wire`]s, sent as HTTP/2 data
+/// frames that point into the shared resource bytes (no per-stream copy of a big resource;
+/// what waits in a slow node's send queue is shared too), then the `grpc-status` trailers.
+struct WireBody {
+    rx: mpsc::Receiver<Result<Wire, Status>>,
+    /// Frames of the current message not yet handed to HTTP/2.
+    pending: VecDeque<Bytes>,
+    done: bool,
+}
 
-    fn decoder(&mut self) -> RequestDecoder<Req> {
-        RequestDecoder(PhantomData)
+impl WireBody {
+    fn queue(&mut self, w: Wire) {
+        let len = w.len();
+        let mut first = BytesMut::with_capacity(5 + w.head.len() + COALESCE.min(len));
+        // gRPC message prefix: not compressed, then the length (big-endian u32; responses are
+        // bounded by MAX_MESSAGE_SIZE).
+        first.put_u8(0);
+        first.put_u32(len as u32);
+        first.put_slice(&w.head);
+        let mut acc = first;
+        for p in w.parts {
+            if p.len() >= COALESCE / 4 {
+                if !acc.is_empty() {
+                    self.pending.push_back(acc.split().freeze());
+                }
+                self.pending.push_back(p);
+            } else {
+                if acc.len() + p.len() > COALESCE && !acc.is_empty() {
+                    self.pending.push_back(acc.split().freeze());
+                }
+                acc.put_slice(&p);
+            }
+        }
+        if !acc.is_empty() {
+            self.pending.push_back(acc.freeze());
+        }
     }
 }
 
-/// One RPC method: a stream loop of protocol `P`.
-struct Method<P>(AdsServer, PhantomData<fn() -> P>);
+fn trailers(status: Option<Status>) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    match status {
+        None => {
+            h.insert(Status::GRPC_STATUS, http::HeaderValue::from_static("0"));
+        }
+        Some(s) => {
+            if s.add_header(&mut h).is_err() {
+                h.insert(Status::GRPC_STATUS, (tonic::Code::Internal as i32).into());
+            }
+        }
+    }
+    h
+}
 
-impl<P> StreamingService<P::Request> for Method<P>
-where
-    P: StreamProtocol<Response = Wire>,
-    P::Request: Message + Default,
-{
-    type Response = Wire;
-    type ResponseStream = ReceiverStream<Result<Wire, Status>>;
-    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+impl tonic::codegen::Body for WireBody {
+    type Data = Bytes;
+    type Error = Status;
 
-    fn call(&mut self, request: Request<Streaming<P::Request>>) -> Self::Future {
-        let server = self.0.clone();
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            tokio::spawn(run_stream::<P>(server, request.into_inner(), tx));
-            Ok(Response::new(ReceiverStream::new(rx)))
-        })
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(w))) => self.queue(w),
+                Poll::Ready(Some(Err(status))) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers(Some(status))))));
+                }
+                Poll::Ready(None) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers(None)))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        false
     }
 }
 
@@ -189,9 +219,37 @@ where
     B: tonic::codegen::Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
-    let mut grpc = Grpc::new(WireCodec::<P::Request>::default())
-        .apply_max_message_size_config(Some(MAX_MESSAGE_SIZE), Some(MAX_MESSAGE_SIZE));
-    grpc.streaming(Method::<P>(server, PhantomData), req).await
+    // Requests are read uncompressed only (the server announces no encodings).
+    let encoding = req
+        .headers()
+        .get("grpc-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
+    if encoding != "identity" {
+        return Status::unimplemented(format!(
+            "grpc-encoding {encoding} is not supported by this xDS server: send identity"
+        ))
+        .into_http();
+    }
+    let inbound = Streaming::new_request(
+        RequestDecoder::<P::Request>(PhantomData),
+        req.into_body(),
+        None,
+        Some(MAX_MESSAGE_SIZE),
+    );
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(run_stream::<P>(server, inbound, tx));
+    let body = WireBody {
+        rx,
+        pending: VecDeque::new(),
+        done: false,
+    };
+    let mut response = http::Response::new(tonic::body::Body::new(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    response
 }
 
 impl<B> Service<http::Request<B>> for AdsService
@@ -300,5 +358,58 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn body_is_the_grpc_message_and_big_entries_go_out_uncopied() {
+        use crate::google::protobuf::Any;
+        let big = Resource::new(
+            "big",
+            Any {
+                type_url: crate::type_url::CLUSTER.into(),
+                value: vec![7u8; 3 * COALESCE],
+            },
+        );
+        let (a, b) = (cluster("a"), cluster("b"));
+        let parts = vec![a.sotw_entry(), big.sotw_entry(), b.sotw_entry()];
+        let w = Wire::sotw("v", crate::type_url::CLUSTER, "1", parts);
+        let message = bytes(&w);
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(w)).await.expect("open");
+        tx.send(Err(Status::invalid_argument("bad request")))
+            .await
+            .expect("open");
+        drop(tx);
+        let mut body = WireBody {
+            rx,
+            pending: VecDeque::new(),
+            done: false,
+        };
+        let mut data = Vec::new();
+        let mut ptrs = Vec::new();
+        let mut trailers = None;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| tonic::codegen::Body::poll_frame(Pin::new(&mut body), cx))
+                .await
+        {
+            let frame = frame.expect("no body error");
+            match frame.into_data() {
+                Ok(d) => {
+                    ptrs.push(d.as_ptr());
+                    data.extend_from_slice(&d);
+                }
+                Err(f) => trailers = f.into_trailers().ok(),
+            }
+        }
+        assert_eq!(data[0], 0, "not compressed");
+        let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+        assert_eq!(len, message.len());
+        assert_eq!(&data[5..], message.as_slice());
+        assert!(
+            ptrs.contains(&big.sotw_entry().as_ptr()),
+            "the big entry is shared"
+        );
+        let t = trailers.expect("trailers");
+        assert_eq!(t.get("grpc-status").map(|v| v.as_bytes()), Some(&b"3"[..]));
     }
 }
