@@ -12,6 +12,8 @@
 #   DELTA=0        1: the clients speak delta xDS (default: state of the world)
 #   DEBOUNCE_MS=100                       the control plane's --debounce-ms
 #   WEFT_BIN=      weft binary (default: cargo build --release -p weft-cli)
+#   BENCH_BIN=     the driver, cp-bench (default: built from bench/control-plane); with WEFT_BIN,
+#                  this runs an older build side by side with the current one
 #   OUT=bench/results/control-plane.md    KEEP=1 keeps the work directory (config, logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,9 +32,11 @@ if [ -z "${WEFT_BIN:-}" ]; then
   cargo build --release -q -p weft-cli
   WEFT_BIN="$CARGO_TARGET_DIR/release/weft"
 fi
-echo "building the bench driver (release)..." >&2
-cargo build --release -q --manifest-path bench/control-plane/Cargo.toml
-BENCH_BIN="$CARGO_TARGET_DIR/release/cp-bench"
+if [ -z "${BENCH_BIN:-}" ]; then
+  echo "building the bench driver (release)..." >&2
+  cargo build --release -q --manifest-path bench/control-plane/Cargo.toml
+  BENCH_BIN="$CARGO_TARGET_DIR/release/cp-bench"
+fi
 
 # One connection per client, and as many on the control plane's side.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

@@ -93,7 +93,16 @@ struct Shared {
     done_count: AtomicUsize,
     /// Updates of the unwatched types during a round (should be none).
     other: AtomicUsize,
+    /// Client 0's config, per type (CDS, EDS, LDS, RDS): resources and encoded bytes.
+    sizes: [(AtomicUsize, AtomicUsize); 4],
 }
+
+const SIZED: [&str; 4] = [
+    CLUSTER,
+    CLUSTER_LOAD_ASSIGNMENT,
+    LISTENER,
+    ROUTE_CONFIGURATION,
+];
 
 fn rds_names(l: &Listener) -> Vec<String> {
     let mut out = Vec::new();
@@ -196,6 +205,13 @@ fn start_client(
                 .collect();
             subs.subscribe(ROUTE_CONFIGURATION, Subscription::names(names));
         }
+        if i == 0
+            && let Some(k) = SIZED.iter().position(|t| *t == u.type_url)
+        {
+            let bytes: usize = u.resources.values().map(|a| a.value.len()).sum();
+            shared.sizes[k].0.store(u.resources.len(), Ordering::SeqCst);
+            shared.sizes[k].1.store(bytes, Ordering::SeqCst);
+        }
         let t0 = shared.t0.load(Ordering::SeqCst);
         if t0 != 0 {
             let watched = match shared.watched.load(Ordering::SeqCst) {
@@ -222,9 +238,14 @@ fn start_client(
 
 fn synced(c: &AdsClient) -> bool {
     let s = c.status();
-    [CLUSTER, LISTENER, CLUSTER_LOAD_ASSIGNMENT, ROUTE_CONFIGURATION]
-        .iter()
-        .all(|t| s.get(t).is_some_and(|x| x.acks >= 1))
+    [
+        CLUSTER,
+        LISTENER,
+        CLUSTER_LOAD_ASSIGNMENT,
+        ROUTE_CONFIGURATION,
+    ]
+    .iter()
+    .all(|t| s.get(t).is_some_and(|x| x.acks >= 1))
 }
 
 /// CPU seconds used and RSS of a process, from /proc.
@@ -372,6 +393,7 @@ async fn run(args: Args) {
         done: (0..args.clients).map(|_| AtomicU64::new(0)).collect(),
         done_count: AtomicUsize::new(0),
         other: AtomicUsize::new(0),
+        sizes: Default::default(),
     });
     let idle = sample(args.cp_pid, args.ticks);
     eprintln!(
@@ -385,7 +407,13 @@ async fn run(args: Args) {
         let from = clients.len();
         let to = (from + batch).min(args.clients);
         for i in from..to {
-            clients.push(start_client(&args.xds, i, args.distinct, args.delta, shared.clone()));
+            clients.push(start_client(
+                &args.xds,
+                i,
+                args.distinct,
+                args.delta,
+                shared.clone(),
+            ));
         }
         let deadline = Instant::now() + Duration::from_secs(300);
         while !clients[from..to].iter().all(synced) {
@@ -408,7 +436,15 @@ async fn run(args: Args) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut results: Vec<RoundResult> = Vec::new();
     for r in 0..args.rounds {
-        let vs = round("VirtualService", WATCH_RDS, &shared, &admin, vs_yaml(r), &args).await;
+        let vs = round(
+            "VirtualService",
+            WATCH_RDS,
+            &shared,
+            &admin,
+            vs_yaml(r),
+            &args,
+        )
+        .await;
         eprintln!(
             "round {r} VirtualService: p50 {:.0} ms, max {:.0} ms, missing {}, other types {}",
             pct(&vs.latencies_ms, 0.5),
@@ -468,6 +504,19 @@ async fn run(args: Args) {
         end.hwm_mb,
         after_connect.cpu_s - idle.cpu_s
     );
+    let sizes: Vec<String> = ["CDS", "EDS", "LDS", "RDS"]
+        .iter()
+        .zip(&shared.sizes)
+        .map(|(t, (n, b))| {
+            format!(
+                "{t} {} resources, {:.0} KB",
+                n.load(Ordering::SeqCst),
+                b.load(Ordering::SeqCst) as f64 / 1024.0
+            )
+        })
+        .collect();
+    println!();
+    println!("Config of one proxy: {}.", sizes.join("; "));
     for c in clients {
         drop(c);
     }
@@ -502,7 +551,9 @@ fn main() {
             rt.block_on(run(args));
         }
         _ => {
-            eprintln!("usage: cp-bench gen DIR SERVICES | cp-bench run [--xds ADDR] [--admin URL] [--clients N] [--rounds R] [--cp-pid PID] [--clk-tck HZ] [--distinct] [--delta]");
+            eprintln!(
+                "usage: cp-bench gen DIR SERVICES | cp-bench run [--xds ADDR] [--admin URL] [--clients N] [--rounds R] [--cp-pid PID] [--clk-tck HZ] [--distinct] [--delta]"
+            );
             std::process::exit(64);
         }
     }

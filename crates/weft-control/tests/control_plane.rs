@@ -132,8 +132,13 @@ fn rds_names(l: &Listener) -> Vec<String> {
 /// Starts an Envoy-like client: wildcard CDS and LDS, then EDS for EDS clusters and RDS for
 /// the route names in the listeners.
 fn start_proxy(xds: std::net::SocketAddr) -> (AdsClient, Held) {
+    start_proxy_as(xds, NODE)
+}
+
+/// [`start_proxy`] with another node id (same labels).
+fn start_proxy_as(xds: std::net::SocketAddr, id: &str) -> (AdsClient, Held) {
     let node = Node {
-        id: NODE.to_string(),
+        id: id.to_string(),
         cluster: "productpage.default".to_string(),
         metadata: Some(labels_metadata()),
         ..Default::default()
@@ -837,5 +842,50 @@ async fn nack_is_visible_in_proxy_status_and_metrics() {
     })
     .await;
     client.shutdown().await;
+    cp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_of_one_class_share_one_eds_set_after_an_endpoint_change() {
+    let dir = config_dir("eds-shared");
+    let cp = ControlPlane::start(options(&dir)).await.expect("start");
+    // Two sidecars of one client-only workload (their IPs are nobody's endpoints): one class.
+    let ids = [
+        "sidecar~10.9.0.1~web-1.default~default.svc.cluster.local",
+        "sidecar~10.9.0.2~web-2.default~default.svc.cluster.local",
+    ];
+    let proxies: Vec<(AdsClient, Held)> = ids
+        .iter()
+        .map(|id| start_proxy_as(cp.xds_addr(), id))
+        .collect();
+    for (_, held) in &proxies {
+        eventually("endpoints", || endpoint_count(held, REVIEWS_V3) == 1).await;
+    }
+    std::fs::write(
+        dir.join("more-pods.yaml"),
+        pod("reviews-v3-def", "reviews", "v3", "10.1.0.7"),
+    )
+    .expect("write");
+    for (_, held) in &proxies {
+        eventually("second v3 endpoint", || {
+            endpoint_count(held, REVIEWS_V3) == 2
+        })
+        .await;
+    }
+    let eds = |id: &str| {
+        cp.snapshot(id)
+            .and_then(|s| s.resources(CLUSTER_LOAD_ASSIGNMENT).cloned())
+            .expect("a snapshot with endpoints")
+    };
+    // One set in memory, referenced by both proxies' snapshots.
+    assert!(Arc::ptr_eq(&eds(ids[0]), &eds(ids[1])));
+    // What each proxy holds is the whole set, although the response carried only the changed clusters.
+    for (_, held) in &proxies {
+        let n = held.lock().expect("lock")[CLUSTER_LOAD_ASSIGNMENT].len();
+        assert_eq!(n, eds(ids[0]).len());
+    }
+    for (c, _) in proxies {
+        c.shutdown().await;
+    }
     cp.shutdown().await;
 }

@@ -15,8 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 
+use bytes::Bytes;
 use prost::Message;
 use tokio::sync::watch;
 
@@ -113,7 +114,10 @@ fn hash_hex(h: u64) -> String {
 }
 
 /// One named resource with its version, as stored and served.
-#[derive(Clone, PartialEq)]
+///
+/// A resource is encoded for the wire once, on first use, and the bytes are shared by every
+/// stream that sends it (see [`Resource::sotw_entry`]).
+#[derive(Clone)]
 pub struct Resource {
     /// The resource name clients subscribe to (`outbound|9080||reviews...`, `9080`, ...).
     pub name: String,
@@ -121,6 +125,16 @@ pub struct Resource {
     pub version: String,
     /// The encoded resource.
     pub body: Any,
+    /// `DiscoveryResponse.resources` entry (field 2: tag, length, `Any`), made on first use.
+    sotw_wire: OnceLock<Bytes>,
+    /// `DeltaDiscoveryResponse.resources` entry (field 2: tag, length, `Resource`).
+    delta_wire: OnceLock<Bytes>,
+}
+
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.version == other.version && self.body == other.body
+    }
 }
 
 impl fmt::Debug for Resource {
@@ -144,6 +158,8 @@ impl Resource {
             name: name.into(),
             version: hash_hex(h.finish()),
             body,
+            sotw_wire: OnceLock::new(),
+            delta_wire: OnceLock::new(),
         }
     }
 
@@ -167,6 +183,8 @@ impl Resource {
             name: name.into(),
             version: version.into(),
             body,
+            sotw_wire: OnceLock::new(),
+            delta_wire: OnceLock::new(),
         }
     }
 
@@ -178,6 +196,31 @@ impl Resource {
             resource: Some(self.body.clone()),
             ..Default::default()
         }
+    }
+
+    /// This resource as one entry of `DiscoveryResponse.resources` (field 2), encoded once and
+    /// shared: a state-of-the-world response is its own fields followed by such entries.
+    pub fn sotw_entry(&self) -> Bytes {
+        self.sotw_wire
+            .get_or_init(|| {
+                let mut buf = Vec::with_capacity(self.body.encoded_len() + 8);
+                prost::encoding::message::encode(2, &self.body, &mut buf);
+                Bytes::from(buf)
+            })
+            .clone()
+    }
+
+    /// This resource as one entry of `DeltaDiscoveryResponse.resources` (field 2), encoded
+    /// once and shared.
+    pub fn delta_entry(&self) -> Bytes {
+        self.delta_wire
+            .get_or_init(|| {
+                let d = self.to_delta();
+                let mut buf = Vec::with_capacity(d.encoded_len() + 8);
+                prost::encoding::message::encode(2, &d, &mut buf);
+                Bytes::from(buf)
+            })
+            .clone()
     }
 
     fn entry_hash(name: &str, version: &str) -> u64 {
@@ -192,11 +235,50 @@ impl Resource {
 ///
 /// The type version is derived from a sum of per-entry hashes, so replacing one resource updates
 /// it in O(1) and equal sets give equal versions whatever the order they were built in.
-#[derive(Clone, Debug, Default)]
+///
+/// A set is shared (`Arc`) by every node whose config holds it; what streams derive from it
+/// (the resources sorted by name, the difference from the set they last sent) is computed once
+/// and kept with it.
+#[derive(Default)]
 pub struct TypeResources {
     version: String,
     sum: u64,
     resources: HashMap<String, Arc<Resource>>,
+    /// The resources sorted by name, made on first use.
+    sorted: OnceLock<Vec<Arc<Resource>>>,
+    /// The difference from the set most recently asked about: when a change reaches many
+    /// streams that all held the same previous set, it is computed once.
+    diff: Mutex<Option<(Weak<TypeResources>, Arc<Diff>)>>,
+}
+
+impl Clone for TypeResources {
+    fn clone(&self) -> Self {
+        TypeResources {
+            version: self.version.clone(),
+            sum: self.sum,
+            resources: self.resources.clone(),
+            sorted: OnceLock::new(),
+            diff: Mutex::new(None),
+        }
+    }
+}
+
+impl fmt::Debug for TypeResources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypeResources")
+            .field("version", &self.version)
+            .field("resources", &self.resources.len())
+            .finish()
+    }
+}
+
+/// What differs between two resource sets of one type.
+#[derive(Debug, Default)]
+pub struct Diff {
+    /// Names added or whose version changed.
+    pub changed: Vec<String>,
+    /// Names no longer present.
+    pub removed: Vec<String>,
 }
 
 impl TypeResources {
@@ -263,6 +345,40 @@ impl TypeResources {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Resource>> {
         self.resources.values()
     }
+
+    /// All resources sorted by name (computed once per set).
+    pub fn sorted(&self) -> &[Arc<Resource>] {
+        self.sorted.get_or_init(|| {
+            let mut v: Vec<Arc<Resource>> = self.resources.values().cloned().collect();
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        })
+    }
+
+    /// What changed from `base` to this set. Computed once for a given `base` and shared by
+    /// every caller that asks with the same one (all the streams a change reaches).
+    pub fn diff_from(&self, base: &Arc<TypeResources>) -> Arc<Diff> {
+        let mut memo = self.diff.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((w, d)) = memo.as_ref()
+            && std::ptr::eq(w.as_ptr(), Arc::as_ptr(base))
+        {
+            return d.clone();
+        }
+        let mut d = Diff::default();
+        for r in self.resources.values() {
+            if base.get(&r.name).is_none_or(|o| o.version != r.version) {
+                d.changed.push(r.name.clone());
+            }
+        }
+        for name in base.resources.keys() {
+            if !self.resources.contains_key(name) {
+                d.removed.push(name.clone());
+            }
+        }
+        let d = Arc::new(d);
+        *memo = Some((Arc::downgrade(base), d.clone()));
+        d
+    }
 }
 
 /// A node's (or group's) complete config: resources per type URL.
@@ -294,6 +410,11 @@ impl Snapshot {
         );
     }
 
+    /// Sets the resources of `type_url` to a set shared with other snapshots (no copy).
+    pub fn set_shared(&mut self, type_url: &str, resources: Arc<TypeResources>) {
+        self.types.insert(type_url.to_string(), resources);
+    }
+
     /// The resources of one type, if that type is known.
     pub fn resources(&self, type_url: &str) -> Option<&Arc<TypeResources>> {
         self.types.get(type_url)
@@ -312,7 +433,8 @@ impl Snapshot {
             .collect()
     }
 
-    fn check_types(&self) -> Result<(), CacheError> {
+    /// Checks that every resource has the type it is stored under.
+    pub fn check(&self) -> Result<(), CacheError> {
         for (type_url, t) in &self.types {
             check_type(type_url, t.iter().map(|r| r.as_ref()))?;
         }
@@ -489,11 +611,18 @@ impl Cache {
     /// Replaces the whole snapshot of `key`. Types whose content is unchanged keep their version
     /// and are not pushed; types absent from `snapshot` are dropped.
     pub fn set_snapshot(&self, key: &str, snapshot: Snapshot) -> Result<UpdateSummary, CacheError> {
-        snapshot.check_types()?;
-        Ok(self.modify(key, |cur| {
+        snapshot.check()?;
+        // Keeps the old Arc of an unchanged type: cheap equality for readers.
+        Ok(self.set_snapshot_unchecked(key, snapshot))
+    }
+
+    /// [`Cache::set_snapshot`] for a snapshot whose resources are known to have the types they
+    /// are stored under (built from typed messages, or checked once with [`Snapshot::check`]
+    /// before being stored for many keys).
+    pub fn set_snapshot_unchecked(&self, key: &str, snapshot: Snapshot) -> UpdateSummary {
+        self.modify(key, |cur| {
             let mut next = Snapshot::default();
             for (type_url, t) in snapshot.types {
-                // Keep the old Arc when unchanged: cheap equality for readers.
                 let keep = cur
                     .and_then(|c| c.types.get(&type_url))
                     .filter(|old| old.version == t.version)
@@ -501,7 +630,7 @@ impl Cache {
                 next.types.insert(type_url, keep.unwrap_or(t));
             }
             Some(next)
-        }))
+        })
     }
 
     /// Replaces all resources of one type under `key`, leaving other types as they are.
@@ -524,6 +653,39 @@ impl Cache {
             }
             Some(next)
         }))
+    }
+
+    /// Replaces all resources of one type under `key` with a set shared with other keys (as
+    /// the same set computed once for many nodes), leaving other types as they are. Costs
+    /// O(1) per key beyond the check of the set's types.
+    pub fn set_shared_resources(
+        &self,
+        key: &str,
+        type_url: &str,
+        resources: Arc<TypeResources>,
+    ) -> Result<UpdateSummary, CacheError> {
+        check_type(type_url, resources.iter().map(|r| r.as_ref()))?;
+        Ok(self.set_shared_unchecked(key, type_url, resources))
+    }
+
+    /// [`Cache::set_shared_resources`] for a set whose types were checked already (once for
+    /// all the keys it is stored under).
+    pub fn set_shared_unchecked(
+        &self,
+        key: &str,
+        type_url: &str,
+        resources: Arc<TypeResources>,
+    ) -> UpdateSummary {
+        self.modify(key, |cur| {
+            let unchanged = cur
+                .and_then(|c| c.types.get(type_url))
+                .is_some_and(|old| old.version == resources.version);
+            let mut next = cur.cloned().unwrap_or_default();
+            if !unchanged {
+                next.types.insert(type_url.to_string(), resources);
+            }
+            Some(next)
+        })
     }
 
     /// Adds or replaces `upserts` and removes `removals` in one type under `key`; costs
@@ -738,5 +900,70 @@ mod tests {
         })
         .expect_err("unknown type");
         assert!(err.to_string().contains("x.Y"));
+    }
+
+    #[test]
+    fn diff_is_computed_once_per_base() {
+        let old = Arc::new(TypeResources::new([cluster("a", 1), cluster("b", 1)]));
+        let new = TypeResources::new([cluster("a", 2), cluster("c", 1)]);
+        let d = new.diff_from(&old);
+        let mut changed = d.changed.clone();
+        changed.sort();
+        assert_eq!(changed, vec!["a".to_string(), "c".to_string()]);
+        assert_eq!(d.removed, vec!["b".to_string()]);
+        // Asked again with the same base: the same computation.
+        assert!(Arc::ptr_eq(&d, &new.diff_from(&old)));
+        // Another base with equal content is another computation, with an equal result.
+        let other = Arc::new((*old).clone());
+        let d2 = new.diff_from(&other);
+        assert!(!Arc::ptr_eq(&d, &d2));
+        assert_eq!(d2.removed, d.removed);
+        assert!(new.diff_from(&Arc::new(new.clone())).changed.is_empty());
+    }
+
+    #[test]
+    fn shared_sets_are_stored_without_copies() {
+        let cache = Cache::new();
+        let set = Arc::new(TypeResources::new([cluster("a", 1)]));
+        for key in ["n1", "n2"] {
+            let s = cache
+                .set_shared_resources(key, type_url::CLUSTER, set.clone())
+                .expect("valid");
+            assert_eq!(s.changed, vec![type_url::CLUSTER.to_string()]);
+        }
+        let got = |k: &str| {
+            cache
+                .snapshot(k)
+                .and_then(|s| s.resources(type_url::CLUSTER).cloned())
+                .expect("stored")
+        };
+        assert!(Arc::ptr_eq(&got("n1"), &got("n2")));
+        // The same content again changes nothing.
+        let again = Arc::new(TypeResources::new([cluster("a", 1)]));
+        let s = cache
+            .set_shared_resources("n1", type_url::CLUSTER, again)
+            .expect("valid");
+        assert!(s.changed.is_empty());
+        assert!(Arc::ptr_eq(&got("n1"), &set));
+        let bad = Arc::new(TypeResources::new([cluster("a", 1)]));
+        assert!(
+            cache
+                .set_shared_resources("n1", type_url::LISTENER, bad)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn wire_entries_are_encoded_once_and_shared() {
+        let r = Arc::new(cluster("a", 1));
+        let e1 = r.sotw_entry();
+        let copy = r.clone();
+        let e2 = copy.sotw_entry();
+        assert_eq!(e1.as_ptr(), e2.as_ptr());
+        // Tag of field 2, length-delimited, then the Any.
+        assert_eq!(e1[0], 0x12);
+        let any = Any::decode(&e1[2..]).expect("an Any");
+        assert_eq!(any, r.body);
+        assert_eq!(r.delta_entry()[0], 0x12);
     }
 }

@@ -620,3 +620,117 @@ async fn sotw_bounds_the_types_one_stream_may_use() {
         err.message()
     );
 }
+
+#[tokio::test]
+async fn sotw_named_types_carry_only_changed_resources_and_wildcard_types_everything() {
+    let cache = Cache::new();
+    cache.set_snapshot("part", full_snapshot()).expect("valid");
+    let server = start(cache.clone()).await;
+    let mut s = RawSotw::connect(server.local_addr()).await;
+    s.send(DiscoveryRequest {
+        node: Some(node("part")),
+        type_url: EDS.into(),
+        resource_names: strings(&["a", "b"]),
+        ..Default::default()
+    });
+    let first = s.recv().await;
+    assert_eq!(names(&first), strings(&["a", "b"]));
+    s.send(DiscoveryRequest {
+        version_info: first.version_info.clone(),
+        type_url: EDS.into(),
+        resource_names: strings(&["a", "b"]),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    });
+    s.send(DiscoveryRequest {
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    });
+    let cds = s.recv().await;
+    assert_eq!(names(&cds), strings(&["a", "b"]));
+    s.send(DiscoveryRequest {
+        version_info: cds.version_info.clone(),
+        type_url: CLUSTER.into(),
+        response_nonce: cds.nonce.clone(),
+        ..Default::default()
+    });
+    within(
+        "acks",
+        server
+            .status()
+            .wait_acked("part", CLUSTER, &cds.version_info),
+    )
+    .await;
+
+    // One endpoint changes: the EDS response carries it alone, under the new type version.
+    let upd = cache
+        .update_resources("part", EDS, [cla("b", 2)], [] as [&str; 0])
+        .expect("valid");
+    let r = s.recv().await;
+    assert_eq!(r.type_url, EDS);
+    assert_eq!(names(&r), strings(&["b"]));
+    assert_eq!(r.version_info, upd.version(EDS).expect("eds"));
+    assert_eq!(r.resources[0], cla("b", 2).body);
+    // A change outside the subscription sends nothing.
+    s.send(DiscoveryRequest {
+        version_info: r.version_info.clone(),
+        type_url: EDS.into(),
+        resource_names: strings(&["a", "b"]),
+        response_nonce: r.nonce.clone(),
+        ..Default::default()
+    });
+    cache
+        .update_resources("part", EDS, [cla("c", 2)], [] as [&str; 0])
+        .expect("valid");
+    s.nothing_for(200).await;
+
+    // A subscribed resource that disappears: the full state (a alone) tells the node.
+    cache
+        .update_resources("part", EDS, [], ["b"])
+        .expect("valid");
+    let r = s.recv().await;
+    assert_eq!(names(&r), strings(&["a"]));
+
+    // Clusters are all sent whatever changed (LDS and CDS responses are the whole state).
+    cache
+        .update_resources("part", CLUSTER, [cluster("b", 9)], [] as [&str; 0])
+        .expect("valid");
+    let r = s.recv().await;
+    assert_eq!(r.type_url, CLUSTER);
+    assert_eq!(names(&r), strings(&["a", "b"]));
+}
+
+#[tokio::test]
+async fn sotw_client_keeps_named_resources_a_partial_response_leaves_out() {
+    let cache = Cache::new();
+    cache.set_snapshot("keep", full_snapshot()).expect("valid");
+    let server = start(cache.clone()).await;
+    let (c, rec) = client(
+        server.local_addr(),
+        "keep",
+        false,
+        &[(EDS, Subscription::names(["a", "b"]))],
+    );
+    within(
+        "eds",
+        c.wait_for(|s| s.get(EDS).is_some_and(|t| t.acks == 1)),
+    )
+    .await;
+    let upd = cache
+        .update_resources("keep", EDS, [cla("a", 5)], [] as [&str; 0])
+        .expect("valid");
+    client_has(&c, EDS, upd.version(EDS).expect("eds")).await;
+    let last = rec.last(EDS).expect("seen");
+    // The response carried a alone; the client still has both, and reports a as updated.
+    assert_eq!(last.names, strings(&["a", "b"]));
+    assert_eq!(last.updated, strings(&["a"]));
+    assert!(last.removed.is_empty());
+    assert_eq!(c.status().get(EDS).expect("eds").resources, 2);
+    within(
+        "server sees the ack",
+        server
+            .status()
+            .wait_acked("keep", EDS, upd.version(EDS).expect("eds")),
+    )
+    .await;
+}

@@ -54,7 +54,9 @@ pub struct Options {
     pub xds_addr: SocketAddr,
     /// Admin API listen address.
     pub admin_addr: SocketAddr,
-    /// Quiet time after a change before pushing; changes within it are pushed together.
+    /// Debounce period. A change that comes after a quiet period (no push within it) is pushed
+    /// at once; changes that follow a push closer than this are gathered until the config has
+    /// been quiet for this long (at most 10 periods) and pushed together.
     pub debounce: Duration,
     /// How often the directory is polled.
     pub poll_interval: Duration,
@@ -438,13 +440,19 @@ async fn watch_dir(shared: Arc<Shared>, every: Duration) {
 }
 
 /// Debounces change signals and pushes.
+///
+/// Leading edge: the first change after a quiet period goes out at once (an isolated endpoint
+/// or route change reaches proxies without waiting out the debounce period); a burst that
+/// follows is gathered into the next push.
 async fn push_loop(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Instant>,
     debounce: Duration,
 ) {
+    let mut last_push: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
-        if !debounce.is_zero() {
+        let quiet = last_push.is_none_or(|t| t.elapsed() >= debounce);
+        if !debounce.is_zero() && !quiet {
             // Wait for a quiet period, but never longer than 10 debounce periods in all.
             let limit = first + debounce * 10;
             loop {
@@ -482,5 +490,6 @@ async fn push_loop(
         if let Err(e) = done {
             tracing::error!("push failed: {e}");
         }
+        last_push = Some(Instant::now());
     }
 }

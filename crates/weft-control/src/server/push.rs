@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use weft_config::{Kind, Resource};
-use weft_xds::cache::{Cache, Resource as XdsResource, Snapshot};
+use weft_xds::cache::{Cache, Resource as XdsResource, Snapshot, TypeResources};
 use weft_xds::envoy::config::core::v3::Node;
 use weft_xds::google::protobuf::{Struct, Value as PbValue, value::Kind as PbKind};
 use weft_xds::server::StatusRegistry;
@@ -279,8 +279,9 @@ struct EnvState {
     workload_selectors: bool,
     /// Translations by class, shared by the proxies of a class.
     memo: Mutex<HashMap<ClassKey, Arc<Translated>>>,
-    /// Endpoint (EDS) resources by endpoint class, for endpoint-only pushes.
-    eds_memo: Mutex<HashMap<ClassKey, Arc<Vec<XdsResource>>>>,
+    /// Endpoint (EDS) resources by endpoint class, for endpoint-only pushes: one set shared
+    /// by every proxy of the class (stored in the cache as is, never copied per proxy).
+    eds_memo: Mutex<HashMap<ClassKey, Arc<TypeResources>>>,
 }
 
 /// One translation, encoded for the cache; its type sets are shared by every proxy of the class.
@@ -348,28 +349,28 @@ impl EnvState {
     }
 
     /// The EDS resources of a proxy, computed once per endpoint class.
-    fn endpoints(&self, p: &Proxy) -> Arc<Vec<XdsResource>> {
+    fn endpoints(&self, p: &Proxy) -> Arc<TypeResources> {
         let key = self.eds_class_of(p);
         if let Some(e) = lock(&self.eds_memo).get(&key) {
             return e.clone();
         }
-        let e = Arc::new(match self.memo_get(&self.class_of(p)) {
-            Some(t) => t
-                .snapshot
+        let from_memo = self.memo_get(&self.class_of(p)).and_then(|t| {
+            t.snapshot
                 .resources(type_url::CLUSTER_LOAD_ASSIGNMENT)
-                .map(|tr| tr.iter().map(|r| (**r).clone()).collect())
-                .unwrap_or_default(),
+                .cloned()
+        });
+        let e = match from_memo {
+            Some(tr) => tr,
             None => {
                 let mut r = translate(&self.env, p);
                 if key.grpc {
                     r = super::grpc::for_grpc(&r);
                 }
-                r.endpoints
-                    .iter()
-                    .map(|c| XdsResource::new(&c.cluster_name, crate::translate::envoy::any(c)))
-                    .collect()
+                Arc::new(TypeResources::new(r.endpoints.iter().map(|c| {
+                    XdsResource::new(&c.cluster_name, crate::translate::envoy::any(c))
+                })))
             }
-        });
+        };
         lock(&self.eds_memo).entry(key).or_insert(e).clone()
     }
 
@@ -569,23 +570,16 @@ impl Pusher {
         }
         // EDS only when the proxy is current up to this change (its other types are right).
         let eds_only = eds_only && !force && *g + 1 == state.generation;
-        let stored = if eds_only {
+        // The resources are built from typed Envoy messages (`to_snapshot`), so their types
+        // are right by construction: stored without re-checking them per proxy.
+        let summary = if eds_only {
             let eds = state.endpoints(proxy);
-            self.cache.set_resources(
-                node_id,
-                type_url::CLUSTER_LOAD_ASSIGNMENT,
-                eds.iter().cloned(),
-            )
+            self.cache
+                .set_shared_unchecked(node_id, type_url::CLUSTER_LOAD_ASSIGNMENT, eds)
         } else {
             let t = state.translated(proxy);
-            self.cache.set_snapshot(node_id, t.snapshot.clone())
-        };
-        let summary = match stored {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(node = node_id, "cannot store the snapshot: {e}");
-                return None;
-            }
+            self.cache
+                .set_snapshot_unchecked(node_id, t.snapshot.clone())
         };
         *g = state.generation;
         let changed: Vec<(String, String)> = summary

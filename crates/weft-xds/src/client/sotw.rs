@@ -8,8 +8,9 @@ use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use super::{Command, StreamEnd, TypeState, Update, Worker};
-use crate::cache::resource_name;
+use crate::cache::{is_wildcard_type, resource_name};
 use crate::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use crate::google::protobuf::Any;
 
 impl Worker {
     /// The request that (re)states the subscription of type `i` on this stream.
@@ -132,25 +133,52 @@ impl Worker {
                 }
             }
         }
+        // LDS and CDS responses carry the whole state: what is absent is removed. For the
+        // types subscribed by name (RDS, EDS, SDS) a response may carry only what changed
+        // (xDS protocol, "grouping resources into responses"): the others stay.
+        let full_state = is_wildcard_type(&t.type_url);
+        let mut undo: Vec<(String, Option<Any>)> = Vec::new();
         if result.is_ok() {
-            let updated: Vec<String> = next
-                .iter()
-                .filter(|(n, a)| t.resources.get(*n) != Some(*a))
-                .map(|(n, _)| n.clone())
-                .collect();
-            let removed: Vec<String> = t
-                .resources
-                .keys()
-                .filter(|n| !next.contains_key(*n))
-                .cloned()
-                .collect();
+            let (updated, removed): (Vec<String>, Vec<String>) = if full_state {
+                (
+                    next.iter()
+                        .filter(|(n, a)| t.resources.get(*n) != Some(*a))
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                    t.resources
+                        .keys()
+                        .filter(|n| !next.contains_key(*n))
+                        .cloned()
+                        .collect(),
+                )
+            } else {
+                let mut updated = Vec::new();
+                for (name, any) in std::mem::take(&mut next) {
+                    if t.resources.get(&name) != Some(&any) {
+                        updated.push(name.clone());
+                        let old = t.resources.insert(name.clone(), any);
+                        undo.push((name, old));
+                    }
+                }
+                (updated, Vec::new())
+            };
+            let resources = if full_state { &next } else { &t.resources };
             result = (self.handler)(&Update {
                 type_url: &t.type_url,
                 version: &resp.version_info,
-                resources: &next,
+                resources,
                 updated: &updated,
                 removed: &removed,
             });
+        }
+        if result.is_err() {
+            // Rejected: back to the last accepted resources.
+            for (name, old) in undo.into_iter().rev() {
+                match old {
+                    Some(a) => t.resources.insert(name, a),
+                    None => t.resources.remove(&name),
+                };
+            }
         }
         let names = t
             .server_sub
@@ -159,7 +187,9 @@ impl Worker {
             .wire_names(&t.type_url);
         let req = match result {
             Ok(()) => {
-                t.resources = next;
+                if full_state {
+                    t.resources = next;
+                }
                 t.version = resp.version_info;
                 t.accepted_sub = t.server_sub.clone();
                 t.stats.acks += 1;

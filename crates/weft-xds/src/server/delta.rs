@@ -2,12 +2,14 @@
 //! version of every resource the node has, so that only changes and removals are sent.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use tracing::{debug, warn};
 
 use super::status::{Connection, Nack};
-use crate::cache::{Snapshot, is_wildcard_type};
-use crate::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
+use super::wire::Wire;
+use crate::cache::{Resource, Snapshot, TypeResources, is_wildcard_type};
+use crate::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -22,6 +24,10 @@ struct TypeState {
     /// The type version the node's state was last reconciled with, and whether the
     /// subscription changed since; together they make an unrelated push O(1).
     checked: Option<String>,
+    /// The set `known` was last reconciled with; while the subscription stays the same and no
+    /// NACK rolled anything back, the next reconcile only needs what changed since that set
+    /// (computed once for all the streams that held it).
+    base: Option<Arc<TypeResources>>,
     /// Whether the node started this stream with resources it already had.
     had_initial: bool,
     /// Responses not yet ACKed: nonce and the names each added, changed or removed. A NACK
@@ -70,7 +76,7 @@ impl DeltaStream {
         req: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
         conn: &Connection,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Wire> {
         let type_url = req.type_url.as_str();
         let first = !self.types.contains_key(type_url);
         let st = self.types.entry(type_url.to_string()).or_default();
@@ -94,6 +100,7 @@ impl DeltaStream {
                     for name in touched {
                         st.known.insert(name, ROLLED_BACK.to_string());
                     }
+                    st.base = None;
                 }
             }
             match &st.sent {
@@ -150,6 +157,7 @@ impl DeltaStream {
         }
         if changed || first {
             st.checked = None;
+            st.base = None;
             let (w, n) = (st.wildcard, st.names.len());
             conn.update(type_url, |t| {
                 t.wildcard = w;
@@ -160,11 +168,7 @@ impl DeltaStream {
     }
 
     /// Handles a new snapshot; returns the responses for the types that changed for this node.
-    pub(crate) fn on_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        conn: &Connection,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    pub(crate) fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<Wire> {
         let mut urls: Vec<String> = self.types.keys().cloned().collect();
         urls.sort_by_key(|u| crate::type_order(u));
         let mut out = Vec::new();
@@ -185,42 +189,41 @@ fn respond(
     snapshot: &Snapshot,
     nonce_seq: &mut u64,
     conn: &Connection,
-) -> Option<DeltaDiscoveryResponse> {
+) -> Option<Wire> {
     let tr = snapshot.resources(type_url)?;
     if st.checked.as_deref() == Some(tr.version()) {
         return None;
     }
-    let mut updated = Vec::new();
+    let mut updated: Vec<Arc<Resource>> = Vec::new();
     let mut removed = Vec::new();
-    if st.wildcard {
-        for r in tr.iter() {
-            if st.known.get(&r.name) != Some(&r.version) {
+    if let Some(base) = st.base.as_ref() {
+        // Only what changed since the set `known` was reconciled with can differ.
+        let diff = tr.diff_from(base);
+        for name in &diff.changed {
+            if !(st.wildcard || st.names.contains(name)) {
+                continue;
+            }
+            if let Some(r) = tr.get(name)
+                && st.known.get(name) != Some(&r.version)
+            {
                 updated.push(r.clone());
             }
         }
-    } else {
-        for name in &st.names {
-            match tr.get(name) {
-                Some(r) if st.known.get(name) != Some(&r.version) => updated.push(r.clone()),
-                Some(_) => {}
-                None => {
-                    // Tell the node once that what it asked for does not exist, so it need not
-                    // wait for it (xDS "knowing when a requested resource does not exist").
-                    if !st.known.contains_key(name) && st.absent_told.insert(name.clone()) {
-                        removed.push(name.clone());
-                    }
-                }
+        for name in &diff.removed {
+            let known = st.known.contains_key(name);
+            // Gone: the node drops it, or learns once that what it asked for does not exist.
+            if known
+                || (!st.wildcard && st.names.contains(name) && st.absent_told.insert(name.clone()))
+            {
+                removed.push(name.clone());
             }
         }
-    }
-    for name in st.known.keys() {
-        let in_scope = st.wildcard || st.names.contains(name);
-        if !in_scope || tr.get(name).is_none() {
-            removed.push(name.clone());
-        }
+    } else {
+        full_reconcile(st, tr, &mut updated, &mut removed);
     }
     let first_send = st.sent.is_none();
     st.checked = Some(tr.version().to_string());
+    st.base = Some(tr.clone());
     if updated.is_empty() && removed.is_empty() {
         if first_send && st.had_initial {
             // Reconnected with exactly what it needs: in sync without a response.
@@ -268,12 +271,47 @@ fn respond(
         t.sent_nonce = Some(nonce.clone());
         t.responses += 1;
     });
-    Some(DeltaDiscoveryResponse {
-        system_version_info: version,
-        resources: updated.iter().map(|r| r.to_delta()).collect(),
-        type_url: type_url.to_string(),
-        removed_resources: removed,
-        nonce,
-        ..Default::default()
-    })
+    Some(Wire::delta(
+        &version,
+        type_url,
+        &nonce,
+        &removed,
+        updated.iter().map(|r| r.delta_entry()).collect(),
+    ))
+}
+
+/// Compares everything the node has and asks for with `tr`.
+fn full_reconcile(
+    st: &mut TypeState,
+    tr: &TypeResources,
+    updated: &mut Vec<Arc<Resource>>,
+    removed: &mut Vec<String>,
+) {
+    if st.wildcard {
+        for r in tr.iter() {
+            if st.known.get(&r.name) != Some(&r.version) {
+                updated.push(r.clone());
+            }
+        }
+    } else {
+        for name in &st.names {
+            match tr.get(name) {
+                Some(r) if st.known.get(name) != Some(&r.version) => updated.push(r.clone()),
+                Some(_) => {}
+                None => {
+                    // Tell the node once that what it asked for does not exist, so it need not
+                    // wait for it (xDS "knowing when a requested resource does not exist").
+                    if !st.known.contains_key(name) && st.absent_told.insert(name.clone()) {
+                        removed.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    for name in st.known.keys() {
+        let in_scope = st.wildcard || st.names.contains(name);
+        if !in_scope || tr.get(name).is_none() {
+            removed.push(name.clone());
+        }
+    }
 }

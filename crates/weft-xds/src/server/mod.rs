@@ -40,6 +40,7 @@
 mod delta;
 mod sotw;
 pub mod status;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,20 +49,17 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
 use crate::cache::{Cache, Snapshot};
 use crate::envoy::config::core::v3::Node;
-use crate::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use crate::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use crate::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use status::Connection;
 pub use status::{Nack, NodeStatus, StatusRegistry, SyncState, TypeStatus};
+pub use wire::AdsService;
+use wire::Wire;
 
 /// Largest message the server accepts or sends; config for a big mesh exceeds gRPC's 4 MiB.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
@@ -163,11 +161,10 @@ impl AdsServer {
         self.shutdown_tx.send_modify(|g| *g += 1);
     }
 
-    /// The tonic service, with message limits raised to [`MAX_MESSAGE_SIZE`].
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    /// The gRPC service (`AggregatedDiscoveryService`), with message limits raised to
+    /// [`MAX_MESSAGE_SIZE`].
+    pub fn into_service(self) -> AdsService {
+        AdsService::new(self)
     }
 }
 
@@ -255,7 +252,7 @@ trait StreamProtocol: Send + 'static {
 
 impl StreamProtocol for sotw::SotwStream {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = Wire;
     const NAME: &'static str = "SotW";
     const DELTA: bool = false;
     fn new() -> Self {
@@ -278,17 +275,17 @@ impl StreamProtocol for sotw::SotwStream {
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
         conn: &Connection,
-    ) -> Option<DiscoveryResponse> {
+    ) -> Option<Wire> {
         sotw::SotwStream::on_request(self, req, snapshot, conn)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<DiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<Wire> {
         sotw::SotwStream::on_snapshot(self, snapshot, conn)
     }
 }
 
 impl StreamProtocol for delta::DeltaStream {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = Wire;
     const NAME: &'static str = "delta";
     const DELTA: bool = true;
     fn new() -> Self {
@@ -311,14 +308,10 @@ impl StreamProtocol for delta::DeltaStream {
         req: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
         conn: &Connection,
-    ) -> Option<DeltaDiscoveryResponse> {
+    ) -> Option<Wire> {
         delta::DeltaStream::on_request(self, req, snapshot, conn)
     }
-    fn on_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        conn: &Connection,
-    ) -> Vec<DeltaDiscoveryResponse> {
+    fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<Wire> {
         delta::DeltaStream::on_snapshot(self, snapshot, conn)
     }
 }
@@ -395,38 +388,6 @@ async fn run_stream<P: StreamProtocol>(
         hook(&node);
     }
     info!(node = %node.id, "xDS stream closed ({})", P::NAME);
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(run_stream::<sotw::SotwStream>(
-            self.clone(),
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(run_stream::<delta::DeltaStream>(
-            self.clone(),
-            request.into_inner(),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
 }
 
 /// A running xDS server started by [`serve`].

@@ -2,13 +2,48 @@
 //! was last sent, and the ACK/NACK bookkeeping.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use tracing::{debug, warn};
 
 use super::status::{Connection, Nack};
+use super::wire::Wire;
 use crate::cache::{Resource, Snapshot, TypeResources, is_wildcard_type};
-use crate::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use crate::envoy::service::discovery::v3::DiscoveryRequest;
+
+type NameSet = BTreeSet<String>;
+
+/// Subscriptions to the same names share one set: thousands of sidecars of one mesh ask for
+/// the same thousand clusters' endpoints, and each stream then holds a pointer, not a copy.
+fn intern(set: NameSet) -> Arc<NameSet> {
+    type Sets = Mutex<HashMap<u64, Vec<Weak<NameSet>>>>;
+    static SETS: OnceLock<Sets> = OnceLock::new();
+    if set.is_empty() {
+        return Arc::new(set);
+    }
+    let mut h = DefaultHasher::new();
+    set.hash(&mut h);
+    let key = h.finish();
+    let mut sets = SETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let bucket = sets.entry(key).or_default();
+    bucket.retain(|w| w.strong_count() > 0);
+    if let Some(found) = bucket.iter().filter_map(Weak::upgrade).find(|a| **a == set) {
+        return found;
+    }
+    let a = Arc::new(set);
+    bucket.push(Arc::downgrade(&a));
+    if sets.len() > 1024 && sets.len().is_power_of_two() {
+        sets.retain(|_, b| {
+            b.retain(|w| w.strong_count() > 0);
+            !b.is_empty()
+        });
+    }
+    a
+}
 
 /// What a node asked for, for one type.
 #[derive(Debug, Default)]
@@ -30,6 +65,11 @@ impl Subscription {
         let star = names.iter().any(|n| n == "*");
         let wildcard =
             star || (names.is_empty() && !self.explicit_seen && is_wildcard_type(type_url));
+        // Every ACK restates the names, usually in the same (sorted) order: compare them in
+        // one pass before building a set.
+        if wildcard == self.wildcard && names.iter().filter(|n| *n != "*").eq(self.names.iter()) {
+            return false;
+        }
         let set: BTreeSet<String> = names.iter().filter(|n| *n != "*").cloned().collect();
         if !set.is_empty() {
             self.explicit_seen = true;
@@ -37,7 +77,7 @@ impl Subscription {
         let changed = wildcard != self.wildcard || set != *self.names;
         if changed {
             self.wildcard = wildcard;
-            self.names = Arc::new(set);
+            self.names = intern(set);
             self.generation += 1;
         }
         changed
@@ -104,7 +144,7 @@ impl SotwStream {
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
         conn: &Connection,
-    ) -> Option<DiscoveryResponse> {
+    ) -> Option<Wire> {
         let type_url = req.type_url.as_str();
         let first = !self.types.contains_key(type_url);
         let st = self.types.entry(type_url.to_string()).or_default();
@@ -173,11 +213,7 @@ impl SotwStream {
     }
 
     /// Handles a new snapshot; returns the responses for the types whose view changed.
-    pub(crate) fn on_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        conn: &Connection,
-    ) -> Vec<DiscoveryResponse> {
+    pub(crate) fn on_snapshot(&mut self, snapshot: &Snapshot, conn: &Connection) -> Vec<Wire> {
         let mut out = Vec::new();
         // Envoy's order: CDS before EDS, LDS before RDS, so warming completes without waiting.
         let mut urls: Vec<&String> = self.types.keys().collect();
@@ -202,6 +238,19 @@ fn view<'a>(tr: &'a TypeResources, scope: Option<&'a BTreeSet<String>>) -> Vec<&
     }
 }
 
+/// What a response must carry.
+enum Plan {
+    /// The node's view is unchanged.
+    Nothing,
+    /// Every subscribed resource (always so for LDS and CDS, whose responses are the whole
+    /// state).
+    Full,
+    /// Only these changed resources: for the types subscribed by name (RDS, EDS, SDS), a
+    /// state-of-the-world response need not repeat the resources that did not change (xDS
+    /// protocol, "grouping resources into responses"); the node keeps the others.
+    Changed(Vec<Arc<Resource>>),
+}
+
 /// Sends the node's view of `type_url` if it differs from what it last received.
 fn respond(
     type_url: &str,
@@ -209,7 +258,7 @@ fn respond(
     snapshot: &Snapshot,
     nonce_seq: &mut u64,
     conn: &Connection,
-) -> Option<DiscoveryResponse> {
+) -> Option<Wire> {
     let tr = snapshot.resources(type_url)?;
     if let Some(sent) = &st.sent
         && sent.generation == st.sub.generation
@@ -218,22 +267,6 @@ fn respond(
         return None;
     }
     let scope = (!st.sub.wildcard).then(|| st.sub.names.clone());
-    // The view: every subscribed resource that exists.
-    let current = view(tr, scope.as_deref());
-    let same = match &st.sent {
-        // Unchanged, or smaller only because the node unsubscribed some names: it drops those
-        // itself, so there is nothing to tell it.
-        Some(sent) => {
-            let in_sent = |name: &str| sent.scope.as_ref().is_none_or(|s| s.contains(name));
-            current.iter().all(|r| {
-                in_sent(&r.name) && sent.tr.get(&r.name).is_some_and(|x| x.version == r.version)
-            }) && view(&sent.tr, sent.scope.as_deref())
-                .iter()
-                .all(|x| !st.sub.covers(&x.name) || tr.get(&x.name).is_some())
-        }
-        // Nothing sent yet: an explicit subscription to resources that do not exist yet waits.
-        None => !st.sub.wildcard && current.is_empty(),
-    };
     let reconnected_in_sync =
         st.sent.is_none() && st.initial_version.as_deref() == Some(tr.version());
     if reconnected_in_sync {
@@ -256,29 +289,83 @@ fn respond(
         });
         return None;
     }
-    if same {
-        if let Some(sent) = &mut st.sent {
-            // Same content under a new type version (a resource outside the view changed):
-            // keep the response's version, but compare against (and hold) the new set only.
-            sent.generation = st.sub.generation;
-            sent.checked = tr.version().to_string();
-            sent.tr = tr.clone();
-            sent.scope = scope;
+    let plan = match &st.sent {
+        // Nothing sent yet: an explicit subscription to resources that do not exist yet waits.
+        None => {
+            if !st.sub.wildcard && view(tr, scope.as_deref()).is_empty() {
+                Plan::Nothing
+            } else {
+                Plan::Full
+            }
         }
-        return None;
-    }
+        // Same subscription: the node holds the subscribed part of `sent.tr`. What changed
+        // since is computed once per pair of sets, for all the streams that held the same one.
+        Some(sent) if sent.generation == st.sub.generation => {
+            let diff = tr.diff_from(&sent.tr);
+            let covers = |n: &String| st.sub.covers(n);
+            if diff.removed.iter().any(covers) {
+                // A subscribed resource disappeared: the full state says so.
+                Plan::Full
+            } else {
+                let changed: Vec<Arc<Resource>> = diff
+                    .changed
+                    .iter()
+                    .filter(|n| covers(n))
+                    .filter_map(|n| tr.get(n).cloned())
+                    .collect();
+                if changed.is_empty() {
+                    Plan::Nothing
+                } else if is_wildcard_type(type_url) {
+                    Plan::Full
+                } else {
+                    Plan::Changed(changed)
+                }
+            }
+        }
+        // The subscription changed.
+        Some(sent) => {
+            let current = view(tr, scope.as_deref());
+            // Unchanged, or smaller only because the node unsubscribed some names: it drops
+            // those itself, so there is nothing to tell it.
+            let in_sent = |name: &str| sent.scope.as_ref().is_none_or(|s| s.contains(name));
+            let same = current.iter().all(|r| {
+                in_sent(&r.name) && sent.tr.get(&r.name).is_some_and(|x| x.version == r.version)
+            }) && view(&sent.tr, sent.scope.as_deref())
+                .iter()
+                .all(|x| !st.sub.covers(&x.name) || tr.get(&x.name).is_some());
+            if same { Plan::Nothing } else { Plan::Full }
+        }
+    };
+    let parts = match plan {
+        Plan::Nothing => {
+            if let Some(sent) = &mut st.sent {
+                // Same content under a new type version (a resource outside the view changed):
+                // keep the response's version, but compare against (and hold) the new set only.
+                sent.generation = st.sub.generation;
+                sent.checked = tr.version().to_string();
+                sent.tr = tr.clone();
+                sent.scope = scope;
+            }
+            return None;
+        }
+        Plan::Full => match scope.as_deref() {
+            None => tr.sorted().iter().map(|r| r.sotw_entry()).collect(),
+            // Names are sorted already.
+            Some(names) => names
+                .iter()
+                .filter_map(|n| tr.get(n))
+                .map(|r| r.sotw_entry())
+                .collect(),
+        },
+        Plan::Changed(mut list) => {
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            list.iter().map(|r| r.sotw_entry()).collect()
+        }
+    };
     *nonce_seq += 1;
     let nonce = nonce_seq.to_string();
     let version = tr.version().to_string();
-    let mut list = current;
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    let resp = DiscoveryResponse {
-        version_info: version.clone(),
-        resources: list.iter().map(|r| r.body.clone()).collect(),
-        type_url: type_url.to_string(),
-        nonce: nonce.clone(),
-        ..Default::default()
-    };
+    let resp = Wire::sotw(&version, type_url, &nonce, parts);
     st.initial_version = None;
     st.sent = Some(Sent {
         nonce: nonce.clone(),
