@@ -15,6 +15,7 @@ pub mod http;
 mod listener;
 pub mod stats;
 mod tcp;
+pub mod telemetry;
 pub mod xds;
 
 use std::net::SocketAddr;

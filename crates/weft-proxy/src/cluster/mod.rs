@@ -71,6 +71,8 @@ pub struct Cluster {
     pub outlier: Option<OutlierConfig>,
     /// Connection pool settings for new endpoints.
     pub pool: PoolOptions,
+    /// The destination service for metric labels, and the cluster's pre-resolved series.
+    pub telemetry: crate::telemetry::ClusterTelemetry,
     /// Counters, shared with earlier and later versions of this cluster.
     pub stats: Arc<ClusterStats>,
 }
@@ -573,5 +575,6 @@ pub fn compile_cluster(
         outlier,
         pool,
         stats,
+        telemetry: crate::telemetry::ClusterTelemetry::new(c),
     })
 }

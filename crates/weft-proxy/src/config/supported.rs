@@ -98,6 +98,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "request_headers_timeout",
             "common_http_protocol_options",
             "max_request_headers_kb",
+            "access_log",
         ],
     ),
     (
