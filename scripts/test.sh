@@ -21,10 +21,11 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
-# Debian packages the tests drive as real peers (curl through weft-proxy). Installed once; a
-# machine without apt must have them already.
+# Debian packages the tests drive as real peers (curl through weft-proxy, prometheus scraping
+# it). Installed once; a machine without apt must have them already.
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
