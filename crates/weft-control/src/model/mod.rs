@@ -96,6 +96,9 @@ pub struct MeshSettings {
     pub connect_timeout: Duration,
     /// Whether clients send Istio mTLS automatically to workloads that have a sidecar.
     pub enable_auto_mtls: bool,
+    /// The whole MeshConfig, for what translation reads directly (telemetry: access log
+    /// settings, extension providers, default providers).
+    pub config: Arc<MeshConfig>,
 }
 
 impl Default for MeshSettings {
@@ -108,6 +111,7 @@ impl Default for MeshSettings {
             config_domain: "cluster.local".to_string(),
             connect_timeout: Duration::from_secs(10),
             enable_auto_mtls: true,
+            config: Arc::default(),
         }
     }
 }
@@ -136,6 +140,7 @@ impl MeshSettings {
         if let Some(a) = mesh.enable_auto_mtls {
             s.enable_auto_mtls = a;
         }
+        s.config = Arc::new(mesh.clone());
         s
     }
 }
@@ -229,6 +234,8 @@ pub struct Environment {
     pub sidecars: Vec<Arc<Cfg<Sidecar>>>,
     /// PeerAuthentications, oldest first.
     pub peer_authentications: Vec<Arc<Cfg<PeerAuthentication>>>,
+    /// Telemetry resources, oldest first.
+    pub telemetries: Vec<Arc<Cfg<weft_config::telemetry::Telemetry>>>,
     services: Vec<Arc<Service>>,
     /// Services by hostname (one hostname may exist in several namespaces), for the lookups
     /// every route destination makes.
@@ -271,6 +278,7 @@ impl Environment {
         let mut gw = Vec::new();
         let mut sc = Vec::new();
         let mut pa = Vec::new();
+        let mut tm = Vec::new();
         for r in resources {
             match &r.spec {
                 Spec::VirtualService(s) => vs.push(Arc::new(Cfg::from_resource(r, s.clone()))),
@@ -278,6 +286,7 @@ impl Environment {
                 Spec::Gateway(s) => gw.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::Sidecar(s) => sc.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 Spec::PeerAuthentication(s) => pa.push(Arc::new(Cfg::from_resource(r, s.clone()))),
+                Spec::Telemetry(s) => tm.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 _ => {}
             }
         }
@@ -298,6 +307,7 @@ impl Environment {
             gateways: sorted(gw),
             sidecars: sorted(sc),
             peer_authentications: sorted(pa),
+            telemetries: sorted(tm),
             services,
             by_host,
         }

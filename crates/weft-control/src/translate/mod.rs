@@ -8,6 +8,7 @@ mod inbound;
 pub mod names;
 mod outbound;
 mod route;
+mod telemetry;
 
 use std::collections::BTreeSet;
 
@@ -110,6 +111,7 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
             true,
         ));
     }
+    telemetry::apply(env, proxy, &mut out);
     out.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.dedup_by(|a, b| a.name == b.name);

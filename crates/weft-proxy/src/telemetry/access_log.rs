@@ -223,7 +223,7 @@ fn parse_op(op: &str, resource: &str, field: &str) -> Result<Op, CompileError> {
         "BYTES_SENT" => Op::BytesSent,
         "DURATION" => Op::Duration,
         "UPSTREAM_HOST" => Op::UpstreamHost,
-        "UPSTREAM_CLUSTER" => Op::UpstreamCluster,
+        "UPSTREAM_CLUSTER" | "UPSTREAM_CLUSTER_RAW" => Op::UpstreamCluster,
         "DOWNSTREAM_REMOTE_ADDRESS" | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => Op::DownstreamRemote,
         "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT"
         | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => Op::DownstreamRemoteNoPort,
@@ -884,5 +884,8 @@ mod tests {
         let e = Format::text("%NOPE%", "r", "f").unwrap_err().to_string();
         assert!(e.contains("%NOPE%"), "{e}");
         assert!(Format::text("%DURATION", "r", "f").is_err());
+        // Istio's default format, as the control plane sends it.
+        let istio = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
+        assert!(Format::text(istio, "r", "f").is_ok());
     }
 }

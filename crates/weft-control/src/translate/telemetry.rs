@@ -1,0 +1,486 @@
+//! The Telemetry API and MeshConfig's telemetry settings, translated into what the proxy reads:
+//! Istio's `istio.stats` filter in every HTTP connection manager (before the router) and before
+//! every `tcp_proxy`, `access_log` on every HTTP connection manager, and the `istio` service
+//! metadata on clusters that metric labels read (`destination_service*`).
+//!
+//! The stats filter's `stats.PluginConfig` is written as a `google.protobuf.Struct` in a filter
+//! named `istio.stats` (istiod wraps it in a `TypedStruct`, a type outside Envoy's API that
+//! `proxy-config` could not render); weft-proxy reads both forms.
+//!
+//! Which Telemetry applies: the one in the proxy's namespace whose selector matches the
+//! workload, else the namespace's one without selector, else the root namespace's; each of
+//! `accessLogging` and `metrics` is taken from the most specific resource that sets it.
+
+use std::sync::Arc;
+
+use weft_config::mesh::AccessLogEncoding;
+use weft_config::meta::selector_matches;
+use weft_config::telemetry::{AccessLogging, Metrics, Telemetry, WorkloadMode};
+use weft_xds::envoy::config::accesslog::v3 as al;
+use weft_xds::envoy::config::core::v3 as core;
+use weft_xds::envoy::config::listener::v3 as listener;
+use weft_xds::envoy::extensions::access_loggers::file::v3 as file;
+use weft_xds::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use weft_xds::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use weft_xds::google::protobuf::{Any, ListValue, Struct, Value, value::Kind};
+
+use super::Resources;
+use super::envoy::{any, unpack, wellknown};
+use crate::model::{Cfg, Environment, Proxy};
+
+/// The stats filter's name (HTTP and network), as istiod names it.
+pub const STATS_FILTER: &str = "istio.stats";
+
+/// Istio's default text access log format (MeshConfig `accessLogFormat` unset).
+pub const ISTIO_TEXT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
+
+/// Istio's default JSON access log labels (`accessLogEncoding: JSON`).
+pub const ISTIO_JSON_LABELS: &[(&str, &str)] = &[
+    ("start_time", "%START_TIME%"),
+    ("route_name", "%ROUTE_NAME%"),
+    ("method", "%REQ(:METHOD)%"),
+    ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+    ("protocol", "%PROTOCOL%"),
+    ("response_code", "%RESPONSE_CODE%"),
+    ("response_flags", "%RESPONSE_FLAGS%"),
+    ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    (
+        "connection_termination_details",
+        "%CONNECTION_TERMINATION_DETAILS%",
+    ),
+    ("bytes_received", "%BYTES_RECEIVED%"),
+    ("bytes_sent", "%BYTES_SENT%"),
+    ("duration", "%DURATION%"),
+    (
+        "upstream_service_time",
+        "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    ),
+    ("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
+    ("user_agent", "%REQ(USER-AGENT)%"),
+    ("request_id", "%REQ(X-REQUEST-ID)%"),
+    ("authority", "%REQ(:AUTHORITY)%"),
+    ("upstream_host", "%UPSTREAM_HOST%"),
+    ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+    ("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
+    ("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+    ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+    ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
+    (
+        "upstream_transport_failure_reason",
+        "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    ),
+];
+
+const CEL_FILTER_NAME: &str = "envoy.access_loggers.extension_filters.cel";
+const FILE_LOGGER: &str = "envoy.access_loggers.file";
+
+fn sval(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+/// What applies to one proxy, per direction.
+#[derive(Debug, Default)]
+struct Resolved {
+    metrics_client: bool,
+    metrics_server: bool,
+    logs_client: Vec<al::AccessLog>,
+    logs_server: Vec<al::AccessLog>,
+}
+
+fn selector(t: &Cfg<Telemetry>) -> Option<&std::collections::BTreeMap<String, String>> {
+    t.spec.selector.as_ref().map(|s| &s.match_labels)
+}
+
+/// The Telemetry resources that apply to `proxy`, most specific first.
+fn applicable<'a>(env: &'a Environment, proxy: &Proxy) -> Vec<&'a Arc<Cfg<Telemetry>>> {
+    let ns = &proxy.config_namespace;
+    let root = &env.mesh.root_namespace;
+    let mut out = Vec::new();
+    out.extend(env.telemetries.iter().filter(|t| {
+        &t.namespace == ns
+            && selector(t).is_some_and(|l| !l.is_empty() && selector_matches(l, &proxy.labels))
+    }));
+    out.extend(
+        env.telemetries
+            .iter()
+            .filter(|t| &t.namespace == ns && selector(t).is_none_or(|l| l.is_empty())),
+    );
+    if ns != root {
+        out.extend(
+            env.telemetries
+                .iter()
+                .filter(|t| &t.namespace == root && selector(t).is_none_or(|l| l.is_empty())),
+        );
+    }
+    out
+}
+
+fn applies(mode: Option<WorkloadMode>, client: bool) -> bool {
+    match mode.unwrap_or_default() {
+        WorkloadMode::ClientAndServer => true,
+        WorkloadMode::Client => client,
+        WorkloadMode::Server => !client,
+    }
+}
+
+fn resolve(env: &Environment, proxy: &Proxy) -> Resolved {
+    let list = applicable(env, proxy);
+    let mesh = &env.mesh.config;
+    let mut r = Resolved {
+        metrics_client: true,
+        metrics_server: true,
+        ..Default::default()
+    };
+    // Metrics: an override without a metric selector that disables everything turns the stats
+    // filter off for its mode.
+    if let Some(t) = list.iter().find(|t| !t.spec.metrics.is_empty()) {
+        for m in &t.spec.metrics {
+            for (client, slot) in [
+                (true, &mut r.metrics_client),
+                (false, &mut r.metrics_server),
+            ] {
+                if disables_all(m, client) {
+                    *slot = false;
+                }
+            }
+        }
+    }
+    // Access logs.
+    let from_api = list.iter().find(|t| !t.spec.access_logging.is_empty());
+    match from_api {
+        Some(t) => {
+            for client in [true, false] {
+                let mut logs = Vec::new();
+                for entry in &t.spec.access_logging {
+                    let mode = entry.r#match.as_ref().and_then(|m| m.mode);
+                    if !applies(mode, client) || entry.disabled == Some(true) {
+                        continue;
+                    }
+                    logs.extend(entry_logs(env, entry));
+                }
+                if client {
+                    r.logs_client = logs;
+                } else {
+                    r.logs_server = logs;
+                }
+            }
+        }
+        None => {
+            let mut logs = Vec::new();
+            if !mesh.access_log_file.is_empty() {
+                logs.push(mesh_log(env, None));
+            } else if let Some(d) = &mesh.default_providers {
+                for name in &d.access_logging {
+                    logs.extend(provider_log(env, name, None));
+                }
+            }
+            r.logs_client = logs.clone();
+            r.logs_server = logs;
+        }
+    }
+    r
+}
+
+fn disables_all(m: &Metrics, client: bool) -> bool {
+    m.overrides.iter().any(|o| {
+        o.disabled == Some(true)
+            && o.r#match.as_ref().is_none_or(|sel| {
+                sel.metric.is_none() && sel.custom_metric.is_none() && applies(sel.mode, client)
+            })
+    })
+}
+
+fn entry_logs(env: &Environment, entry: &AccessLogging) -> Vec<al::AccessLog> {
+    let filter = entry
+        .filter
+        .as_ref()
+        .map(|f| f.expression.as_str())
+        .filter(|e| !e.is_empty());
+    let names: Vec<String> = if entry.providers.is_empty() {
+        env.mesh
+            .config
+            .default_providers
+            .as_ref()
+            .map(|d| d.access_logging.clone())
+            .unwrap_or_default()
+    } else {
+        entry.providers.iter().map(|p| p.name.clone()).collect()
+    };
+    if names.is_empty() {
+        // Istio's built-in provider: MeshConfig's access log settings.
+        return vec![mesh_log(env, filter)];
+    }
+    names
+        .iter()
+        .flat_map(|n| provider_log(env, n, filter))
+        .collect()
+}
+
+/// The built-in `envoy` provider: MeshConfig `accessLogFile`, `accessLogFormat`,
+/// `accessLogEncoding`.
+fn mesh_log(env: &Environment, filter: Option<&str>) -> al::AccessLog {
+    let mesh = &env.mesh.config;
+    let path = if mesh.access_log_file.is_empty() {
+        "/dev/stdout"
+    } else {
+        &mesh.access_log_file
+    };
+    let json = mesh.access_log_encoding == Some(AccessLogEncoding::Json);
+    let format = if json {
+        if mesh.access_log_format.is_empty() {
+            json_format(ISTIO_JSON_LABELS.iter().map(|(k, v)| (*k, *v)))
+        } else {
+            // A JSON access log format is a JSON object of labels.
+            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(
+                &mesh.access_log_format,
+            ) {
+                Ok(m) => json_format(
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))),
+                ),
+                Err(_) => text_format(&mesh.access_log_format),
+            }
+        }
+    } else if mesh.access_log_format.is_empty() {
+        text_format(ISTIO_TEXT_FORMAT)
+    } else {
+        let mut f = mesh.access_log_format.clone();
+        if !f.ends_with('\n') {
+            f.push('\n');
+        }
+        text_format(&f)
+    };
+    file_log(path, format, filter)
+}
+
+fn provider_log(env: &Environment, name: &str, filter: Option<&str>) -> Option<al::AccessLog> {
+    if name == "envoy" {
+        return Some(mesh_log(env, filter));
+    }
+    let p = env
+        .mesh
+        .config
+        .extension_providers
+        .iter()
+        .find(|p| p.name == name)?;
+    let f = p.envoy_file_access_log.as_ref()?;
+    let path = if f.path.is_empty() {
+        "/dev/stdout"
+    } else {
+        &f.path
+    };
+    let format = match f.log_format.as_ref() {
+        Some(lf) if lf.labels.is_some() => {
+            let labels = lf.labels.as_ref().and_then(|l| l.as_object());
+            json_format(
+                labels
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))),
+            )
+        }
+        Some(lf) if lf.text.as_ref().is_some_and(|t| !t.is_empty()) => {
+            let mut t = lf.text.clone().unwrap_or_default();
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            text_format(&t)
+        }
+        _ => text_format(ISTIO_TEXT_FORMAT),
+    };
+    Some(file_log(path, format, filter))
+}
+
+fn text_format(s: &str) -> core::SubstitutionFormatString {
+    core::SubstitutionFormatString {
+        format: Some(core::substitution_format_string::Format::TextFormatSource(
+            core::DataSource {
+                specifier: Some(core::data_source::Specifier::InlineString(s.to_owned())),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn json_format<'a>(
+    labels: impl Iterator<Item = (&'a str, &'a str)>,
+) -> core::SubstitutionFormatString {
+    let mut st = Struct::default();
+    for (k, v) in labels {
+        st.fields.insert(k.to_owned(), sval(v));
+    }
+    core::SubstitutionFormatString {
+        format: Some(core::substitution_format_string::Format::JsonFormat(st)),
+        ..Default::default()
+    }
+}
+
+fn file_log(
+    path: &str,
+    format: core::SubstitutionFormatString,
+    filter: Option<&str>,
+) -> al::AccessLog {
+    let config = file::FileAccessLog {
+        path: path.to_owned(),
+        access_log_format: Some(file::file_access_log::AccessLogFormat::LogFormat(format)),
+    };
+    al::AccessLog {
+        name: FILE_LOGGER.to_owned(),
+        filter: filter.map(|expression| al::AccessLogFilter {
+            filter_specifier: Some(al::access_log_filter::FilterSpecifier::ExtensionFilter(
+                al::ExtensionFilter {
+                    name: CEL_FILTER_NAME.to_owned(),
+                    config_type: Some(al::extension_filter::ConfigType::TypedConfig(any(
+                        &ExpressionFilter {
+                            expression: expression.to_owned(),
+                            ..Default::default()
+                        },
+                    ))),
+                },
+            )),
+        }),
+        config_type: Some(al::access_log::ConfigType::TypedConfig(any(&config))),
+    }
+}
+
+/// The `istio.stats` configuration (`stats.PluginConfig` fields) as a `Struct`.
+fn stats_config(gateway: bool) -> Any {
+    let mut st = Struct::default();
+    if gateway {
+        st.fields
+            .insert("reporter".to_owned(), sval("SERVER_GATEWAY"));
+        st.fields.insert(
+            "disable_host_header_fallback".to_owned(),
+            Value {
+                kind: Some(Kind::BoolValue(true)),
+            },
+        );
+    }
+    any(&st)
+}
+
+/// Adds the stats filters, access logs and cluster metadata to one proxy's resources.
+pub(crate) fn apply(env: &Environment, proxy: &Proxy, out: &mut Resources) {
+    let r = resolve(env, proxy);
+    let gateway = proxy.is_router();
+    for l in &mut out.listeners {
+        let inbound = l.traffic_direction == core::TrafficDirection::Inbound as i32;
+        let (metrics, logs) = if inbound {
+            (r.metrics_server, &r.logs_server)
+        } else {
+            (r.metrics_client, &r.logs_client)
+        };
+        for fc in l
+            .filter_chains
+            .iter_mut()
+            .chain(l.default_filter_chain.iter_mut())
+        {
+            let mut filters = Vec::with_capacity(fc.filters.len() + 1);
+            for f in fc.filters.drain(..) {
+                if f.name == wellknown::TCP_PROXY && metrics {
+                    filters.push(listener::Filter {
+                        name: STATS_FILTER.to_owned(),
+                        config_type: Some(listener::filter::ConfigType::TypedConfig(stats_config(
+                            gateway,
+                        ))),
+                    });
+                    filters.push(f);
+                } else if f.name == wellknown::HCM {
+                    filters.push(with_http_telemetry(f, metrics, logs, gateway));
+                } else {
+                    filters.push(f);
+                }
+            }
+            fc.filters = filters;
+        }
+    }
+    for c in &mut out.clusters {
+        if let Some(svc) = cluster_service(env, proxy, &c.name) {
+            c.metadata
+                .get_or_insert_with(Default::default)
+                .filter_metadata
+                .insert("istio".to_owned(), svc);
+        }
+    }
+}
+
+fn with_http_telemetry(
+    f: listener::Filter,
+    metrics: bool,
+    logs: &[al::AccessLog],
+    gateway: bool,
+) -> listener::Filter {
+    let Some(listener::filter::ConfigType::TypedConfig(a)) = &f.config_type else {
+        return f;
+    };
+    let Some(mut m) = unpack::<hcm::HttpConnectionManager>(a) else {
+        return f;
+    };
+    if metrics && !m.http_filters.iter().any(|h| h.name == STATS_FILTER) {
+        let at = m
+            .http_filters
+            .iter()
+            .position(|h| h.name == wellknown::ROUTER)
+            .unwrap_or(m.http_filters.len());
+        m.http_filters.insert(
+            at,
+            hcm::HttpFilter {
+                name: STATS_FILTER.to_owned(),
+                config_type: Some(hcm::http_filter::ConfigType::TypedConfig(stats_config(
+                    gateway,
+                ))),
+                ..Default::default()
+            },
+        );
+    }
+    m.access_log.extend(logs.iter().cloned());
+    listener::Filter {
+        name: f.name,
+        config_type: Some(listener::filter::ConfigType::TypedConfig(any(&m))),
+    }
+}
+
+/// `istio: {services: [{host, name, namespace}]}` for an `outbound|port|subset|host` cluster
+/// (the service by host) or an `inbound|port||` cluster (the proxy's service on that port).
+fn cluster_service(env: &Environment, proxy: &Proxy, cluster: &str) -> Option<Struct> {
+    let mut parts = cluster.split('|');
+    let (dir, port, _subset, host) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let svc = match dir {
+        "outbound" => env.service_for_host(host, &proxy.config_namespace)?,
+        "inbound" => {
+            let port: u32 = port.parse().ok()?;
+            env.proxy_targets(proxy)
+                .into_iter()
+                .find(|t| t.target_port == port || t.port.port == port)?
+                .service
+        }
+        _ => return None,
+    };
+    let name = svc
+        .hostname
+        .split('.')
+        .next()
+        .unwrap_or(&svc.hostname)
+        .to_owned();
+    let mut entry = Struct::default();
+    entry.fields.insert("host".to_owned(), sval(&svc.hostname));
+    entry.fields.insert("name".to_owned(), sval(&name));
+    entry
+        .fields
+        .insert("namespace".to_owned(), sval(&svc.namespace));
+    let mut md = Struct::default();
+    md.fields.insert(
+        "services".to_owned(),
+        Value {
+            kind: Some(Kind::ListValue(ListValue {
+                values: vec![Value {
+                    kind: Some(Kind::StructValue(entry)),
+                }],
+            })),
+        },
+    );
+    Some(md)
+}
