@@ -30,6 +30,13 @@ struct Cli {
     /// Refuse configuration that uses anything weft does not implement.
     #[arg(long)]
     reject_unsupported: bool,
+    /// Serve merged Prometheus metrics and readiness here (Istio's agent port 15020), e.g.
+    /// `0.0.0.0:15020`.
+    #[arg(long = "stats-addr")]
+    stats_addr: Option<std::net::SocketAddr>,
+    /// Serve `/healthz/ready` here (Istio's 15021), e.g. `0.0.0.0:15021`.
+    #[arg(long = "health-addr")]
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 /// Envoy's level names to tracing's.
@@ -71,6 +78,8 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         log_control: Some(Arc::new(Logging(handle))),
+        stats_addr: cli.stats_addr,
+        health_addr: cli.health_addr,
         ..Default::default()
     };
     let proxy = weft_proxy::run(&bootstrap, options)?;

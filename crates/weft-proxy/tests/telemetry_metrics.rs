@@ -417,3 +417,41 @@ async fn prometheus_scrapes_and_promql_finds_the_series() {
         let _ = job_side;
     }
 }
+
+/// Istio's agent ports: 15020 serves the merged metrics and readiness, 15021 readiness only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_ports_serve_metrics_and_readiness() {
+    let app = app().await;
+    let yaml = sidecar(
+        &node("reviews-v2-7d4c", "reviews-v2", "reviews", "v2"),
+        "INBOUND",
+        "inbound|9080||",
+        &cluster("inbound|9080||", &[app.addr], ""),
+    );
+    let p = start_with(
+        &yaml,
+        weft_proxy::Options {
+            stats_addr: Some("127.0.0.1:0".parse().unwrap()),
+            health_addr: Some("127.0.0.1:0".parse().unwrap()),
+            ..Default::default()
+        },
+    );
+    let entry = p.listener_addr("INBOUND").unwrap();
+    assert_eq!(get(entry, "reviews:9080", "/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = p.stats_addr().expect("15020");
+    let health = p.health_addr().expect("15021");
+    let merged = get(stats, "x", "/stats/prometheus").await;
+    assert_eq!(merged.status, 200);
+    let text = merged.text();
+    assert!(text.contains("istio_requests_total{"), "{text}");
+    assert!(text.contains("envoy_cluster_upstream_rq_total"), "{text}");
+    assert_eq!(get(stats, "x", "/healthz/ready").await.status, 200);
+    assert_eq!(get(health, "x", "/healthz/ready").await.status, 200);
+    // Only those paths: the admin interface is not exposed there.
+    assert_eq!(get(health, "x", "/stats/prometheus").await.status, 404);
+    assert_eq!(get(stats, "x", "/config_dump").await.status, 404);
+    // Draining: not ready.
+    let _ = admin_post(&p, "/drain_listeners").await;
+    assert_eq!(get(health, "x", "/healthz/ready").await.status, 503);
+}
