@@ -36,11 +36,12 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
-# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests.
+# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests; with
+# opentelemetry-proto, the OTLP receiver weft-proxy's tracing tests export to.
 venv="${WEFT_VENV:-$HOME/.cache/weft-venv}"
-if ! "$venv/bin/python3" -c "import grpc" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio
+if ! "$venv/bin/python3" -c "import grpc, opentelemetry.proto.collector.trace.v1" 2>/dev/null; then
+  [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio opentelemetry-proto
 fi
 export PATH="$venv/bin:$PATH"
 

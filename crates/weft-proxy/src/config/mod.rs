@@ -408,6 +408,11 @@ pub fn compile(
         }
     }
 
+    stats
+        .telemetry
+        .tracers
+        .clusters
+        .store(Arc::new(clusters.clone()));
     let mut routes = HashMap::new();
     let mut listeners = Vec::new();
     for l in &sr.listeners {
@@ -847,8 +852,20 @@ fn compile_hcm(
         &format!("{path}.typed_config.access_log"),
         warnings,
     )?;
+    let tracing = match &m.tracing {
+        Some(t) => crate::telemetry::tracer::Tracing::compile(
+            t,
+            l.traffic_direction == 1,
+            &stats.telemetry.tracers,
+            resource,
+            &format!("{path}.typed_config.tracing"),
+            warnings,
+        )?,
+        None => None,
+    };
     let telemetry =
-        crate::telemetry::HttpTelemetry::new(&stats.telemetry, istio_stats, logs).map(Arc::new);
+        crate::telemetry::HttpTelemetry::new(&stats.telemetry, istio_stats, logs, tracing)
+            .map(Arc::new);
     Ok(HttpManager {
         telemetry,
         filters: http_filters,

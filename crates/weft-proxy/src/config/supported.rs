@@ -99,6 +99,7 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "common_http_protocol_options",
             "max_request_headers_kb",
             "access_log",
+            "tracing",
         ],
     ),
     (

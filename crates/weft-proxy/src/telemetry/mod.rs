@@ -1,4 +1,4 @@
-//! Telemetry: Istio's standard metrics, access logs and (later) tracing, fed from two hooks in
+//! Telemetry: Istio's standard metrics, access logs and tracing, fed from two hooks in
 //! the HTTP connection manager (request start, response end) and one in the TCP proxy.
 //!
 //! What the control plane asks for arrives in Envoy's own shapes: the `istio.stats` HTTP and
@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod cel;
 pub mod metrics;
 pub mod peer;
+pub mod tracer;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,8 @@ pub struct Telemetry {
     pub metrics: Arc<Registry>,
     /// Access log writers by path.
     pub sinks: access_log::Sinks,
+    /// Span exporters by collector.
+    pub tracers: tracer::Tracers,
     unknown_principal: Arc<str>,
 }
 
@@ -53,6 +56,7 @@ impl Default for Telemetry {
             peers: PeerCache::default(),
             metrics: Arc::default(),
             sinks: access_log::Sinks::default(),
+            tracers: tracer::Tracers::default(),
             unknown_principal: Arc::from(UNKNOWN),
         }
     }
@@ -238,6 +242,8 @@ pub struct HttpTelemetry {
     pub stats: Option<StatsConfig>,
     /// `access_log`, in order.
     pub logs: Vec<access_log::AccessLog>,
+    /// `tracing`, when configured.
+    pub tracing: Option<tracer::Tracing>,
     /// Request headers the logs print (`%REQ(...)%`), captured at request start.
     req_headers: Vec<HeaderName>,
     /// Response headers the logs print.
@@ -252,8 +258,9 @@ impl HttpTelemetry {
         shared: &Arc<Telemetry>,
         stats: Option<StatsConfig>,
         logs: Vec<access_log::AccessLog>,
+        tracing: Option<tracer::Tracing>,
     ) -> Option<HttpTelemetry> {
-        if stats.is_none() && logs.is_empty() {
+        if stats.is_none() && logs.is_empty() && tracing.is_none() {
             return None;
         }
         let mut req_headers = Vec::new();
@@ -262,11 +269,15 @@ impl HttpTelemetry {
             l.format.headers(&mut req_headers, &mut resp_headers);
             l.filter_headers(&mut req_headers);
         }
+        if let Some(t) = &tracing {
+            t.headers(&mut req_headers);
+        }
         Some(HttpTelemetry {
             shared: Arc::clone(shared),
             node: shared.node(),
             stats,
             logs,
+            tracing,
             req_headers,
             resp_headers,
             no_cluster: SeriesCache::default(),
@@ -292,6 +303,7 @@ impl HttpTelemetry {
                 }
             }
         }
+        let trace = self.tracing.as_ref().map(|t| t.start(req.headers_mut()));
         let headers = req.headers();
         let grpc = headers
             .get(CONTENT_TYPE)
@@ -310,7 +322,7 @@ impl HttpTelemetry {
             .iter()
             .map(|n| headers.get(n).cloned())
             .collect();
-        let log = !self.logs.is_empty();
+        let log = !self.logs.is_empty() || trace.is_some_and(|t| t.sampled);
         Box::new(Exchange {
             start: Instant::now(),
             start_time: SystemTime::now(),
@@ -336,6 +348,7 @@ impl HttpTelemetry {
             request_id: None,
             response_bytes: 0,
             ended: None,
+            trace,
         })
     }
 
@@ -415,6 +428,85 @@ impl HttpTelemetry {
         }
         for log in &self.logs {
             log.log(ex, self, duration_us);
+        }
+        if let (Some(t), Some(ctx)) = (&self.tracing, &ex.trace)
+            && ctx.sampled
+        {
+            let header = |n: &HeaderName| self.captured(ex, n);
+            t.finish(
+                ctx,
+                self.span(ex, end.saturating_duration_since(ex.start)),
+                &header,
+            );
+        }
+    }
+
+    /// A request header captured at the start.
+    fn captured(&self, ex: &Exchange, n: &HeaderName) -> Option<String> {
+        self.req_header_index(n)
+            .and_then(|i| ex.req_headers.get(i))
+            .and_then(|v| v.as_ref())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// The span of one request: Istio's name and attributes.
+    fn span(&self, ex: &Exchange, duration: std::time::Duration) -> tracer::SpanParts {
+        let w = &self.node.workload;
+        let path = ex.path.as_deref().unwrap_or("/");
+        let cluster = ex.cluster.as_ref();
+        let name = match cluster.map(|c| (&c.telemetry.service, c.name.split('|').nth(1))) {
+            Some((Some(svc), Some(port))) if !port.is_empty() => format!("{}:{port}/*", svc.host),
+            _ => format!("{}{}", ex.authority, path.split('?').next().unwrap_or("/")),
+        };
+        let mut tags: Vec<(String, String)> = vec![
+            ("component".into(), "proxy".into()),
+            ("node_id".into(), self.node.id.clone()),
+            (
+                "guid:x-request-id".into(),
+                ex.request_id
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned(),
+            ),
+            ("http.url".into(), format!("http://{}{path}", ex.authority)),
+            ("http.method".into(), ex.method.as_str().to_owned()),
+            ("http.protocol".into(), format!("{:?}", ex.version)),
+            ("http.status_code".into(), ex.code.to_string()),
+            ("downstream_cluster".into(), "-".into()),
+            ("peer.address".into(), ex.downstream.ip().to_string()),
+            ("request_size".into(), ex.request_bytes.to_string()),
+            ("response_size".into(), ex.response_bytes.to_string()),
+            ("response_flags".into(), ex.flags.to_string()),
+            (
+                "istio.canonical_service".into(),
+                w.canonical_service.to_string(),
+            ),
+            (
+                "istio.canonical_revision".into(),
+                w.canonical_revision.to_string(),
+            ),
+            ("istio.namespace".into(), w.namespace.to_string()),
+        ];
+        if let Some(ua) = self.captured(ex, &http::header::USER_AGENT) {
+            tags.push(("user_agent".into(), ua));
+        }
+        if let Some(c) = cluster {
+            tags.push(("upstream_cluster".into(), c.name.clone()));
+            tags.push(("upstream_cluster.name".into(), c.name.clone()));
+        }
+        if let Some(g) = ex.grpc_status {
+            tags.push(("grpc.status_code".into(), g.to_string()));
+        }
+        tracer::SpanParts {
+            name,
+            start: ex.start_time,
+            duration,
+            service: format!("{}.{}", w.canonical_service, w.namespace),
+            local_ip: None,
+            error: ex.code >= 500,
+            tags,
         }
     }
 
@@ -526,6 +618,8 @@ pub struct Exchange {
     pub response_bytes: u64,
     /// When the last byte of the response went out.
     pub ended: Option<Instant>,
+    /// The trace context, when tracing is configured.
+    pub trace: Option<tracer::TraceCtx>,
 }
 
 /// A response body that records its request when it ends or is dropped.
