@@ -198,7 +198,8 @@ static_resources:
 
 
 # (HCM settings, HTTP filters) added with telemetry=1: Istio's stats filter, an access log in
-# Envoy's default format, and tracing at 1% sampling to a Zipkin collector nobody listens on.
+# Envoy's default format, and tracing at 1% sampling exported as Zipkin JSON (to the origin,
+# which answers any POST with 200).
 TELEMETRY = ("", "")
 
 
@@ -209,6 +210,15 @@ def telemetry_yaml(out):
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: {log}
+          tracing:
+            random_sampling: {{value: 1}}
+            provider:
+              name: envoy.tracers.zipkin
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
+                collector_cluster: backend
+                collector_endpoint: /api/v2/spans
+                collector_endpoint_version: HTTP_JSON
 """
     filters = """          - name: istio.stats
             typed_config:

@@ -312,3 +312,115 @@ spec:
             .unwrap()
     ));
 }
+
+const TRACING_SERVICES: &str = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {name: zipkin, namespace: istio-system}
+spec:
+  clusterIP: 10.0.0.9
+  ports: [{name: http, port: 9411}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: otel-collector, namespace: observability}
+spec:
+  clusterIP: 10.0.0.10
+  ports: [{name: grpc, port: 4317}]
+"#;
+
+const TRACING_MESH: &str = r#"
+defaultProviders:
+  tracing: [zipkin]
+extensionProviders:
+- name: zipkin
+  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
+- name: otel
+  opentelemetry: {service: observability/otel-collector.observability.svc.cluster.local, port: 4317}
+"#;
+
+fn tracing_of(l: &Listener) -> Vec<hcm::http_connection_manager::Tracing> {
+    managers(l).into_iter().filter_map(|m| m.tracing).collect()
+}
+
+#[test]
+fn tracing_from_default_providers_and_the_telemetry_api() {
+    use weft_xds::envoy::config::trace::v3 as trace;
+    // Mesh default: Zipkin at Istio's 1% sampling, on both sides.
+    let e = env(TRACING_SERVICES, TRACING_MESH);
+    let r = resources(&e, &reviews_proxy());
+    let outbound = r
+        .listeners
+        .iter()
+        .find(|l| l.name == "0.0.0.0_9080")
+        .unwrap();
+    let t = tracing_of(outbound);
+    assert!(!t.is_empty());
+    for t in &t {
+        assert_eq!(t.random_sampling.as_ref().map(|p| p.value), Some(1.0));
+        let p = t.provider.as_ref().unwrap();
+        assert_eq!(p.name, "envoy.tracers.zipkin");
+        let Some(trace::tracing::http::ConfigType::TypedConfig(a)) = &p.config_type else {
+            panic!()
+        };
+        let z: trace::ZipkinConfig = prost::Message::decode(a.value.as_slice()).unwrap();
+        assert_eq!(
+            z.collector_cluster,
+            "outbound|9411||zipkin.istio-system.svc.cluster.local"
+        );
+        assert_eq!(z.collector_endpoint, "/api/v2/spans");
+    }
+    assert!(!tracing_of(r.listener("virtualInbound").unwrap()).is_empty());
+    // The collector cluster is one the proxy has.
+    assert!(
+        r.cluster("outbound|9411||zipkin.istio-system.svc.cluster.local")
+            .is_some()
+    );
+
+    // A Telemetry for the workload: OTLP, 25%, custom tags, client side only.
+    let t = r#"
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: reviews-tracing, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  tracing:
+  - providers: [{name: otel}]
+    match: {mode: CLIENT}
+    randomSamplingPercentage: 25
+    customTags:
+      team: {literal: {value: bookinfo}}
+      user: {header: {name: end-user, defaultValue: anonymous}}
+"#;
+    let e = env(&format!("{TRACING_SERVICES}{t}"), TRACING_MESH);
+    let r = resources(&e, &reviews_proxy());
+    let outbound = r
+        .listeners
+        .iter()
+        .find(|l| l.name == "0.0.0.0_9080")
+        .unwrap();
+    for t in tracing_of(outbound) {
+        assert_eq!(t.random_sampling.as_ref().map(|p| p.value), Some(25.0));
+        let p = t.provider.as_ref().unwrap();
+        assert_eq!(p.name, "envoy.tracers.opentelemetry");
+        let Some(trace::tracing::http::ConfigType::TypedConfig(a)) = &p.config_type else {
+            panic!()
+        };
+        let o: trace::OpenTelemetryConfig = prost::Message::decode(a.value.as_slice()).unwrap();
+        let Some(weft_xds::envoy::config::core::v3::grpc_service::TargetSpecifier::EnvoyGrpc(g)) =
+            o.grpc_service.and_then(|g| g.target_specifier)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            g.cluster_name,
+            "outbound|4317||otel-collector.observability.svc.cluster.local"
+        );
+        let tags: Vec<&str> = t.custom_tags.iter().map(|c| c.tag.as_str()).collect();
+        assert_eq!(tags, vec!["team", "user"]);
+    }
+    // SERVER side: the entry does not apply, so no tracing there.
+    assert!(tracing_of(r.listener("virtualInbound").unwrap()).is_empty());
+}

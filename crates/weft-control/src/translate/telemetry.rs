@@ -1,7 +1,13 @@
 //! The Telemetry API and MeshConfig's telemetry settings, translated into what the proxy reads:
 //! Istio's `istio.stats` filter in every HTTP connection manager (before the router) and before
-//! every `tcp_proxy`, `access_log` on every HTTP connection manager, and the `istio` service
-//! metadata on clusters that metric labels read (`destination_service*`).
+//! every `tcp_proxy`, `access_log` and `tracing` on every HTTP connection manager, and the
+//! `istio` service metadata on clusters that metric labels read (`destination_service*`).
+//!
+//! Tracing: the Telemetry API's `tracing` (providers, `randomSamplingPercentage`, `customTags`,
+//! CLIENT/SERVER mode), else MeshConfig `defaultProviders.tracing`; providers are MeshConfig
+//! `extensionProviders` of type `zipkin` or `opentelemetry` (gRPC), whose collector is the
+//! `outbound|port||host` cluster of the provider's service. Sampling defaults to
+//! `defaultConfig.tracing.sampling`, else Istio's 1%.
 //!
 //! The stats filter's `stats.PluginConfig` is written as a `google.protobuf.Struct` in a filter
 //! named `istio.stats` (istiod wraps it in a `TypedStruct`, a type outside Envoy's API that
@@ -15,13 +21,15 @@ use std::sync::Arc;
 
 use weft_config::mesh::AccessLogEncoding;
 use weft_config::meta::selector_matches;
-use weft_config::telemetry::{AccessLogging, Metrics, Telemetry, WorkloadMode};
+use weft_config::telemetry::{AccessLogging, Metrics, Telemetry, Tracing, WorkloadMode};
 use weft_xds::envoy::config::accesslog::v3 as al;
 use weft_xds::envoy::config::core::v3 as core;
 use weft_xds::envoy::config::listener::v3 as listener;
+use weft_xds::envoy::config::trace::v3 as trace;
 use weft_xds::envoy::extensions::access_loggers::file::v3 as file;
 use weft_xds::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
 use weft_xds::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use weft_xds::envoy::r#type::tracing::v3 as tracing_tag;
 use weft_xds::google::protobuf::{Any, ListValue, Struct, Value, value::Kind};
 
 use super::Resources;
@@ -87,6 +95,8 @@ struct Resolved {
     metrics_server: bool,
     logs_client: Vec<al::AccessLog>,
     logs_server: Vec<al::AccessLog>,
+    tracing_client: Option<hcm::http_connection_manager::Tracing>,
+    tracing_server: Option<hcm::http_connection_manager::Tracing>,
 }
 
 fn selector(t: &Cfg<Telemetry>) -> Option<&std::collections::BTreeMap<String, String>> {
@@ -147,6 +157,24 @@ fn resolve(env: &Environment, proxy: &Proxy) -> Resolved {
             }
         }
     }
+    // Tracing.
+    let from_api = list.iter().find(|t| !t.spec.tracing.is_empty());
+    for client in [true, false] {
+        let t = match from_api {
+            Some(t) => t
+                .spec
+                .tracing
+                .iter()
+                .find(|e| applies(e.r#match.as_ref().and_then(|m| m.mode), client))
+                .and_then(|e| tracing_config(env, Some(e))),
+            None => tracing_config(env, None),
+        };
+        if client {
+            r.tracing_client = t;
+        } else {
+            r.tracing_server = t;
+        }
+    }
     // Access logs.
     let from_api = list.iter().find(|t| !t.spec.access_logging.is_empty());
     match from_api {
@@ -181,6 +209,140 @@ fn resolve(env: &Environment, proxy: &Proxy) -> Resolved {
         }
     }
     r
+}
+
+/// The connection manager's `tracing` for one Telemetry tracing entry (or the mesh defaults).
+fn tracing_config(
+    env: &Environment,
+    entry: Option<&Tracing>,
+) -> Option<hcm::http_connection_manager::Tracing> {
+    let mesh = &env.mesh.config;
+    if entry.is_some_and(|e| e.disable_span_reporting == Some(true)) {
+        return None;
+    }
+    let names: Vec<String> = match entry.map(|e| &e.providers) {
+        Some(p) if !p.is_empty() => p.iter().map(|p| p.name.clone()).collect(),
+        _ => mesh
+            .default_providers
+            .as_ref()
+            .map(|d| d.tracing.clone())
+            .unwrap_or_default(),
+    };
+    // Envoy takes one tracer per connection manager: the first provider weft can export to.
+    let provider = names.iter().find_map(|n| {
+        let p = mesh.extension_providers.iter().find(|p| &p.name == n)?;
+        if let Some(z) = &p.zipkin {
+            let cluster = collector_cluster(env, &z.service, z.port)?;
+            let config = trace::ZipkinConfig {
+                collector_cluster: cluster,
+                collector_endpoint: if z.path.is_empty() {
+                    "/api/v2/spans".into()
+                } else {
+                    z.path.clone()
+                },
+                collector_endpoint_version: trace::zipkin_config::CollectorEndpointVersion::HttpJson
+                    as i32,
+                trace_id_128bit: !z.enable_64bit_trace_id,
+                shared_span_context: super::envoy::bool_value(false),
+                collector_hostname: z
+                    .service
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&z.service)
+                    .to_owned(),
+                ..Default::default()
+            };
+            return Some(trace::tracing::Http {
+                name: "envoy.tracers.zipkin".into(),
+                config_type: Some(trace::tracing::http::ConfigType::TypedConfig(any(&config))),
+            });
+        }
+        if let Some(o) = &p.opentelemetry {
+            let cluster = collector_cluster(env, &o.service, o.port)?;
+            let config = trace::OpenTelemetryConfig {
+                grpc_service: Some(core::GrpcService {
+                    target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
+                        core::grpc_service::EnvoyGrpc {
+                            cluster_name: cluster,
+                            authority: o
+                                .service
+                                .rsplit('/')
+                                .next()
+                                .unwrap_or(&o.service)
+                                .to_owned(),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            return Some(trace::tracing::Http {
+                name: "envoy.tracers.opentelemetry".into(),
+                config_type: Some(trace::tracing::http::ConfigType::TypedConfig(any(&config))),
+            });
+        }
+        None
+    })?;
+    let default_sampling = mesh
+        .default_config
+        .as_ref()
+        .and_then(|c| c.tracing.as_ref())
+        .map(|t| t.sampling)
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    let sampling = entry
+        .and_then(|e| e.random_sampling_percentage)
+        .unwrap_or(default_sampling);
+    let percent = |v: f64| Some(weft_xds::envoy::r#type::v3::Percent { value: v });
+    let mut custom_tags = Vec::new();
+    for (tag, t) in entry.map(|e| &e.custom_tags).into_iter().flatten() {
+        use tracing_tag::custom_tag::{Environment as Env, Header, Literal, Type};
+        let ty = if let Some(l) = &t.literal {
+            Type::Literal(Literal {
+                value: l.value.clone(),
+            })
+        } else if let Some(e) = &t.environment {
+            Type::Environment(Env {
+                name: e.name.clone(),
+                default_value: e.default_value.clone(),
+            })
+        } else if let Some(h) = &t.header {
+            Type::RequestHeader(Header {
+                name: h.name.clone(),
+                default_value: h.default_value.clone(),
+            })
+        } else {
+            continue;
+        };
+        custom_tags.push(tracing_tag::CustomTag {
+            tag: tag.clone(),
+            r#type: Some(ty),
+        });
+    }
+    Some(hcm::http_connection_manager::Tracing {
+        client_sampling: percent(100.0),
+        random_sampling: percent(sampling.clamp(0.0, 100.0)),
+        overall_sampling: percent(100.0),
+        custom_tags,
+        provider: Some(provider),
+        ..Default::default()
+    })
+}
+
+/// `outbound|port||host` for a provider's `[namespace/]host`.
+fn collector_cluster(env: &Environment, service: &str, port: u32) -> Option<String> {
+    let (ns, host) = match service.split_once('/') {
+        Some((ns, h)) => (ns, h),
+        None => (env.mesh.root_namespace.as_str(), service),
+    };
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    let host = env
+        .service_for_host(host, ns)
+        .map_or_else(|| host.to_owned(), |s| s.hostname.clone());
+    Some(format!("outbound|{port}||{host}"))
 }
 
 fn disables_all(m: &Metrics, client: bool) -> bool {
@@ -368,10 +530,10 @@ pub(crate) fn apply(env: &Environment, proxy: &Proxy, out: &mut Resources) {
     let gateway = proxy.is_router();
     for l in &mut out.listeners {
         let inbound = l.traffic_direction == core::TrafficDirection::Inbound as i32;
-        let (metrics, logs) = if inbound {
-            (r.metrics_server, &r.logs_server)
+        let (metrics, logs, tracing) = if inbound {
+            (r.metrics_server, &r.logs_server, &r.tracing_server)
         } else {
-            (r.metrics_client, &r.logs_client)
+            (r.metrics_client, &r.logs_client, &r.tracing_client)
         };
         for fc in l
             .filter_chains
@@ -389,7 +551,7 @@ pub(crate) fn apply(env: &Environment, proxy: &Proxy, out: &mut Resources) {
                     });
                     filters.push(f);
                 } else if f.name == wellknown::HCM {
-                    filters.push(with_http_telemetry(f, metrics, logs, gateway));
+                    filters.push(with_http_telemetry(f, metrics, logs, tracing, gateway));
                 } else {
                     filters.push(f);
                 }
@@ -411,6 +573,7 @@ fn with_http_telemetry(
     f: listener::Filter,
     metrics: bool,
     logs: &[al::AccessLog],
+    tracing: &Option<hcm::http_connection_manager::Tracing>,
     gateway: bool,
 ) -> listener::Filter {
     let Some(listener::filter::ConfigType::TypedConfig(a)) = &f.config_type else {
@@ -437,6 +600,9 @@ fn with_http_telemetry(
         );
     }
     m.access_log.extend(logs.iter().cloned());
+    if m.tracing.is_none() {
+        m.tracing.clone_from(tracing);
+    }
     listener::Filter {
         name: f.name,
         config_type: Some(listener::filter::ConfigType::TypedConfig(any(&m))),
