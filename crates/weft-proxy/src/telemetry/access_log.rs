@@ -533,7 +533,9 @@ impl Attributes for Attrs<'_> {
             "response.code" => Value::Int(i64::from(ex.code)),
             "response.grpc_status" => Value::Int(i64::from(ex.grpc_status?)),
             "response.flags" => Value::Int(i64::from(ex.flags.bits())),
-            "response.size" | "response.total_size" => Value::Int(ex.response_bytes as i64),
+            "response.size" => Value::Int(ex.response_body_bytes as i64),
+            "response.total_size" => Value::Int(ex.response_bytes as i64),
+            "request.size" => Value::Int(ex.request_body_bytes as i64),
             "request.total_size" => Value::Int(ex.request_bytes as i64),
             "request.method" => Value::Str(ex.method.as_str().to_owned()),
             "request.path" => Value::Str(ex.path.clone()?),
@@ -817,8 +819,8 @@ fn render(op: &Op, ex: &Exchange, t: &HttpTelemetry, ms: u64) -> Option<String> 
                 return None;
             }
         }
-        Op::BytesReceived => ex.request_bytes.to_string(),
-        Op::BytesSent => ex.response_bytes.to_string(),
+        Op::BytesReceived => ex.request_body_bytes.to_string(),
+        Op::BytesSent => ex.response_body_bytes.to_string(),
         Op::Duration => ms.to_string(),
         Op::UpstreamHost => ex.upstream_host?.to_string(),
         Op::UpstreamCluster => ex.cluster.as_ref()?.name.clone(),

@@ -301,6 +301,7 @@ pub const KNOWN: &[&str] = &[
     "request.host",
     "request.protocol",
     "request.id",
+    "request.size",
     "request.total_size",
     "request.duration",
     "connection.mtls",

@@ -337,6 +337,7 @@ impl HttpTelemetry {
             grpc,
             downstream,
             request_bytes: head_bytes as u64 + body_bytes,
+            request_body_bytes: body_bytes,
             req_headers: captured,
             resp_headers: Vec::new(),
             peer,
@@ -347,6 +348,7 @@ impl HttpTelemetry {
             upstream_host: None,
             request_id: None,
             response_bytes: 0,
+            response_body_bytes: 0,
             ended: None,
             trace,
         })
@@ -594,8 +596,10 @@ pub struct Exchange {
     pub grpc: bool,
     /// The downstream peer.
     pub downstream: SocketAddr,
-    /// Request head and body size (body from `content-length`).
+    /// Request head and body size (body from `content-length`): Istio's `request.total_size`.
     pub request_bytes: u64,
+    /// Request body size (`%BYTES_RECEIVED%`).
+    pub request_body_bytes: u64,
     /// Captured request headers, in [`HttpTelemetry`]'s order.
     pub req_headers: Vec<Option<HeaderValue>>,
     /// Captured response headers.
@@ -614,8 +618,10 @@ pub struct Exchange {
     pub upstream_host: Option<SocketAddr>,
     /// `x-request-id`.
     pub request_id: Option<HeaderValue>,
-    /// Response head and body bytes sent.
+    /// Response head and body bytes sent: Istio's `response.total_size`.
     pub response_bytes: u64,
+    /// Response body bytes sent (`%BYTES_SENT%`).
+    pub response_body_bytes: u64,
     /// When the last byte of the response went out.
     pub ended: Option<Instant>,
     /// The trace context, when tracing is configured.
@@ -643,6 +649,7 @@ impl Observed {
                 Poll::Ready(Some(Ok(f))) => {
                     if let Some(d) = f.data_ref() {
                         ex.response_bytes += d.len() as u64;
+                        ex.response_body_bytes += d.len() as u64;
                     } else if let Some(t) = f.trailers_ref()
                         && let Some(g) = crate::config::policy::grpc_status(t)
                     {
