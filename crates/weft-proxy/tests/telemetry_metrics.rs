@@ -455,3 +455,52 @@ async fn agent_ports_serve_metrics_and_readiness() {
     let _ = admin_post(&p, "/drain_listeners").await;
     assert_eq!(get(health, "x", "/healthz/ready").await.status, 503);
 }
+
+/// `stats.PluginConfig.metrics`: a label upserted from an expression, a label removed, a metric
+/// dropped (what the Telemetry API's `metrics.overrides` become).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_overrides_upsert_remove_and_drop() {
+    let app = app().await;
+    let filter = r#"          - name: istio.stats
+            typed_config:
+              "@type": type.googleapis.com/google.protobuf.Struct
+              value:
+                metrics:
+                - name: requests_total
+                  dimensions: {request_host: "request.host", method: "request.method"}
+                  tags_to_remove: [source_version, source_cluster]
+                - name: request_bytes
+                  drop: true
+"#;
+    let yaml = sidecar(
+        &node("reviews-v2-7d4c", "reviews-v2", "reviews", "v2"),
+        "INBOUND",
+        "inbound|9080||",
+        &cluster(
+            "inbound|9080||",
+            &[app.addr],
+            "    metadata:\n      filter_metadata:\n        istio:\n          services: [{host: reviews.default.svc.cluster.local}]\n",
+        ),
+    )
+    .replace(STATS_FILTER, filter);
+    let p = start(&yaml);
+    let entry = p.listener_addr("INBOUND").unwrap();
+    for host in ["a.example:9080", "b.example:9080", "a.example:9080"] {
+        assert_eq!(get(entry, host, "/").await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let text = admin_get(&p, "/stats/prometheus").await.text();
+    let s = samples(&text, "istio_requests_total");
+    assert_eq!(s.len(), 2, "{text}");
+    let a = find(&s, &[("request_host", "a.example:9080"), ("method", "GET")])
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(a.1, 2.0);
+    assert!(!a.0.contains_key("source_version") && !a.0.contains_key("source_cluster"));
+    assert!(a.0.contains_key("destination_version"));
+    // Other metrics keep Istio's labels and do not split by host.
+    let d = samples(&text, "istio_response_bytes_count");
+    assert_eq!(d.len(), 1, "{text}");
+    assert_eq!(d[0].1, 3.0);
+    assert!(!d[0].0.contains_key("request_host") && d[0].0.contains_key("source_version"));
+    assert!(!text.contains("istio_request_bytes"), "dropped: {text}");
+}

@@ -687,7 +687,10 @@ fn compile_chain(
                 terminal = Some(NetworkFilter::Tcp(Arc::new(TcpProxy {
                     stat_prefix: t.stat_prefix.clone(),
                     clusters,
-                    telemetry: crate::telemetry::TcpTelemetry::new(&stats.telemetry, tcp_stats),
+                    telemetry: crate::telemetry::TcpTelemetry::new(
+                        &stats.telemetry,
+                        tcp_stats.take(),
+                    ),
                 })));
             }
             other => warnings.push(Unsupported {

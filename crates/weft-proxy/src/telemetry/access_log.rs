@@ -520,10 +520,11 @@ impl Filter {
     }
 }
 
-struct Attrs<'a> {
-    ex: &'a Exchange,
-    t: &'a HttpTelemetry,
-    duration_ms: u64,
+/// A request's attributes for CEL (access log filters, metric label expressions).
+pub(crate) struct Attrs<'a> {
+    pub ex: &'a Exchange,
+    pub t: &'a HttpTelemetry,
+    pub duration_ms: u64,
 }
 
 impl Attributes for Attrs<'_> {

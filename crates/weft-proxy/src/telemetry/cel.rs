@@ -23,7 +23,7 @@ impl fmt::Display for CelError {
 }
 
 /// A value an expression computes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     /// Integers (codes, sizes).
     Int(i64),
@@ -45,7 +45,7 @@ pub trait Attributes {
     fn header(&self, response: bool, name: &str) -> Option<Value>;
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Op {
     Eq,
     Ne,
@@ -59,7 +59,7 @@ enum Op {
 }
 
 /// A parsed expression.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// A literal.
     Lit(Value),
@@ -76,7 +76,7 @@ pub enum Expr {
 }
 
 /// A binary operator (public wrapper so that [`Expr`] can be inspected).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct BinOp(Op);
 
 #[derive(Clone, Debug, PartialEq)]
@@ -321,6 +321,19 @@ pub fn parse(src: &str) -> Result<Expr, CelError> {
         )));
     }
     Ok(e)
+}
+
+impl Value {
+    /// The value as a metric label: strings as they are, numbers and booleans in CEL's text.
+    pub fn label(&self) -> String {
+        match self {
+            Value::Int(i) => i.to_string(),
+            Value::Str(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => String::new(),
+            Value::List(_) => String::new(),
+        }
+    }
 }
 
 impl Expr {

@@ -110,6 +110,45 @@ impl Security {
     }
 }
 
+/// Istio's metric names as `stats.PluginConfig` names them (without the `istio_` prefix), in
+/// [`Overrides`] order.
+pub const METRIC_NAMES: [&str; 8] = [
+    "requests_total",
+    "request_duration_milliseconds",
+    "request_bytes",
+    "response_bytes",
+    "tcp_sent_bytes_total",
+    "tcp_received_bytes_total",
+    "tcp_connections_opened_total",
+    "tcp_connections_closed_total",
+];
+
+/// One metric's overrides (`stats.PluginConfig.metrics[]`, from the Telemetry API's
+/// `metrics.overrides`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MetricOverride {
+    /// Not reported at all (`disabled: true`).
+    pub drop: bool,
+    /// Labels left out (`REMOVE`).
+    pub remove: Vec<String>,
+    /// Labels added or replaced by an expression's value (`UPSERT`).
+    pub upsert: Vec<(String, super::cel::Expr)>,
+}
+
+/// The overrides of every standard metric, by [`METRIC_NAMES`] index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Overrides {
+    /// Per metric.
+    pub per: [MetricOverride; 8],
+}
+
+impl Overrides {
+    /// Whether any HTTP metric computes labels per request.
+    pub fn http_upserts(&self) -> bool {
+        self.per[..4].iter().any(|m| !m.upsert.is_empty())
+    }
+}
+
 /// The label values of one series, interned.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Labels {
@@ -135,9 +174,39 @@ pub struct Labels {
     pub flags: ResponseFlags,
     /// `connection_security_policy`.
     pub security: Security,
+    /// The overrides the reporting filter was configured with.
+    pub overrides: Option<Arc<Overrides>>,
+    /// Upserted label values of this request: (metric index, label, value).
+    pub extra: Vec<(u8, Arc<str>, Arc<str>)>,
 }
 
 impl Labels {
+    /// The labels of metric `index` with the overrides applied; `None` when it is dropped.
+    fn for_metric(&self, index: usize, http: bool) -> Option<Vec<(String, String)>> {
+        let base = self.encode(http);
+        let Some(o) = self.overrides.as_ref().map(|o| &o.per[index]) else {
+            return Some(base.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
+        };
+        if o.drop {
+            return None;
+        }
+        let mut v: Vec<(String, String)> = base
+            .into_iter()
+            .filter(|(k, _)| !o.remove.iter().any(|r| r == k))
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        for (i, tag, value) in &self.extra {
+            if usize::from(*i) != index {
+                continue;
+            }
+            match v.iter_mut().find(|(k, _)| **k == **tag) {
+                Some(slot) => slot.1 = value.to_string(),
+                None => v.push((tag.to_string(), value.to_string())),
+            }
+        }
+        Some(v)
+    }
+
     fn encode(&self, http: bool) -> Vec<(&'static str, String)> {
         let s = &self.source;
         let d = &self.destination;
@@ -357,55 +426,104 @@ impl SeriesCache {
     }
 }
 
-/// Renders the registry in Prometheus' text format on each scrape.
+/// Renders the registry in Prometheus' text format on each scrape. Series whose labels become
+/// equal once overrides remove labels are summed.
 #[derive(Debug)]
 pub struct IstioCollector(pub Arc<Registry>);
+
+#[derive(Default)]
+struct Acc {
+    value: u64,
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl Acc {
+    fn add_hist(&mut self, h: &Histogram) {
+        let (sum, count, buckets) = h.snapshot();
+        self.sum += sum;
+        self.count += count;
+        if self.buckets.is_empty() {
+            self.buckets = buckets;
+        } else {
+            for (a, b) in self.buckets.iter_mut().zip(buckets) {
+                a.1 += b.1;
+            }
+        }
+    }
+}
+
+type Groups = std::collections::BTreeMap<Vec<(String, String)>, Acc>;
+
+fn encode_counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    groups: &Groups,
+) -> Result<(), std::fmt::Error> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let mut me = encoder.encode_descriptor(name, "", None, MetricType::Counter)?;
+    for (l, acc) in groups {
+        ConstCounter::new(acc.value).encode(me.encode_family(l)?)?;
+    }
+    Ok(())
+}
 
 impl Collector for IstioCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let http = self.0.http_all();
         let tcp = self.0.tcp_all();
-        if !http.is_empty() {
-            let labels: Vec<_> = http.iter().map(|(l, _)| l.encode(true)).collect();
-            {
-                let mut me =
-                    encoder.encode_descriptor("istio_requests", "", None, MetricType::Counter)?;
-                for (l, (_, s)) in labels.iter().zip(&http) {
-                    ConstCounter::new(s.requests.load(Ordering::Relaxed))
-                        .encode(me.encode_family(l)?)?;
-                }
-            }
-            type Pick = fn(&HttpSeries) -> &Histogram;
-            let hists: [(&str, Pick); 3] = [
-                ("istio_request_duration_milliseconds", |s| &s.duration),
-                ("istio_request_bytes", |s| &s.request_bytes),
-                ("istio_response_bytes", |s| &s.response_bytes),
-            ];
-            for (name, pick) in hists {
-                let mut me = encoder.encode_descriptor(name, "", None, MetricType::Histogram)?;
-                for (l, (_, s)) in labels.iter().zip(&http) {
-                    let (sum, count, buckets) = pick(s).snapshot();
-                    me.encode_family(l)?
-                        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-                }
+        // istio_requests_total
+        let mut groups = Groups::new();
+        for (l, s) in &http {
+            if let Some(k) = l.for_metric(0, true) {
+                groups.entry(k).or_default().value += s.requests.load(Ordering::Relaxed);
             }
         }
-        if !tcp.is_empty() {
-            let labels: Vec<_> = tcp.iter().map(|(l, _)| l.encode(false)).collect();
-            type Pick = fn(&TcpSeries) -> &AtomicU64;
-            let counters: [(&str, Pick); 4] = [
-                ("istio_tcp_sent_bytes", |s| &s.sent),
-                ("istio_tcp_received_bytes", |s| &s.received),
-                ("istio_tcp_connections_opened", |s| &s.opened),
-                ("istio_tcp_connections_closed", |s| &s.closed),
-            ];
-            for (name, pick) in counters {
-                let mut me = encoder.encode_descriptor(name, "", None, MetricType::Counter)?;
-                for (l, (_, s)) in labels.iter().zip(&tcp) {
-                    ConstCounter::new(pick(s).load(Ordering::Relaxed))
-                        .encode(me.encode_family(l)?)?;
+        encode_counters(&mut encoder, "istio_requests", &groups)?;
+        type Pick = fn(&HttpSeries) -> &Histogram;
+        let hists: [(usize, &str, Pick); 3] = [
+            (1, "istio_request_duration_milliseconds", |s| &s.duration),
+            (2, "istio_request_bytes", |s| &s.request_bytes),
+            (3, "istio_response_bytes", |s| &s.response_bytes),
+        ];
+        for (index, name, pick) in hists {
+            let mut groups = Groups::new();
+            for (l, s) in &http {
+                if let Some(k) = l.for_metric(index, true) {
+                    groups.entry(k).or_default().add_hist(pick(s));
                 }
             }
+            if groups.is_empty() {
+                continue;
+            }
+            let mut me = encoder.encode_descriptor(name, "", None, MetricType::Histogram)?;
+            for (l, acc) in &groups {
+                me.encode_family(l)?.encode_histogram::<NoLabelSet>(
+                    acc.sum,
+                    acc.count,
+                    &acc.buckets,
+                    None,
+                )?;
+            }
+        }
+        type PickTcp = fn(&TcpSeries) -> &AtomicU64;
+        let counters: [(usize, &str, PickTcp); 4] = [
+            (4, "istio_tcp_sent_bytes", |s| &s.sent),
+            (5, "istio_tcp_received_bytes", |s| &s.received),
+            (6, "istio_tcp_connections_opened", |s| &s.opened),
+            (7, "istio_tcp_connections_closed", |s| &s.closed),
+        ];
+        for (index, name, pick) in counters {
+            let mut groups = Groups::new();
+            for (l, s) in &tcp {
+                if let Some(k) = l.for_metric(index, false) {
+                    groups.entry(k).or_default().value += pick(s).load(Ordering::Relaxed);
+                }
+            }
+            encode_counters(&mut encoder, name, &groups)?;
         }
         Ok(())
     }

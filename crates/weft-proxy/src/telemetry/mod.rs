@@ -80,13 +80,15 @@ impl Telemetry {
 }
 
 /// The `istio.stats` filter's settings (`stats.PluginConfig`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StatsConfig {
     /// Which side this connection manager reports as.
     pub reporter: Reporter,
     /// Use the authority as `destination_service` when the cluster does not name a service
     /// (`disable_host_header_fallback: false`).
     pub host_fallback: bool,
+    /// `metrics`: per-metric label overrides and drops.
+    pub overrides: Option<Arc<metrics::Overrides>>,
 }
 
 /// The filter name istiod gives its stats filter.
@@ -171,10 +173,88 @@ pub fn stats_filter(
             });
         }
     };
+    let overrides = match config.fields.get("metrics").and_then(|v| v.kind.as_ref()) {
+        Some(Kind::ListValue(l)) => Some(Arc::new(metric_overrides(
+            &l.values,
+            resource,
+            &format!("{field}.typed_config.value.metrics"),
+        )?)),
+        _ => None,
+    };
     Ok(Some(StatsConfig {
         reporter,
         host_fallback: !flag("disable_host_header_fallback"),
+        overrides,
     }))
+}
+
+/// Reads `stats.PluginConfig.metrics`: `{name, dimensions: {label: expression},
+/// tags_to_remove: [label], drop}`; an empty name applies to every metric.
+fn metric_overrides(
+    list: &[weft_xds::google::protobuf::Value],
+    resource: &str,
+    field: &str,
+) -> Result<metrics::Overrides, CompileError> {
+    let mut out = metrics::Overrides::default();
+    for (i, v) in list.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let bad = |reason: String| CompileError::Invalid {
+            resource: resource.to_owned(),
+            field: f.clone(),
+            reason,
+        };
+        let Some(Kind::StructValue(m)) = &v.kind else {
+            return Err(bad("a metric override is an object".into()));
+        };
+        let get = |k: &str| m.fields.get(k).and_then(|v| v.kind.as_ref());
+        let name = match get("name") {
+            Some(Kind::StringValue(s)) => s.trim_start_matches("istio_").to_owned(),
+            _ => String::new(),
+        };
+        let targets: Vec<usize> = if name.is_empty() {
+            (0..metrics::METRIC_NAMES.len()).collect()
+        } else {
+            match metrics::METRIC_NAMES.iter().position(|n| *n == name) {
+                Some(i) => vec![i],
+                None => {
+                    return Err(bad(format!(
+                        "metric {name:?} is not one of Istio's standard metrics ({})",
+                        metrics::METRIC_NAMES.join(", ")
+                    )));
+                }
+            }
+        };
+        let drop = matches!(get("drop"), Some(Kind::BoolValue(true)));
+        let mut remove = Vec::new();
+        if let Some(Kind::ListValue(l)) = get("tags_to_remove") {
+            for t in &l.values {
+                if let Some(Kind::StringValue(s)) = &t.kind {
+                    remove.push(s.clone());
+                }
+            }
+        }
+        let mut upsert = Vec::new();
+        if let Some(Kind::StructValue(d)) = get("dimensions") {
+            let mut keys: Vec<&String> = d.fields.keys().collect();
+            keys.sort();
+            for k in keys {
+                let Some(Kind::StringValue(e)) = d.fields.get(k).and_then(|v| v.kind.as_ref())
+                else {
+                    return Err(bad(format!("dimensions.{k} must be an expression string")));
+                };
+                let expr = cel::parse(e)
+                    .map_err(|err| bad(format!("dimensions.{k}: expression {e:?}: {err}")))?;
+                upsert.push((k.clone(), expr));
+            }
+        }
+        for t in targets {
+            let m = &mut out.per[t];
+            m.drop |= drop;
+            m.remove.extend(remove.iter().cloned());
+            m.upsert.extend(upsert.iter().cloned());
+        }
+    }
+    Ok(out)
 }
 
 /// A cluster's part of the labels: the destination service from its `istio` metadata
@@ -271,6 +351,21 @@ impl HttpTelemetry {
         }
         if let Some(t) = &tracing {
             t.headers(&mut req_headers);
+        }
+        if let Some(o) = stats.as_ref().and_then(|s| s.overrides.as_ref()) {
+            let mut names = Vec::new();
+            for m in &o.per {
+                for (_, e) in &m.upsert {
+                    e.request_headers(&mut names);
+                }
+            }
+            for n in names {
+                if let Ok(h) = HeaderName::from_bytes(n.as_bytes())
+                    && !req_headers.contains(&h)
+                {
+                    req_headers.push(h);
+                }
+            }
         }
         Some(HttpTelemetry {
             shared: Arc::clone(shared),
@@ -420,7 +515,14 @@ impl HttpTelemetry {
                 security: self.security(s),
             };
             let resolve = || self.shared.metrics.http(self.labels(s, ex, key));
+            let upserts = s.overrides.as_ref().is_some_and(|o| o.http_upserts());
             let series = match ex.cluster.as_ref().map(|c| &c.telemetry) {
+                // Labels computed per request: interned each time.
+                _ if upserts => {
+                    let mut labels = self.labels(s, ex, key);
+                    labels.extra = self.upserts(s, ex, duration_us / 1000);
+                    self.shared.metrics.http(labels)
+                }
                 Some(t) if t.service.is_some() || !s.host_fallback => t.cache.get(key, resolve),
                 Some(_) => resolve(),
                 None if !s.host_fallback => self.no_cluster.get(key, resolve),
@@ -512,6 +614,34 @@ impl HttpTelemetry {
         }
     }
 
+    /// The per-request label values of the overrides' `UPSERT` expressions (an expression
+    /// that does not evaluate gives `unknown`).
+    fn upserts(
+        &self,
+        s: &StatsConfig,
+        ex: &Exchange,
+        duration_ms: u64,
+    ) -> Vec<(u8, Arc<str>, Arc<str>)> {
+        let Some(o) = &s.overrides else {
+            return Vec::new();
+        };
+        let attrs = access_log::Attrs {
+            ex,
+            t: self,
+            duration_ms,
+        };
+        let mut out = Vec::new();
+        for (i, m) in o.per.iter().enumerate().take(4) {
+            for (tag, e) in &m.upsert {
+                let v = e
+                    .eval(&attrs)
+                    .map_or_else(|| UNKNOWN.to_owned(), |v| v.label());
+                out.push((i as u8, Arc::from(tag.as_str()), Arc::from(v.as_str())));
+            }
+        }
+        out
+    }
+
     fn security(&self, s: &StatsConfig) -> Security {
         match s.reporter {
             Reporter::Source => Security::Unknown,
@@ -551,6 +681,8 @@ impl HttpTelemetry {
             grpc: key.grpc,
             flags: key.flags,
             security: key.security,
+            overrides: s.overrides.clone(),
+            extra: Vec::new(),
         }
     }
 
@@ -725,6 +857,8 @@ impl TcpTelemetry {
                 Reporter::Source => Security::Unknown,
                 Reporter::Destination => Security::None,
             },
+            overrides: self.stats.overrides.clone(),
+            extra: Vec::new(),
         };
         let s = self.shared.metrics.tcp(labels);
         s.opened.fetch_add(1, Ordering::Relaxed);
