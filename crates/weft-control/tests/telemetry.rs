@@ -424,3 +424,70 @@ spec:
     // SERVER side: the entry does not apply, so no tracing there.
     assert!(tracing_of(r.listener("virtualInbound").unwrap()).is_empty());
 }
+
+#[test]
+fn metric_overrides_become_plugin_config_metrics() {
+    let t = r#"
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: tags, namespace: bookinfo}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_COUNT, mode: CLIENT}
+      tagOverrides:
+        request_host: {value: "request.host"}
+        source_version: {operation: REMOVE}
+    - match: {metric: REQUEST_SIZE}
+      disabled: true
+"#;
+    let e = env(t, "{}");
+    let r = resources(&e, &reviews_proxy());
+    let plugin = |l: &Listener| -> Vec<String> {
+        let m = &managers(l)[0];
+        let f = m
+            .http_filters
+            .iter()
+            .find(|f| f.name == "istio.stats")
+            .expect("istio.stats");
+        let Some(hcm::http_filter::ConfigType::TypedConfig(a)) = &f.config_type else {
+            panic!()
+        };
+        let st: weft_xds::google::protobuf::Struct =
+            prost::Message::decode(a.value.as_slice()).unwrap();
+        let Some(Kind::ListValue(l)) = st.fields.get("metrics").and_then(|v| v.kind.clone()) else {
+            return Vec::new();
+        };
+        l.values
+            .iter()
+            .map(|v| serde_json::to_string(&weft_xds::json::to_value(v).unwrap()).unwrap())
+            .collect()
+    };
+    let client = plugin(
+        r.listeners
+            .iter()
+            .find(|l| l.name == "0.0.0.0_9080")
+            .unwrap(),
+    );
+    assert_eq!(client.len(), 2, "{client:?}");
+    assert!(
+        client[0].contains("\"name\":\"requests_total\""),
+        "{client:?}"
+    );
+    assert!(
+        client[0].contains("\"request_host\":\"request.host\""),
+        "{client:?}"
+    );
+    assert!(
+        client[0].contains("\"tags_to_remove\":[\"source_version\"]"),
+        "{client:?}"
+    );
+    assert!(
+        client[1].contains("\"name\":\"request_bytes\"") && client[1].contains("\"drop\":true")
+    );
+    let server = plugin(r.listener("virtualInbound").unwrap());
+    assert_eq!(server.len(), 1, "{server:?}");
+    assert!(server[0].contains("request_bytes"));
+}

@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use weft_config::mesh::AccessLogEncoding;
 use weft_config::meta::selector_matches;
-use weft_config::telemetry::{AccessLogging, Metrics, Telemetry, Tracing, WorkloadMode};
+use weft_config::telemetry::{
+    AccessLogging, IstioMetric, Metrics, TagOverrideOperation, Telemetry, Tracing, WorkloadMode,
+};
 use weft_xds::envoy::config::accesslog::v3 as al;
 use weft_xds::envoy::config::core::v3 as core;
 use weft_xds::envoy::config::listener::v3 as listener;
@@ -93,6 +95,9 @@ fn sval(s: &str) -> Value {
 struct Resolved {
     metrics_client: bool,
     metrics_server: bool,
+    /// `stats.PluginConfig.metrics` entries per side.
+    overrides_client: Vec<Value>,
+    overrides_server: Vec<Value>,
     logs_client: Vec<al::AccessLog>,
     logs_server: Vec<al::AccessLog>,
     tracing_client: Option<hcm::http_connection_manager::Tracing>,
@@ -155,6 +160,8 @@ fn resolve(env: &Environment, proxy: &Proxy) -> Resolved {
                     *slot = false;
                 }
             }
+            r.overrides_client.extend(plugin_metrics(m, true));
+            r.overrides_server.extend(plugin_metrics(m, false));
         }
     }
     // Tracing.
@@ -345,6 +352,77 @@ fn collector_cluster(env: &Environment, service: &str, port: u32) -> Option<Stri
     Some(format!("outbound|{port}||{host}"))
 }
 
+/// `stats.PluginConfig.metrics` entries for one side from a Telemetry `metrics` block:
+/// `{name, dimensions, tags_to_remove, drop}`.
+fn plugin_metrics(m: &Metrics, client: bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for o in &m.overrides {
+        let sel = o.r#match.as_ref();
+        if !applies(sel.and_then(|s| s.mode), client) {
+            continue;
+        }
+        let name = match sel.and_then(|s| s.metric) {
+            _ if sel.is_some_and(|s| s.custom_metric.is_some()) => continue,
+            None | Some(IstioMetric::AllMetrics) => "",
+            Some(IstioMetric::RequestCount) => "requests_total",
+            Some(IstioMetric::RequestDuration) => "request_duration_milliseconds",
+            Some(IstioMetric::RequestSize) => "request_bytes",
+            Some(IstioMetric::ResponseSize) => "response_bytes",
+            Some(IstioMetric::TcpOpenedConnections) => "tcp_connections_opened_total",
+            Some(IstioMetric::TcpClosedConnections) => "tcp_connections_closed_total",
+            Some(IstioMetric::TcpSentBytes) => "tcp_sent_bytes_total",
+            Some(IstioMetric::TcpReceivedBytes) => "tcp_received_bytes_total",
+            Some(IstioMetric::GrpcRequestMessages | IstioMetric::GrpcResponseMessages) => continue,
+        };
+        let mut entry = Struct::default();
+        if !name.is_empty() {
+            entry.fields.insert("name".into(), sval(name));
+        }
+        if o.disabled == Some(true) {
+            entry.fields.insert(
+                "drop".into(),
+                Value {
+                    kind: Some(Kind::BoolValue(true)),
+                },
+            );
+        }
+        let mut dims = Struct::default();
+        let mut remove = Vec::new();
+        for (tag, t) in &o.tag_overrides {
+            match t.operation.unwrap_or_default() {
+                TagOverrideOperation::Remove => remove.push(sval(tag)),
+                TagOverrideOperation::Upsert => {
+                    if let Some(v) = &t.value {
+                        dims.fields.insert(tag.clone(), sval(v));
+                    }
+                }
+            }
+        }
+        if !dims.fields.is_empty() {
+            entry.fields.insert(
+                "dimensions".into(),
+                Value {
+                    kind: Some(Kind::StructValue(dims)),
+                },
+            );
+        }
+        if !remove.is_empty() {
+            entry.fields.insert(
+                "tags_to_remove".into(),
+                Value {
+                    kind: Some(Kind::ListValue(ListValue { values: remove })),
+                },
+            );
+        }
+        if entry.fields.len() > usize::from(!name.is_empty()) {
+            out.push(Value {
+                kind: Some(Kind::StructValue(entry)),
+            });
+        }
+    }
+    out
+}
+
 fn disables_all(m: &Metrics, client: bool) -> bool {
     m.overrides.iter().any(|o| {
         o.disabled == Some(true)
@@ -509,8 +587,18 @@ fn file_log(
 }
 
 /// The `istio.stats` configuration (`stats.PluginConfig` fields) as a `Struct`.
-fn stats_config(gateway: bool) -> Any {
+fn stats_config(gateway: bool, overrides: &[Value]) -> Any {
     let mut st = Struct::default();
+    if !overrides.is_empty() {
+        st.fields.insert(
+            "metrics".to_owned(),
+            Value {
+                kind: Some(Kind::ListValue(ListValue {
+                    values: overrides.to_vec(),
+                })),
+            },
+        );
+    }
     if gateway {
         st.fields
             .insert("reporter".to_owned(), sval("SERVER_GATEWAY"));
@@ -530,10 +618,20 @@ pub(crate) fn apply(env: &Environment, proxy: &Proxy, out: &mut Resources) {
     let gateway = proxy.is_router();
     for l in &mut out.listeners {
         let inbound = l.traffic_direction == core::TrafficDirection::Inbound as i32;
-        let (metrics, logs, tracing) = if inbound {
-            (r.metrics_server, &r.logs_server, &r.tracing_server)
+        let (metrics, logs, tracing, overrides) = if inbound {
+            (
+                r.metrics_server,
+                &r.logs_server,
+                &r.tracing_server,
+                &r.overrides_server,
+            )
         } else {
-            (r.metrics_client, &r.logs_client, &r.tracing_client)
+            (
+                r.metrics_client,
+                &r.logs_client,
+                &r.tracing_client,
+                &r.overrides_client,
+            )
         };
         for fc in l
             .filter_chains
@@ -546,12 +644,14 @@ pub(crate) fn apply(env: &Environment, proxy: &Proxy, out: &mut Resources) {
                     filters.push(listener::Filter {
                         name: STATS_FILTER.to_owned(),
                         config_type: Some(listener::filter::ConfigType::TypedConfig(stats_config(
-                            gateway,
+                            gateway, overrides,
                         ))),
                     });
                     filters.push(f);
                 } else if f.name == wellknown::HCM {
-                    filters.push(with_http_telemetry(f, metrics, logs, tracing, gateway));
+                    filters.push(with_http_telemetry(
+                        f, metrics, logs, tracing, overrides, gateway,
+                    ));
                 } else {
                     filters.push(f);
                 }
@@ -574,6 +674,7 @@ fn with_http_telemetry(
     metrics: bool,
     logs: &[al::AccessLog],
     tracing: &Option<hcm::http_connection_manager::Tracing>,
+    overrides: &[Value],
     gateway: bool,
 ) -> listener::Filter {
     let Some(listener::filter::ConfigType::TypedConfig(a)) = &f.config_type else {
@@ -593,7 +694,7 @@ fn with_http_telemetry(
             hcm::HttpFilter {
                 name: STATS_FILTER.to_owned(),
                 config_type: Some(hcm::http_filter::ConfigType::TypedConfig(stats_config(
-                    gateway,
+                    gateway, overrides,
                 ))),
                 ..Default::default()
             },
