@@ -380,6 +380,7 @@ has haproxy && versions+=", haproxy $(haproxy -v | awk 'NR == 1 { print $3 }')"
 versions+=", wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), h2load $(h2load --version | awk '{ print $NF }')"
 if [ -n "$WEFT" ]; then
   wv=$("$WEFT" --version 2>/dev/null | head -n1 || true)
+  [ "${WEFT_TELEMETRY:-0}" != 1 ] || weft_source+="; telemetry on: istio.stats, access log, tracing at 1%"
   versions+=", ${wv:-weft-proxy (no --version)} ($weft_source)"
 fi
 versions+=", $(rustc --version | awk '{ print $1, $2 }')"

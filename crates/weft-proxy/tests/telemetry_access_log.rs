@@ -18,7 +18,7 @@ fn temp(name: &str) -> PathBuf {
 /// Waits until `path` has `n` lines (the writer thread flushes shortly after each response).
 async fn lines(path: &Path, n: usize) -> Vec<String> {
     let mut last = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..250 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         last = text.lines().map(str::to_owned).collect();
         if last.len() >= n {

@@ -68,16 +68,38 @@ impl Sink {
     }
 }
 
+/// How often the writer collects queued lines. Polling (instead of waking per line) keeps the
+/// request path free of wake-ups: a send is a lock-free push.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// Buffered lines reach the file at least this often (Envoy flushes its access log buffers on
+/// an interval too).
+const FLUSH: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn write_loop(rx: Receiver<String>, out: Box<dyn std::io::Write + Send>) {
+    use std::sync::mpsc::TryRecvError;
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(line) = rx.recv() {
-        let _ = w.write_all(line.as_bytes());
-        while let Ok(more) = rx.try_recv() {
-            let _ = w.write_all(more.as_bytes());
+    let mut last_flush = std::time::Instant::now();
+    let mut pending = false;
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(line) => {
+                    let _ = w.write_all(line.as_bytes());
+                    pending = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = w.flush();
+                    return;
+                }
+            }
         }
-        // Flushed whenever the queue is empty: lines are on disk within a moment of the
-        // response, and a burst is written in large writes.
-        let _ = w.flush();
+        if pending && last_flush.elapsed() >= FLUSH {
+            let _ = w.flush();
+            pending = false;
+            last_flush = std::time::Instant::now();
+        }
+        std::thread::sleep(POLL);
     }
 }
 
@@ -710,14 +732,15 @@ impl AccessLog {
         }
         let line = match &self.format.0 {
             FormatKind::Text(pieces) => {
-                let mut s = String::with_capacity(256);
+                let mut s = String::with_capacity(320);
                 for p in pieces {
                     match p {
                         Piece::Text(txt) => s.push_str(txt),
-                        Piece::Op(op) => match render(op, ex, t, ms) {
-                            Some(v) => s.push_str(&v),
-                            None => s.push('-'),
-                        },
+                        Piece::Op(op) => {
+                            if !render_into(op, ex, t, ms, &mut s) {
+                                s.push('-');
+                            }
+                        }
                     }
                 }
                 s
@@ -776,6 +799,56 @@ fn truncate(mut s: String, max: Option<usize>) -> String {
         s.truncate(cut);
     }
     s
+}
+
+/// Appends an operator's value to `out` without building it separately first (the common
+/// operators); false when it has no value (printed as `-`).
+fn render_into(op: &Op, ex: &Exchange, t: &HttpTelemetry, ms: u64, out: &mut String) -> bool {
+    use std::fmt::Write as _;
+    match op {
+        Op::ResponseCode => write!(out, "{}", ex.code).is_ok(),
+        Op::ResponseFlags => write!(out, "{}", ex.flags).is_ok(),
+        Op::BytesReceived => write!(out, "{}", ex.request_body_bytes).is_ok(),
+        Op::BytesSent => write!(out, "{}", ex.response_body_bytes).is_ok(),
+        Op::Duration => write!(out, "{ms}").is_ok(),
+        Op::UpstreamHost => match ex.upstream_host {
+            Some(h) => write!(out, "{h}").is_ok(),
+            None => false,
+        },
+        Op::DownstreamRemote => write!(out, "{}", ex.downstream).is_ok(),
+        Op::Protocol => {
+            out.push_str(protocol(ex));
+            true
+        }
+        Op::Req(refs, None) => {
+            let v = refs.iter().find_map(|r| match r {
+                HeaderRef::Method => Some(ex.method.as_str()),
+                HeaderRef::Path => ex.path.as_deref(),
+                HeaderRef::Authority => Some(ex.authority.as_str()).filter(|a| !a.is_empty()),
+                HeaderRef::Scheme => Some("http"),
+                HeaderRef::RequestId => ex.request_id.as_ref().and_then(|v| v.to_str().ok()),
+                HeaderRef::Named(n) => ex
+                    .req_headers
+                    .get(t.req_header_index(n)?)?
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok()),
+            });
+            match v {
+                Some(v) => {
+                    out.push_str(v);
+                    true
+                }
+                None => false,
+            }
+        }
+        other => match render(other, ex, t, ms) {
+            Some(v) => {
+                out.push_str(&v);
+                true
+            }
+            None => false,
+        },
+    }
 }
 
 fn render(op: &Op, ex: &Exchange, t: &HttpTelemetry, ms: u64) -> Option<String> {

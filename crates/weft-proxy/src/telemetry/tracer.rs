@@ -142,9 +142,33 @@ enum TagSource {
     Header(HeaderName, String),
 }
 
+/// Which header families a tracer writes to the upstream request (besides the family the
+/// request arrived with): B3 for Zipkin, W3C for OpenTelemetry, as Envoy's tracers do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    W3c,
+    B3,
+}
+
+/// Lower-case hex of `v` in `N` digits, without the formatting machinery.
+fn hex<const N: usize>(v: u128) -> [u8; N] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; N];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 4 * (N - 1 - i);
+        *slot = DIGITS[((v >> shift) & 0xF) as usize];
+    }
+    out
+}
+
+fn header_value(bytes: &[u8]) -> Option<HeaderValue> {
+    HeaderValue::from_bytes(bytes).ok()
+}
+
 /// A connection manager's tracing settings (`HttpConnectionManager.tracing`).
 #[derive(Debug)]
 pub struct Tracing {
+    family: Family,
     random: u32,
     client: u32,
     overall: u32,
@@ -185,6 +209,13 @@ impl Tracing {
             resource: resource.to_owned(),
             field: format!("{field}.provider.typed_config"),
             reason,
+        };
+        let family = if crate::config::type_name(&any.type_url)
+            == "envoy.config.trace.v3.OpenTelemetryConfig"
+        {
+            Family::W3c
+        } else {
+            Family::B3
         };
         let target = match crate::config::type_name(&any.type_url) {
             "envoy.config.trace.v3.ZipkinConfig" => {
@@ -263,6 +294,7 @@ impl Tracing {
             tags.push((c.tag.clone(), src));
         }
         Ok(Some(Tracing {
+            family,
             random: percent(t.random_sampling.as_ref(), 100.0),
             client: percent(t.client_sampling.as_ref(), 100.0),
             overall: percent(t.overall_sampling.as_ref(), 100.0),
@@ -306,42 +338,53 @@ impl Tracing {
             parent: inc.map(|i| i.1),
             sampled,
         };
-        let flag = if sampled { "01" } else { "00" };
-        let tp = format!("00-{:032x}-{:016x}-{flag}", ctx.trace_id, ctx.span_id);
-        if let Ok(v) = HeaderValue::from_str(&tp) {
-            h.insert(TRACEPARENT, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("{:032x}", ctx.trace_id)) {
-            h.insert(B3_TRACE, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("{:016x}", ctx.span_id)) {
-            h.insert(B3_SPAN, v);
-        }
-        match ctx
-            .parent
-            .map(|p| HeaderValue::from_str(&format!("{p:016x}")))
-        {
-            Some(Ok(v)) => {
-                h.insert(B3_PARENT, v);
-            }
-            _ => {
-                h.remove(B3_PARENT);
+        let came_w3c = h.contains_key(TRACEPARENT);
+        let came_b3 = h.contains_key(B3_TRACE) || h.contains_key(B3);
+        let trace_hex = hex::<32>(ctx.trace_id);
+        let span_hex = hex::<16>(u128::from(ctx.span_id));
+        if self.family == Family::W3c || came_w3c {
+            let mut tp = [0u8; 55];
+            tp[..3].copy_from_slice(b"00-");
+            tp[3..35].copy_from_slice(&trace_hex);
+            tp[35] = b'-';
+            tp[36..52].copy_from_slice(&span_hex);
+            tp[52..].copy_from_slice(if sampled { b"-01" } else { b"-00" });
+            if let Some(v) = header_value(&tp) {
+                h.insert(TRACEPARENT, v);
             }
         }
-        h.insert(
-            B3_SAMPLED,
-            HeaderValue::from_static(if sampled { "1" } else { "0" }),
-        );
-        h.remove(B3_FLAGS);
-        if h.contains_key(B3) {
-            let single = format!(
-                "{:032x}-{:016x}-{}",
-                ctx.trace_id,
-                ctx.span_id,
-                if sampled { "1" } else { "0" }
+        if self.family == Family::B3 || came_b3 {
+            if let Some(v) = header_value(&trace_hex) {
+                h.insert(B3_TRACE, v);
+            }
+            if let Some(v) = header_value(&span_hex) {
+                h.insert(B3_SPAN, v);
+            }
+            match ctx
+                .parent
+                .and_then(|p| header_value(&hex::<16>(u128::from(p))))
+            {
+                Some(v) => {
+                    h.insert(B3_PARENT, v);
+                }
+                None => {
+                    h.remove(B3_PARENT);
+                }
+            }
+            h.insert(
+                B3_SAMPLED,
+                HeaderValue::from_static(if sampled { "1" } else { "0" }),
             );
-            if let Ok(v) = HeaderValue::from_str(&single) {
-                h.insert(B3, v);
+            h.remove(B3_FLAGS);
+            if h.contains_key(B3) {
+                let mut single = Vec::with_capacity(51);
+                single.extend_from_slice(&trace_hex);
+                single.push(b'-');
+                single.extend_from_slice(&span_hex);
+                single.extend_from_slice(if sampled { b"-1" } else { b"-0" });
+                if let Some(v) = header_value(&single) {
+                    h.insert(B3, v);
+                }
             }
         }
         // `tracestate` travels on unchanged.
