@@ -11,6 +11,7 @@
 #   WEFT_PROXY_BIN=    weft-proxy binary (default: cargo build --release -p weft-proxy)
 #   WEFT_PROXY_REV=    what that binary was built from, for the report;  WEFT_PROXY_ARGS= extra flags
 #   WEFT_TELEMETRY=1   weft with telemetry on: Istio's stats filter, an access log, 1% tracing
+#                      (WEFT_TELEMETRY=metrics: the stats filter only)
 #   LAT_RPS=500        fixed rate of the single-connection latency client
 #   LOAD_RPS=1000 LOAD_CONNS=4   Istio's load shape for CPU and RSS under load
 #   SAT_CONNS=32       wrk connections;  WRK_THREADS=(cores the proxy does not use)
@@ -381,6 +382,7 @@ versions+=", wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), h2load $(h2load --
 if [ -n "$WEFT" ]; then
   wv=$("$WEFT" --version 2>/dev/null | head -n1 || true)
   [ "${WEFT_TELEMETRY:-0}" != 1 ] || weft_source+="; telemetry on: istio.stats, access log, tracing at 1%"
+  [ "${WEFT_TELEMETRY:-0}" != metrics ] || weft_source+="; telemetry on: istio.stats only"
   versions+=", ${wv:-weft-proxy (no --version)} ($weft_source)"
 fi
 versions+=", $(rustc --version | awk '{ print $1, $2 }')"
