@@ -10,6 +10,8 @@
 #   TARGETS=direct,haproxy,nginx,weft
 #   WEFT_PROXY_BIN=    weft-proxy binary (default: cargo build --release -p weft-proxy)
 #   WEFT_PROXY_REV=    what that binary was built from, for the report;  WEFT_PROXY_ARGS= extra flags
+#   WEFT_TELEMETRY=1   weft with telemetry on: Istio's stats filter, an access log, 1% tracing
+#                      (WEFT_TELEMETRY=metrics: the stats filter only)
 #   LAT_RPS=500        fixed rate of the single-connection latency client
 #   LOAD_RPS=1000 LOAD_CONNS=4   Istio's load shape for CPU and RSS under load
 #   SAT_CONNS=32       wrk connections;  WRK_THREADS=(cores the proxy does not use)
@@ -235,7 +237,7 @@ gen() { python3 bench/proxy/gen.py "$@"; }
 gen backend "$work" h1="$BACKEND_H1" h2="$BACKEND_H2"
 gen haproxy "$work" h1="${H1[haproxy]}" h2="${H2[haproxy]}" backend="$BACKEND_H1" backend_h2="$BACKEND_H2" h2_upstream="$H2_UPSTREAM"
 gen nginx "$work" h1="${H1[nginx]}" h2="${H2[nginx]}" backend="$BACKEND_H1"
-gen weft "$work" admin="$WEFT_ADMIN" h1="${H1[weft]}" h2="${H2[weft]}" backend="$BACKEND_H1" backend_h2="$BACKEND_H2" h2_upstream="$H2_UPSTREAM"
+gen weft "$work" admin="$WEFT_ADMIN" h1="${H1[weft]}" h2="${H2[weft]}" backend="$BACKEND_H1" backend_h2="$BACKEND_H2" h2_upstream="$H2_UPSTREAM" telemetry="${WEFT_TELEMETRY:-0}"
 gen haproxy "$work" name=haproxy-many h1="$MANY_H1" backend="$BACKEND_H1" services="$SERVICES"
 gen nginx "$work" name=nginx-many h1="$MANY_H1" backend="$BACKEND_H1" services="$SERVICES"
 gen weft "$work" name=weft-many admin="$MANY_ADMIN" h1="$MANY_H1" backend="$BACKEND_H1" services="$SERVICES"
@@ -379,6 +381,8 @@ has haproxy && versions+=", haproxy $(haproxy -v | awk 'NR == 1 { print $3 }')"
 versions+=", wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }'), h2load $(h2load --version | awk '{ print $NF }')"
 if [ -n "$WEFT" ]; then
   wv=$("$WEFT" --version 2>/dev/null | head -n1 || true)
+  [ "${WEFT_TELEMETRY:-0}" != 1 ] || weft_source+="; telemetry on: istio.stats, access log, tracing at 1%"
+  [ "${WEFT_TELEMETRY:-0}" != metrics ] || weft_source+="; telemetry on: istio.stats only"
   versions+=", ${wv:-weft-proxy (no --version)} ($weft_source)"
 fi
 versions+=", $(rustc --version | awk '{ print $1, $2 }')"

@@ -22,8 +22,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found; install Rust (rustup)" >&2; exit 1; }
 # Debian packages the tests drive as real peers (curl through weft-proxy; headless chromium
-# rendering bookinfo's page through `weft up`; ip and iptables for its namespaces mode). Installed once; a machine without apt must have
-# them already.
+# rendering bookinfo's page through `weft up`; ip and iptables for its namespaces mode;
+# prometheus scraping the proxies). Installed once; a machine without apt must have them already.
 need_pkgs=()
 command -v curl >/dev/null || need_pkgs+=(curl)
 # TLS and interception tests: openssl s_client as a peer, ip netns + iptables REDIRECT.
@@ -32,6 +32,7 @@ command -v chromium >/dev/null || need_pkgs+=(chromium)
 # weft up --mode namespaces (run as root): network namespaces, veth pairs, iptables capture.
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v iptables >/dev/null || need_pkgs+=(iptables)
+command -v prometheus >/dev/null || need_pkgs+=(prometheus)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
@@ -42,11 +43,12 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
-# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests.
+# Python grpcio: a proxyless xDS client nobody here wrote, driven by weft-xds's tests; with
+# opentelemetry-proto, the OTLP receiver weft-proxy's tracing tests export to.
 venv="${WEFT_VENV:-$HOME/.cache/weft-venv}"
-if ! "$venv/bin/python3" -c "import grpc" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio
+if ! "$venv/bin/python3" -c "import grpc, opentelemetry.proto.collector.trace.v1" 2>/dev/null; then
+  [ -x "$venv/bin/python3" ] || python3 -m venv "$venv"
+  "$venv/bin/python3" -m pip install -q --disable-pip-version-check grpcio opentelemetry-proto
 fi
 export PATH="$venv/bin:$PATH"
 

@@ -58,6 +58,71 @@ pub(crate) async fn serve(
     }
 }
 
+/// The ports Istio's agent serves next to the proxy, which weft-proxy serves itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentPort {
+    /// 15020: merged Prometheus metrics (`/stats/prometheus`) and `/healthz/ready`.
+    Stats,
+    /// 15021: `/healthz/ready`.
+    Health,
+}
+
+/// Serves one agent port until `done` turns true: only its few read-only paths.
+pub(crate) async fn serve_agent(
+    listener: std::net::TcpListener,
+    port: AgentPort,
+    shared: Arc<Shared>,
+    mut done: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("agent listener: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = async { let _ = done.wait_for(|d| *d).await; } => return,
+            r = listener.accept() => {
+                let Ok((stream, _)) = r else { continue };
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let shared = Arc::clone(&shared);
+                        async move {
+                            let path = req.uri().path();
+                            let allowed = match port {
+                                AgentPort::Stats => {
+                                    matches!(path, "/stats/prometheus" | "/healthz/ready")
+                                }
+                                AgentPort::Health => path == "/healthz/ready",
+                            };
+                            let resp = if !allowed {
+                                text(StatusCode::NOT_FOUND, "not found\n")
+                            } else if path == "/healthz/ready" {
+                                let ready = shared.ready.load(Ordering::Acquire)
+                                    && !*shared.draining.borrow();
+                                if ready {
+                                    text(StatusCode::OK, "")
+                                } else {
+                                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                                }
+                            } else {
+                                handle(&shared, req)
+                            };
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;

@@ -16,6 +16,7 @@ pub mod identity;
 mod listener;
 pub mod stats;
 mod tcp;
+pub mod telemetry;
 pub mod tls;
 pub mod xds;
 
@@ -50,6 +51,11 @@ pub struct Options {
     /// Where to fetch the proxy's own certificate (SDS `default` and `ROOTCA`); not ready
     /// until it is in.
     pub identity: Option<identity::IdentityConfig>,
+    /// Where to serve the merged Prometheus metrics (`/stats/prometheus`) and readiness,
+    /// Istio's 15020; `None`: not served.
+    pub stats_addr: Option<SocketAddr>,
+    /// Where to serve readiness (`/healthz/ready`), Istio's 15021; `None`: not served.
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -61,6 +67,8 @@ impl Default for Options {
             compile: CompileOptions::default(),
             log_control: None,
             identity: None,
+            stats_addr: None,
+            health_addr: None,
         }
     }
 }
@@ -211,6 +219,7 @@ impl Shared {
 pub struct ProxyHandle {
     shared: Arc<Shared>,
     admin: Option<SocketAddr>,
+    agent: Vec<(admin::AgentPort, SocketAddr)>,
     compile: CompileOptions,
     done: watch::Receiver<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -245,6 +254,20 @@ impl ProxyHandle {
     /// The admin interface's address, when there is one.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
+    }
+
+    /// Where the merged metrics are served (Istio's 15020), when they are.
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr(admin::AgentPort::Stats)
+    }
+
+    /// Where readiness is served (Istio's 15021), when it is.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr(admin::AgentPort::Health)
+    }
+
+    fn agent_addr(&self, port: admin::AgentPort) -> Option<SocketAddr> {
+        self.agent.iter().find(|(p, _)| *p == port).map(|(_, a)| *a)
     }
 
     /// What the configuration uses that weft does not implement (also logged at start-up).
@@ -355,6 +378,21 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         None => None,
     };
 
+    let mut agent = Vec::new();
+    for (port, addr) in [
+        (admin::AgentPort::Stats, options.stats_addr),
+        (admin::AgentPort::Health, options.health_addr),
+    ] {
+        let Some(addr) = addr else { continue };
+        let l = bind(addr).map_err(|source| StartError::AdminBind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| StartError::AdminBind { addr, source })?;
+        agent.push((port, bound, l));
+    }
+    let agent_addrs: Vec<(admin::AgentPort, SocketAddr)> =
+        agent.iter().map(|(p, a, _)| (*p, *a)).collect();
+
     let (exit_tx, mut exit_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(compiled.snapshot),
@@ -414,7 +452,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         ));
     }
 
-    if let Some(l) = admin_listener {
+    if admin_listener.is_some() || !agent.is_empty() {
         let admin_rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -423,7 +461,24 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
         let done = done_rx.clone();
         let t = std::thread::Builder::new()
             .name("weft-admin".into())
-            .spawn(move || admin_rt.block_on(admin::serve(l, shared, done)))
+            .spawn(move || {
+                admin_rt.block_on(async move {
+                    for (port, _, l) in agent {
+                        tokio::spawn(admin::serve_agent(
+                            l,
+                            port,
+                            Arc::clone(&shared),
+                            done.clone(),
+                        ));
+                    }
+                    if let Some(l) = admin_listener {
+                        admin::serve(l, shared, done).await;
+                    } else {
+                        let mut done = done;
+                        let _ = done.wait_for(|d| *d).await;
+                    }
+                })
+            })
             .map_err(StartError::Runtime)?;
         threads.push(t);
     }
@@ -452,6 +507,7 @@ pub fn run(bootstrap: &Bootstrap, options: Options) -> Result<ProxyHandle, Start
     Ok(ProxyHandle {
         shared,
         admin: admin_bound,
+        agent: agent_addrs,
         compile: options.compile,
         done: done_rx,
         threads,

@@ -48,6 +48,13 @@ struct Cli {
     /// and reloaded when the files change.
     #[arg(long = "identity-dir")]
     identity_dir: Option<PathBuf>,
+    /// Serve merged Prometheus metrics and readiness here (Istio's agent port 15020), e.g.
+    /// `0.0.0.0:15020`.
+    #[arg(long = "stats-addr")]
+    stats_addr: Option<std::net::SocketAddr>,
+    /// Serve `/healthz/ready` here (Istio's 15021), e.g. `0.0.0.0:15021`.
+    #[arg(long = "health-addr")]
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 /// Envoy's level names to tracing's.
@@ -99,6 +106,8 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         },
         log_control: Some(Arc::new(Logging(handle))),
+        stats_addr: cli.stats_addr,
+        health_addr: cli.health_addr,
         ..Default::default()
     };
     if let Some(dir) = &cli.identity_dir {

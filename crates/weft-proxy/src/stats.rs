@@ -156,6 +156,8 @@ pub struct Stats {
     clusters: Mutex<BTreeMap<String, Arc<ClusterStats>>>,
     http: Mutex<BTreeMap<String, Arc<HttpStats>>>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerStats>>>,
+    /// Istio's standard metrics, access log writers and this node's identity.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn get<T: Default>(map: &Mutex<BTreeMap<String, Arc<T>>>, name: &str) -> Arc<T> {
@@ -491,6 +493,9 @@ impl Stats {
     pub fn render_prometheus(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(StatsCollector(Arc::clone(self))));
+        registry.register_collector(Box::new(crate::telemetry::metrics::IstioCollector(
+            Arc::clone(&self.telemetry.metrics),
+        )));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry)?;
         Ok(out)

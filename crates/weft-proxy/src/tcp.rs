@@ -50,10 +50,19 @@ pub(crate) async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+    let series = t.telemetry.as_ref().map(|tt| tt.opened(cluster));
+    let (sent, received) = match tokio::io::copy_bidirectional(&mut down, &mut up).await {
         Ok((sent, received)) => {
-            tracing::debug!(cluster = %cluster.name, sent, received, "tcp_proxy done")
+            tracing::debug!(cluster = %cluster.name, sent, received, "tcp_proxy done");
+            (sent, received)
         }
-        Err(e) => tracing::debug!(cluster = %cluster.name, "tcp_proxy ended: {e}"),
+        Err(e) => {
+            tracing::debug!(cluster = %cluster.name, "tcp_proxy ended: {e}");
+            (0, 0)
+        }
+    };
+    if let Some(s) = series {
+        // Istio counts from the service's side: received is what the client sent.
+        crate::telemetry::tcp_closed(&s, received, sent);
     }
 }

@@ -100,6 +100,9 @@ pub struct MeshSettings {
     pub trust_domain_aliases: Vec<String>,
     /// External authorizers and other providers (MeshConfig `extensionProviders`).
     pub extension_providers: Vec<weft_config::mesh::providers::ExtensionProvider>,
+    /// The whole MeshConfig, for what translation reads directly (telemetry: access log
+    /// settings, extension providers, default providers).
+    pub config: Arc<MeshConfig>,
 }
 
 impl Default for MeshSettings {
@@ -114,6 +117,7 @@ impl Default for MeshSettings {
             enable_auto_mtls: true,
             trust_domain_aliases: Vec::new(),
             extension_providers: Vec::new(),
+            config: Arc::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ impl MeshSettings {
         }
         s.trust_domain_aliases = mesh.trust_domain_aliases.clone();
         s.extension_providers = mesh.extension_providers.clone();
+        s.config = Arc::new(mesh.clone());
         s
     }
 }
@@ -241,6 +246,8 @@ pub struct Environment {
     pub authorization_policies: Vec<Arc<Cfg<weft_config::security::AuthorizationPolicy>>>,
     /// RequestAuthentications, oldest first.
     pub request_authentications: Vec<Arc<Cfg<weft_config::security::RequestAuthentication>>>,
+    /// Telemetry resources, oldest first.
+    pub telemetries: Vec<Arc<Cfg<weft_config::telemetry::Telemetry>>>,
     services: Vec<Arc<Service>>,
     /// Services by hostname (one hostname may exist in several namespaces), for the lookups
     /// every route destination makes.
@@ -285,6 +292,7 @@ impl Environment {
         let mut pa = Vec::new();
         let mut authz = Vec::new();
         let mut authn = Vec::new();
+        let mut tm = Vec::new();
         for r in resources {
             match &r.spec {
                 Spec::VirtualService(s) => vs.push(Arc::new(Cfg::from_resource(r, s.clone()))),
@@ -298,6 +306,7 @@ impl Environment {
                 Spec::RequestAuthentication(s) => {
                     authn.push(Arc::new(Cfg::from_resource(r, s.clone())))
                 }
+                Spec::Telemetry(s) => tm.push(Arc::new(Cfg::from_resource(r, s.clone()))),
                 _ => {}
             }
         }
@@ -320,6 +329,7 @@ impl Environment {
             peer_authentications: sorted(pa),
             authorization_policies: sorted(authz),
             request_authentications: sorted(authn),
+            telemetries: sorted(tm),
             services,
             by_host,
         }

@@ -10,6 +10,7 @@ mod inbound;
 pub mod names;
 mod outbound;
 mod route;
+mod telemetry;
 
 use std::collections::BTreeSet;
 
@@ -126,6 +127,7 @@ pub fn translate(env: &Environment, proxy: &Proxy) -> Resources {
             true,
         ));
     }
+    telemetry::apply(env, proxy, &mut out);
     out.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.dedup_by(|a, b| a.name == b.name);

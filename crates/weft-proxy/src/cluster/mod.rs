@@ -72,6 +72,8 @@ pub struct Cluster {
     pub outlier: Option<OutlierConfig>,
     /// Connection pool settings for new endpoints.
     pub pool: PoolOptions,
+    /// The destination service for metric labels, and the cluster's pre-resolved series.
+    pub telemetry: crate::telemetry::ClusterTelemetry,
     /// Counters, shared with earlier and later versions of this cluster.
     pub stats: Arc<ClusterStats>,
     /// `transport_socket` and `transport_socket_matches`: TLS or plaintext, per endpoint.
@@ -765,5 +767,6 @@ pub fn compile_cluster(
         stats,
         transport: Arc::new(transport),
         original_dst,
+        telemetry: crate::telemetry::ClusterTelemetry::new(c),
     })
 }

@@ -273,6 +273,8 @@ pub struct HttpManager {
     /// `forward_client_cert_details` and `set_current_client_cert_details`
     /// (`x-forwarded-client-cert`).
     pub client_cert_details: crate::tls::ClientCertDetails,
+    /// Metrics (`istio.stats`) and access logs; `None` costs nothing.
+    pub telemetry: Option<Arc<crate::telemetry::HttpTelemetry>>,
 }
 
 /// A compiled `tcp_proxy`.
@@ -282,6 +284,8 @@ pub struct TcpProxy {
     pub stat_prefix: String,
     /// Cluster names with cumulative weights (one entry for `cluster`).
     pub clusters: Vec<(String, u64)>,
+    /// `istio_tcp_*` metrics, when the chain has the `istio.stats` network filter.
+    pub telemetry: Option<crate::telemetry::TcpTelemetry>,
 }
 
 impl TcpProxy {
@@ -404,6 +408,7 @@ pub fn compile(
     let empty = Default::default();
     let sr = bootstrap.static_resources.as_ref().unwrap_or(&empty);
     let runtime = static_runtime(bootstrap);
+    stats.telemetry.set_node(bootstrap.node.as_ref());
 
     // Static secrets are checked first and stored once everything compiled.
     let mut static_secrets = Vec::new();
@@ -448,6 +453,11 @@ pub fn compile(
         }
     }
 
+    stats
+        .telemetry
+        .tracers
+        .clusters
+        .store(Arc::new(clusters.clone()));
     let mut routes = HashMap::new();
     let mut listeners = Vec::new();
     for l in &sr.listeners {
@@ -691,6 +701,7 @@ fn compile_chain(
     }
     let mut terminal = None;
     let mut rbac = Vec::new();
+    let mut tcp_stats = None;
     for (fi, f) in fc.filters.iter().enumerate() {
         let fpath = format!("{path}.filters[{fi}]");
         let any = match &f.config_type {
@@ -709,6 +720,18 @@ fn compile_chain(
             type_url: any.type_url.clone(),
             source,
         };
+        if terminal.is_none()
+            && let Some(s) = crate::telemetry::stats_filter(
+                &f.name,
+                Some(any),
+                l.traffic_direction == 1,
+                resource,
+                &fpath,
+            )?
+        {
+            tcp_stats = Some(s);
+            continue;
+        }
         match type_name(&any.type_url) {
             HCM if terminal.is_none() => {
                 let m =
@@ -745,6 +768,10 @@ fn compile_chain(
                 terminal = Some(NetworkFilter::Tcp(Arc::new(TcpProxy {
                     stat_prefix: t.stat_prefix.clone(),
                     clusters,
+                    telemetry: crate::telemetry::TcpTelemetry::new(
+                        &stats.telemetry,
+                        tcp_stats.take(),
+                    ),
                 })));
             }
             NETWORK_RBAC if terminal.is_none() => {
@@ -831,17 +858,28 @@ fn compile_hcm(
     };
     let mut has_router = false;
     let mut http_filters = Vec::new();
+    let mut istio_stats = None;
     for (i, f) in m.http_filters.iter().enumerate() {
         let any = match &f.config_type {
             Some(hcm::http_filter::ConfigType::TypedConfig(a)) => Some(a),
             _ => None,
         };
         let type_url = any.map_or("", |a| type_name(&a.type_url));
+        let field = format!("{path}.typed_config.http_filters[{i}]");
+        if let Some(s) = crate::telemetry::stats_filter(
+            &f.name,
+            any,
+            l.traffic_direction == 1,
+            resource,
+            &field,
+        )? {
+            istio_stats = Some(s);
+            continue;
+        }
         if type_url == ROUTER || (type_url.is_empty() && f.name == "envoy.filters.http.router") {
             has_router = true;
             continue;
         }
-        let field = format!("{path}.typed_config.http_filters[{i}]");
         let compiled = match any {
             Some(a) => filters::compile_http_filter(type_url, a, resource, &field, warnings)?,
             None if f.name == "envoy.filters.http.cors" => Some(filters::HttpFilter::Cors),
@@ -905,6 +943,27 @@ fn compile_hcm(
         Some(d) => Some(duration(d)).filter(|d| !d.is_zero()),
         None => default,
     };
+    let logs = crate::telemetry::compile_access_logs(
+        &m.access_log,
+        &stats.telemetry,
+        resource,
+        &format!("{path}.typed_config.access_log"),
+        warnings,
+    )?;
+    let tracing = match &m.tracing {
+        Some(t) => crate::telemetry::tracer::Tracing::compile(
+            t,
+            l.traffic_direction == 1,
+            &stats.telemetry.tracers,
+            resource,
+            &format!("{path}.typed_config.tracing"),
+            warnings,
+        )?,
+        None => None,
+    };
+    let telemetry =
+        crate::telemetry::HttpTelemetry::new(&stats.telemetry, istio_stats, logs, tracing)
+            .map(Arc::new);
     let set_current = m.set_current_client_cert_details.as_ref();
     Ok(HttpManager {
         client_cert_details: crate::tls::ClientCertDetails {
@@ -913,6 +972,7 @@ fn compile_hcm(
             uri: set_current.is_some_and(|s| s.uri),
             dns: set_current.is_some_and(|s| s.dns),
         },
+        telemetry,
         filters: http_filters,
         stream_idle_timeout: opt_duration(
             m.stream_idle_timeout.as_ref(),

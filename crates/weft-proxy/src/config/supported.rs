@@ -109,6 +109,8 @@ pub const SUPPORTED: &[(&str, &[&str])] = &[
             "max_request_headers_kb",
             "forward_client_cert_details",
             "set_current_client_cert_details",
+            "access_log",
+            "tracing",
         ],
     ),
     (

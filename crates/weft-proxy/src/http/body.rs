@@ -47,6 +47,8 @@ pub enum Body {
     Upstream(UpstreamBody),
     /// A request body streamed upstream while a copy is kept for retries.
     Tee(Box<Tee>),
+    /// A response body whose end (or drop) completes the request's telemetry.
+    Observed(Box<crate::telemetry::Observed>),
 }
 
 /// A whole body in memory.
@@ -384,6 +386,7 @@ impl HttpBody for Body {
                 .poll_frame(cx)
                 .map(|r| r.map(|f| f.map_err(BodyError::from))),
             Body::Tee(t) => t.poll_frame(cx),
+            Body::Observed(o) => o.poll_frame(cx),
             Body::Upstream(u) => {
                 if let Some(p) = u.prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
@@ -425,6 +428,7 @@ impl HttpBody for Body {
             Body::Prefixed(h, rest) => h.is_none() && rest.is_end_stream(),
             Body::Incoming(i) => i.is_end_stream(),
             Body::Tee(t) => t.is_end_stream(),
+            Body::Observed(o) => o.body.is_end_stream(),
             Body::Upstream(u) => u.prefix.is_none() && u.inner.is_end_stream(),
         }
     }
@@ -447,6 +451,7 @@ impl HttpBody for Body {
                 s
             }
             Body::Incoming(i) => i.size_hint(),
+            Body::Observed(o) => o.body.size_hint(),
             Body::Tee(t) => {
                 let replay: u64 = t.parts.kept[t.replay.min(t.parts.kept.len())..]
                     .iter()

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// The response flags of one request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ResponseFlags(u32);
 
 macro_rules! flags {
@@ -36,6 +36,7 @@ flags! {
     UPSTREAM_PROTOCOL_ERROR = 13, "UPE", "The upstream broke the protocol.";
     DOWNSTREAM_PROTOCOL_ERROR = 14, "DPE", "The downstream broke the protocol.";
     UNAUTHORIZED = 15, "UAEX", "An authentication or authorization filter refused the request.";
+    DOWNSTREAM_CONNECTION_TERMINATION = 16, "DC", "The downstream connection ended before the response did.";
 }
 
 impl ResponseFlags {
@@ -47,6 +48,16 @@ impl ResponseFlags {
     /// Whether all of `other` is set.
     pub fn contains(self, other: ResponseFlags) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
+    }
+
+    /// The flags as bits (Envoy's `response.flags` attribute in CEL filters).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The flag with Envoy's short name (`UH`, `UF`, ...).
+    pub fn from_short(name: &str) -> Option<ResponseFlags> {
+        Self::ALL.iter().find(|(_, s)| *s == name).map(|(f, _)| *f)
     }
 
     /// True when no flag is set.

@@ -94,6 +94,12 @@ pub struct RequestCtx {
     pub flags: ResponseFlags,
     /// Upstream attempts made (1 + retries).
     pub attempts: u32,
+    /// The cluster the request went to (kept only when telemetry needs it).
+    pub cluster: Option<Arc<Cluster>>,
+    /// The endpoint of the last attempt.
+    pub upstream_host: Option<SocketAddr>,
+    /// `x-request-id` (kept only when telemetry needs it).
+    pub request_id: Option<HeaderValue>,
 }
 
 /// Serves one downstream connection until it closes, or until `drain` turns true, at which point
@@ -332,12 +338,17 @@ fn headers_too_large<B>(req: &Request<B>, kb: u32) -> bool {
     false
 }
 
-async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Body> {
+async fn handle(ctx: &ConnCtx, mut req: Request<Incoming>) -> Response<Body> {
     let stats = &ctx.hcm.stats;
     stats.downstream_rq_total.fetch_add(1, Ordering::Relaxed);
     stats.downstream_rq_active.fetch_add(1, Ordering::Relaxed);
     ctx.active.fetch_add(1, Ordering::Relaxed);
     let mut rq = RequestCtx::default();
+    let exchange = ctx
+        .hcm
+        .telemetry
+        .as_ref()
+        .map(|t| t.start(&mut req, ctx.peer));
     let h1 = req.version() < Version::HTTP_2;
     let index = ctx.started.fetch_add(1, Ordering::Relaxed);
     let mut resp = if smuggling(&req)
@@ -374,6 +385,9 @@ async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Body> {
     if !rq.flags.is_empty() {
         tracing::debug!(status = resp.status().as_u16(), flags = %rq.flags, attempts = rq.attempts, "request done");
     }
+    if let (Some(t), Some(ex)) = (&ctx.hcm.telemetry, exchange) {
+        resp = t.finish(ex, resp, &mut rq);
+    }
     resp
 }
 
@@ -392,6 +406,9 @@ async fn route(ctx: &ConnCtx, mut req: Request<Incoming>, rq: &mut RequestCtx) -
         return Local::NoRoute.reply(rq);
     };
     let request_id = headers::request_id(ctx.hcm.as_ref(), req.headers_mut());
+    if ctx.hcm.telemetry.is_some() {
+        rq.request_id = request_id.clone();
+    }
     let levels = Levels {
         table,
         vhost,
@@ -730,6 +747,9 @@ async fn forward(
         ctx.hcm.stats.no_cluster.fetch_add(1, Ordering::Relaxed);
         return Local::NoCluster(f.cluster_not_found).reply(rq);
     };
+    if ctx.hcm.telemetry.is_some() {
+        rq.cluster = Some(Arc::clone(cluster));
+    }
     let cs = &cluster.stats;
     let original_dst = match &cluster.original_dst {
         None => None,
@@ -945,6 +965,7 @@ async fn forward(
             cs.upstream_cx_none_healthy.fetch_add(1, Ordering::Relaxed);
             return Local::NoHealthyUpstream.reply(rq);
         };
+        rq.upstream_host = Some(lease.endpoint.addr);
         if previous_hosts {
             tried.push(lease.endpoint.addr);
         }
