@@ -101,11 +101,9 @@ async fn request(
             elapsed: start.elapsed(),
         })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| {
-            anyhow!("{method} http://{host}{path} via {addr}: no answer within {timeout:?}")
-        })?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        anyhow!("{method} http://{host}{path} via {addr}: no answer within {timeout:?}")
+    })?
 }
 
 /// One kept-alive HTTP/1.1 connection, for requests that must share a connection (a client

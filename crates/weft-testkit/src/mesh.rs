@@ -166,9 +166,7 @@ fn claim_net() -> anyhow::Result<(u8, PathBuf)> {
 }
 
 /// Reads the control plane's first stdout line (`weft control plane: xds A admin http://B`).
-fn read_addresses(
-    p: &mut Proc,
-) -> anyhow::Result<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
+fn read_addresses(p: &mut Proc) -> anyhow::Result<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
     let stdout = p
         .child_mut()
         .and_then(|c| c.stdout.take())

@@ -57,7 +57,10 @@ async fn sidecars_talk_mtls_with_peer_authentication_and_authorization() -> anyh
     assert_eq!(r.status, 200, "{}\n{}", r.body, mesh.logs(20));
     assert_eq!(r.body, "reviews-v1");
     let xfcc = last_xfcc(&mesh);
-    assert!(xfcc.contains(&format!("URI={PRODUCTPAGE}")), "xfcc {xfcc:?}");
+    assert!(
+        xfcc.contains(&format!("URI={PRODUCTPAGE}")),
+        "xfcc {xfcc:?}"
+    );
     let r = mesh.call("ratings-v1", "reviews", "/", &[]).await?;
     assert_eq!(r.status, 200, "{}", r.body);
     let xfcc = last_xfcc(&mesh);
@@ -191,7 +194,9 @@ spec:
         .call("productpage-v1", "reviews", "/reviews/1", &[])
         .await?;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = mesh.call("ratings-v1", "reviews", "/reviews/1", &[]).await?;
+    let r = mesh
+        .call("ratings-v1", "reviews", "/reviews/1", &[])
+        .await?;
     assert_eq!(r.status, 403, "{}", r.body);
     Ok(())
 }
