@@ -469,6 +469,12 @@ impl Mesh {
             let egress_ip = self.ip(2, host);
             let egress_addr = SocketAddr::new(egress_ip.parse()?, SERVICE_PORT);
             let backend = Backend::start_with_sidecar(&name, *behavior, Some(egress_addr)).await?;
+            let sa = format!("{}{app}", self.opts.service_account_prefix);
+            let tls_label = if self.opts.identity {
+                ", security.istio.io/tlsMode: istio"
+            } else {
+                ""
+            };
             if self.services.insert(app.to_string()) {
                 docs.push(format!(
                     "apiVersion: networking.istio.io/v1
@@ -506,12 +512,6 @@ spec:
     hosts: [\"./*\"]
 ",
                 backend.addr,
-                sa = format!("{}{app}", self.opts.service_account_prefix),
-                tls_label = if self.opts.identity {
-                    ", security.istio.io/tlsMode: istio"
-                } else {
-                    ""
-                },
             ));
             pending.push((
                 name,
