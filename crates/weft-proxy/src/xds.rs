@@ -909,11 +909,27 @@ impl Applier {
             }
         }
 
+        // Listeners updated in place (same address, new definition): their connections
+        // drain, as Envoy drains the connections of changed filter chains, so that a new
+        // policy (RBAC, mTLS mode) reaches requests on kept-alive connections too.
+        let updated: Vec<String> = self
+            .state
+            .listeners
+            .items
+            .iter()
+            .filter(|(name, i)| {
+                prev.as_ref()
+                    .and_then(|p| p.listeners.items.get(*name))
+                    .is_some_and(|p| p.any != i.any)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
         let opened = self.bind_listeners(&snapshot)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.shared.unsupported.store(Arc::new(warnings));
         self.rds_keys = rds_keys;
         self.start_listeners(opened);
+        self.drain_updated(&updated);
         Ok(())
     }
 
@@ -1001,6 +1017,20 @@ impl Applier {
                 }
             })
         });
+    }
+
+    /// Drains the connections accepted before an in-place update of these listeners; the
+    /// connections accepted from now on get a fresh drain signal.
+    fn drain_updated(&self, names: &[String]) {
+        let mut inner = self.shared.xds.lock();
+        for n in names {
+            if let Some(b) = inner.listeners.get_mut(n) {
+                let (fresh, _) = watch::channel(false);
+                let old = std::mem::replace(&mut b.drain, fresh);
+                old.send_replace(true);
+                tracing::debug!(listener = %n, "listener updated: draining its connections");
+            }
+        }
     }
 
     /// After the swap: starts accept loops for the opened sockets and closes the listeners that

@@ -502,6 +502,55 @@ async fn ads_listeners_added_removed_and_moved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ads_listener_updated_in_place_drains_its_connections() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let cache = Cache::new();
+    let server = start_server("127.0.0.1:0", &cache).await;
+    let proxy = start(&bootstrap(server.local_addr()));
+    cache.set_snapshot(NODE, initial(&a, &b)).expect("valid");
+    let web = ready(&proxy).await;
+    assert_eq!(backend_of(web).await, "a");
+
+    // A keep-alive connection served under the first definition of `web` (route `r` to a).
+    let mut held = tokio::net::TcpStream::connect(web).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"}") {
+        let n = within("the response", held.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&got).contains("\"backend\":\"a\""));
+
+    // `web` changes in place (same address, another route): the held connection is drained
+    // (closed once idle), new connections get the new definition on the same socket.
+    cache
+        .update_resources(NODE, RDS, [route("r2", "b")], [] as [&str; 0])
+        .expect("valid");
+    let v = cache
+        .update_resources(
+            NODE,
+            LISTENER,
+            [listener("web", "127.0.0.1", "r2")],
+            [] as [&str; 0],
+        )
+        .expect("valid");
+    wait_acked(&server, LISTENER, v.version(LISTENER).unwrap()).await;
+    assert_eq!(proxy.listener_addr("web"), Some(web));
+    let n = within("the held connection to be closed", held.read(&mut buf))
+        .await
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    until("web to route to b", || async {
+        get(web, "x", "/").await.status == 200 && backend_of(web).await == "b"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ads_keeps_serving_while_control_plane_is_away_and_resyncs() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let cache = Cache::new();

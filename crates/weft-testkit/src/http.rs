@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
 
 /// What the client got back.
@@ -39,6 +39,31 @@ pub async fn get(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> anyhow::Result<Reply> {
+    request("GET", addr, host, path, headers, Bytes::new(), timeout).await
+}
+
+/// Sends `POST path` with a JSON body to `addr` over a new connection.
+pub async fn post(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    json: &str,
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
+    let headers = [("content-type", "application/json")];
+    let body = Bytes::from(json.to_string());
+    request("POST", addr, host, path, &headers, body, timeout).await
+}
+
+async fn request(
+    method: &str,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
     let start = Instant::now();
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
@@ -51,11 +76,14 @@ pub async fn get(
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let mut req = http::Request::get(path).header(http::header::HOST, host);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, host);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Empty::<Bytes>::new()).context("request")?;
+        let req = req.body(Full::new(body)).context("request")?;
         let resp = sender.send_request(req).await.context("send request")?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -73,9 +101,9 @@ pub async fn get(
             elapsed: start.elapsed(),
         })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| anyhow!("GET http://{host}{path} via {addr}: no answer within {timeout:?}"))?
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
+        anyhow!("{method} http://{host}{path} via {addr}: no answer within {timeout:?}")
+    })?
 }
 
 /// One kept-alive HTTP/1.1 connection, for requests that must share a connection (a client

@@ -39,6 +39,12 @@ pub struct MeshOptions {
     pub delta: bool,
     /// More `weft control-plane` arguments (e.g. `--workload-entry-grace-period 2s`).
     pub control_plane_args: Vec<String>,
+    /// Every sidecar gets a workload identity: a bootstrap token per workload from the
+    /// control plane's admin API (`POST /ca/tokens`), the CA settings in its bootstrap, and a
+    /// WorkloadEntry labelled `security.istio.io/tlsMode: istio`, so that sidecars talk mTLS.
+    pub identity: bool,
+    /// The service account of workload `app` is this prefix followed by `app`.
+    pub service_account_prefix: String,
 }
 
 impl Default for MeshOptions {
@@ -48,6 +54,8 @@ impl Default for MeshOptions {
             debounce_ms: 20,
             delta: true,
             control_plane_args: Vec::new(),
+            identity: false,
+            service_account_prefix: "bookinfo-".to_string(),
         }
     }
 }
@@ -107,6 +115,8 @@ pub struct Mesh {
     pub xds: SocketAddr,
     /// The control plane's admin API.
     pub admin: SocketAddr,
+    /// The control plane's secure port (certificate service), when it serves one.
+    pub secure: Option<SocketAddr>,
     workloads: BTreeMap<String, Workload>,
     gateway: Option<Gateway>,
     services: BTreeSet<String>,
@@ -156,7 +166,7 @@ fn claim_net() -> anyhow::Result<(u8, PathBuf)> {
 }
 
 /// Reads the control plane's first stdout line (`weft control plane: xds A admin http://B`).
-fn read_addresses(p: &mut Proc) -> anyhow::Result<(SocketAddr, SocketAddr)> {
+fn read_addresses(p: &mut Proc) -> anyhow::Result<(SocketAddr, SocketAddr, Option<SocketAddr>)> {
     let stdout = p
         .child_mut()
         .and_then(|c| c.stdout.take())
@@ -178,6 +188,17 @@ fn read_addresses(p: &mut Proc) -> anyhow::Result<(SocketAddr, SocketAddr)> {
         .skip_while(|w| *w != "xds")
         .nth(1)
         .context("no xds address")?;
+    let secure = match line
+        .split_whitespace()
+        .skip_while(|w| *w != "secure")
+        .nth(1)
+    {
+        Some(s) => Some(
+            s.parse()
+                .with_context(|| format!("secure address in {line:?}"))?,
+        ),
+        None => None,
+    };
     let admin = line
         .rsplit("http://")
         .next()
@@ -189,6 +210,7 @@ fn read_addresses(p: &mut Proc) -> anyhow::Result<(SocketAddr, SocketAddr)> {
         admin
             .parse()
             .with_context(|| format!("admin address in {line:?}"))?,
+        secure,
     ))
 }
 
@@ -206,6 +228,7 @@ impl Mesh {
             cp: None,
             xds: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secure: None,
             workloads: BTreeMap::new(),
             gateway: None,
             services: BTreeSet::new(),
@@ -246,9 +269,10 @@ impl Mesh {
             &self.dir.join("logs/control-plane.log"),
             true,
         )?;
-        let (x, a) = read_addresses(&mut p)?;
+        let (x, a, s) = read_addresses(&mut p)?;
         self.xds = x;
         self.admin = a;
+        self.secure = s;
         self.cp = Some(p);
         Ok(())
     }
@@ -445,6 +469,12 @@ impl Mesh {
             let egress_ip = self.ip(2, host);
             let egress_addr = SocketAddr::new(egress_ip.parse()?, SERVICE_PORT);
             let backend = Backend::start_with_sidecar(&name, *behavior, Some(egress_addr)).await?;
+            let sa = format!("{}{app}", self.opts.service_account_prefix);
+            let tls_label = if self.opts.identity {
+                ", security.istio.io/tlsMode: istio"
+            } else {
+                ""
+            };
             if self.services.insert(app.to_string()) {
                 docs.push(format!(
                     "apiVersion: networking.istio.io/v1
@@ -465,8 +495,8 @@ kind: WorkloadEntry
 metadata: {{name: {name}, namespace: default}}
 spec:
   address: {ip}
-  serviceAccount: bookinfo-{app}
-  labels: {{app: {app}, version: {version}}}
+  serviceAccount: {sa}
+  labels: {{app: {app}, version: {version}{tls_label}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: Sidecar
@@ -481,7 +511,7 @@ spec:
     captureMode: NONE
     hosts: [\"./*\"]
 ",
-                backend.addr
+                backend.addr,
             ));
             pending.push((
                 name,
@@ -500,8 +530,12 @@ spec:
             let mut b = WorkloadBootstrap::sidecar(&name, "default", &ip)
                 .labels(labels)
                 .xds(self.xds);
-            b.service_account = format!("bookinfo-{app}");
+            b.service_account = format!("{}{app}", self.opts.service_account_prefix);
             b.backoff_ms = (50, 500);
+            if self.opts.identity {
+                let ca = self.ca_settings(&name, &b.service_account).await?;
+                b = b.ca(ca);
+            }
             // Every other sidecar speaks delta xDS, so both protocols run end to end.
             b.delta = self.opts.delta && self.workloads.len() % 2 == 1;
             let (proxy, admin) = self.start_proxy(&name, b.clone())?;
@@ -573,6 +607,49 @@ spec:
         });
         self.wait_synced().await?;
         Ok(http)
+    }
+
+    /// The CA settings of a sidecar: the control plane's secure port, its root (`GET
+    /// /ca/root`) and a fresh bootstrap token for `default/<service_account>` (`POST
+    /// /ca/tokens`), written to files in the mesh directory.
+    async fn ca_settings(
+        &self,
+        name: &str,
+        service_account: &str,
+    ) -> anyhow::Result<weft_control::bootstrap::CaSettings> {
+        let addr = self
+            .secure
+            .context("the control plane serves no secure port (certificate service)")?;
+        let root = http::get(self.admin, "cp", "/ca/root", &[], Duration::from_secs(5)).await?;
+        if root.status != 200 || !root.body.contains("BEGIN CERTIFICATE") {
+            bail!("control plane /ca/root: {} {}", root.status, root.body);
+        }
+        let root_cert = self.dir.join("root-cert.pem");
+        std::fs::write(&root_cert, &root.body)?;
+        let body = serde_json::json!({"namespace": "default", "serviceAccount": service_account});
+        let r = http::post(
+            self.admin,
+            "cp",
+            "/ca/tokens",
+            &body.to_string(),
+            Duration::from_secs(5),
+        )
+        .await?;
+        if r.status != 200 {
+            bail!("control plane /ca/tokens: {} {}", r.status, r.body);
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&r.body).with_context(|| format!("/ca/tokens: {}", r.body))?;
+        let token = answer["token"]
+            .as_str()
+            .with_context(|| format!("/ca/tokens answered no token: {}", r.body))?;
+        let token_file = self.dir.join(format!("{name}.token"));
+        std::fs::write(&token_file, token)?;
+        Ok(weft_control::bootstrap::CaSettings {
+            addr,
+            root_cert,
+            token_file: Some(token_file),
+        })
     }
 
     fn start_proxy(&self, name: &str, b: WorkloadBootstrap) -> anyhow::Result<(Proc, SocketAddr)> {

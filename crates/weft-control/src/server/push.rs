@@ -121,7 +121,14 @@ pub fn scope_of(change: &ChangeSet, root_namespace: &str) -> Scope {
     for id in &change.changed {
         let s = match id.kind {
             Kind::Gateway => Scope::Routers,
-            Kind::Sidecar | Kind::PeerAuthentication if id.namespace != root_namespace => {
+            // Namespace-scoped policies: their namespace's proxies, or every proxy from the
+            // root namespace (the inbound RBAC and JWT filters come from the security ones).
+            Kind::Sidecar
+            | Kind::PeerAuthentication
+            | Kind::AuthorizationPolicy
+            | Kind::RequestAuthentication
+                if id.namespace != root_namespace =>
+            {
                 Scope::Namespaces([id.namespace.clone()].into())
             }
             Kind::VirtualService
@@ -131,6 +138,8 @@ pub fn scope_of(change: &ChangeSet, root_namespace: &str) -> Scope {
             | Kind::WorkloadGroup
             | Kind::Sidecar
             | Kind::PeerAuthentication
+            | Kind::AuthorizationPolicy
+            | Kind::RequestAuthentication
             | Kind::Service
             | Kind::Pod
             | Kind::EndpointSlice => Scope::All,
@@ -736,5 +745,45 @@ impl Pusher {
             "config pushed"
         );
         summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(kind: Kind, namespace: &str) -> ChangeSet {
+        ChangeSet {
+            changed: [ResourceId {
+                kind,
+                namespace: namespace.to_string(),
+                name: "p".to_string(),
+            }]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn security_policies_reach_the_proxies_they_select() {
+        for kind in [
+            Kind::PeerAuthentication,
+            Kind::AuthorizationPolicy,
+            Kind::RequestAuthentication,
+        ] {
+            match scope_of(&change(kind, "default"), "istio-system") {
+                Scope::Namespaces(ns) => {
+                    assert_eq!(ns, BTreeSet::from(["default".to_string()]), "{kind:?}")
+                }
+                other => panic!("{kind:?} in default: {other:?}"),
+            }
+            assert!(
+                matches!(
+                    scope_of(&change(kind, "istio-system"), "istio-system"),
+                    Scope::All
+                ),
+                "{kind:?} in the root namespace"
+            );
+        }
     }
 }

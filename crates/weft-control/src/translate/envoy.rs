@@ -222,8 +222,17 @@ pub fn http_connection_manager(
         ..Default::default()
     };
     if forward_client_cert {
+        // As istiod's sidecar inbound: append this hop's element with the peer's subject,
+        // DNS and URI (the SPIFFE id) SANs.
         manager.forward_client_cert_details =
             hcm::http_connection_manager::ForwardClientCertDetails::AppendForward as i32;
+        manager.set_current_client_cert_details =
+            Some(hcm::http_connection_manager::SetCurrentClientCertDetails {
+                subject: bool_value(true),
+                dns: true,
+                uri: true,
+                ..Default::default()
+            });
     }
     network_filter(wellknown::HCM, any(&manager))
 }
@@ -292,4 +301,42 @@ pub fn cidr_range(s: &str) -> Option<core::CidrRange> {
             value: u32::from(net.prefix_len()),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manager(filter: &listener::Filter) -> hcm::HttpConnectionManager {
+        match &filter.config_type {
+            Some(listener::filter::ConfigType::TypedConfig(any)) => {
+                hcm::HttpConnectionManager::decode(any.value.as_slice()).expect("HCM")
+            }
+            other => panic!("no typed config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inbound_manager_appends_the_peer_identity_to_xfcc() {
+        let m = manager(&http_connection_manager(
+            "inbound_0.0.0.0_9080",
+            Routes::Rds("inbound|9080||".into()),
+            true,
+        ));
+        assert_eq!(
+            m.forward_client_cert_details,
+            hcm::http_connection_manager::ForwardClientCertDetails::AppendForward as i32
+        );
+        let set = m.set_current_client_cert_details.expect("set current");
+        assert!(set.uri && set.dns);
+        assert_eq!(set.subject, bool_value(true));
+
+        let m = manager(&http_connection_manager(
+            "outbound_0.0.0.0_9080",
+            Routes::Rds("9080".into()),
+            false,
+        ));
+        assert_eq!(m.forward_client_cert_details, 0);
+        assert!(m.set_current_client_cert_details.is_none());
+    }
 }
