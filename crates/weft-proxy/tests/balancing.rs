@@ -174,7 +174,20 @@ async fn hash_cluster_test(policy: &str) {
         assert_eq!(c.get("x", "/query?u=alice&x=1").await.echo().backend, a);
     }
 
-    // Removing a host only moves the keys that were on it (consistent hashing).
+    // Removing a host moves few of the keys that were not on it (consistent hashing). Ring hash
+    // rescales every host's share of the ring, so some keys on other hosts move too (about
+    // one in six here); modulo hashing would move about two in three. 200 keys keep the
+    // estimate well clear of the bound.
+    let mut per_key = Vec::new();
+    for u in 0..200 {
+        let user = format!("key-{u}");
+        let b = c
+            .send(req("GET", "x", "/hdr", &[("x-user", &user)]))
+            .await
+            .echo()
+            .backend;
+        per_key.push(b);
+    }
     let snapshot = proxy.snapshot();
     let h = snapshot.clusters.get("h").unwrap();
     let removed = bs[0].addr;
@@ -185,9 +198,9 @@ async fn hash_cluster_test(policy: &str) {
         .collect();
     h.replace_endpoints(&keep);
     let mut moved = 0;
-    let stayed = per_user.iter().filter(|b| *b != "b0").count();
-    for (u, before) in per_user.iter().enumerate() {
-        let user = format!("user-{u}");
+    let stayed = per_key.iter().filter(|b| *b != "b0").count();
+    for (u, before) in per_key.iter().enumerate() {
+        let user = format!("key-{u}");
         let now = c
             .send(req("GET", "x", "/hdr", &[("x-user", &user)]))
             .await
@@ -198,7 +211,7 @@ async fn hash_cluster_test(policy: &str) {
         }
     }
     assert!(
-        moved * 4 <= stayed,
+        moved * 3 <= stayed,
         "{policy}: {moved} of {stayed} keys moved that were not on the removed host (modulo hashing would move most)"
     );
 }
