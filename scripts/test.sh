@@ -69,6 +69,8 @@ cargo test -q --locked --manifest-path bench/proxy/loadgen/Cargo.toml 2>&1 | tee
 step "conformance summary"
 cargo test -q -p weft-config --test conformance_validation --test conformance_analyzers -- --nocapture 2>&1 \
   | grep -E '^(validation conformance|analyzer conformance)' || true
+cargo test -q -p weft-control --test simulation --test authz_conformance -- --nocapture 2>&1 \
+  | grep -oE '(calls passing|sidecar_routes.json|authz (http|tcp)):? .*' || true
 
 step "summary"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
