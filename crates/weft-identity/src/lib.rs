@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod ca;
 mod pem_files;
 pub mod spiffe;

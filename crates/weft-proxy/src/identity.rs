@@ -30,34 +30,12 @@ use weft_xds::envoy::config::bootstrap::v3::Bootstrap;
 
 use crate::tls::SecretStore;
 
-/// The gRPC path of Istio's certificate method.
-pub const CREATE_CERTIFICATE_PATH: &str =
-    "/istio.v1.auth.IstioCertificateService/CreateCertificate";
+pub use weft_identity::api::{
+    CREATE_CERTIFICATE_PATH, IstioCertificateRequest, IstioCertificateResponse,
+};
 
 /// The name the control plane's certificate is checked against (Istio's istiod service).
-pub const CA_SERVER_NAME: &str = "istiod.istio-system.svc";
-
-/// Istio's `IstioCertificateRequest` (field numbers of Istio's `ca.proto`).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct IstioCertificateRequest {
-    /// PEM PKCS#10 request.
-    #[prost(string, tag = "1")]
-    pub csr: String,
-    /// Requested lifetime in seconds (0: the CA's default).
-    #[prost(int64, tag = "3")]
-    pub validity_duration: i64,
-    /// Opaque node metadata.
-    #[prost(message, optional, tag = "4")]
-    pub metadata: Option<prost_types::Struct>,
-}
-
-/// Istio's `IstioCertificateResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct IstioCertificateResponse {
-    /// The leaf, the intermediates, and last the roots (one PEM string).
-    #[prost(string, repeated, tag = "1")]
-    pub cert_chain: Vec<String>,
-}
+pub const CA_SERVER_NAME: &str = weft_identity::api::ISTIOD_SAN;
 
 /// Why the identity could not be configured or fetched.
 #[derive(Debug, thiserror::Error)]

@@ -34,40 +34,15 @@ use tonic::codegen::{BoxFuture, Service, StdError};
 use weft_identity::ca::{CaConfig, CertificateAuthority};
 use weft_identity::{CaError, SpiffeId, TrustDomain};
 
-/// The gRPC path of Istio's certificate method.
-pub const CREATE_CERTIFICATE_PATH: &str =
-    "/istio.v1.auth.IstioCertificateService/CreateCertificate";
-
-/// The DNS name Istio's agents expect on the control plane's certificate.
-pub const ISTIOD_SAN: &str = "istiod.istio-system.svc";
+pub use weft_identity::api::{
+    CREATE_CERTIFICATE_PATH, ISTIOD_SAN, IstioCertificateRequest, IstioCertificateResponse,
+};
 
 /// Lifetime of the control plane's own serving certificate; renewed at half life.
 pub const SERVING_CERT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// File of the bootstrap tokens (SHA-256 of each token and the identity it proves; mode 0600).
 pub const TOKENS_FILE: &str = "tokens.json";
-
-/// Istio's `IstioCertificateRequest`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct IstioCertificateRequest {
-    /// PEM PKCS#10 request.
-    #[prost(string, tag = "1")]
-    pub csr: String,
-    /// Requested lifetime in seconds (0: the CA's default).
-    #[prost(int64, tag = "3")]
-    pub validity_duration: i64,
-    /// Opaque node metadata (workload name, IP, cluster id).
-    #[prost(message, optional, tag = "4")]
-    pub metadata: Option<prost_types::Struct>,
-}
-
-/// Istio's `IstioCertificateResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct IstioCertificateResponse {
-    /// The leaf, the intermediates, and last the trust bundle (every root, one PEM string).
-    #[prost(string, repeated, tag = "1")]
-    pub cert_chain: Vec<String>,
-}
 
 /// Why the certificate service could not start.
 #[derive(Debug, thiserror::Error)]

@@ -408,23 +408,14 @@ impl RbacFilter {
         field: &str,
     ) -> Result<RbacFilter, CompileError> {
         let r = decode::<http_pb::Rbac>(any, resource, field)?;
-        let c = Compiler { resource, field };
-        if r.matcher.is_some() || r.shadow_matcher.is_some() {
-            return Err(c.invalid(
-                "matcher",
-                "the matcher API of RBAC is not supported; use rules",
-            ));
-        }
-        Ok(RbacFilter {
-            rules: r.rules.as_ref().map(|x| c.engine(x, "rules")).transpose()?,
-            shadow: r
-                .shadow_rules
-                .as_ref()
-                .map(|x| c.engine(x, "shadow_rules"))
-                .transpose()?,
-            shadow_stat_prefix: r.shadow_rules_stat_prefix.clone(),
-            counters: Counters::default(),
-        })
+        let matcher = r.matcher.is_some() || r.shadow_matcher.is_some();
+        Self::compile(
+            (r.rules.as_ref(), r.shadow_rules.as_ref()),
+            matcher,
+            &r.shadow_rules_stat_prefix,
+            resource,
+            field,
+        )
     }
 
     /// Compiles `envoy.extensions.filters.network.rbac.v3.RBAC`.
@@ -434,21 +425,36 @@ impl RbacFilter {
         field: &str,
     ) -> Result<RbacFilter, CompileError> {
         let r = decode::<net_pb::Rbac>(any, resource, field)?;
+        let matcher = r.matcher.is_some() || r.shadow_matcher.is_some();
+        Self::compile(
+            (r.rules.as_ref(), r.shadow_rules.as_ref()),
+            matcher,
+            &r.shadow_rules_stat_prefix,
+            resource,
+            field,
+        )
+    }
+
+    /// What the HTTP and network filters share: `rules`, `shadow_rules` and their stat prefix;
+    /// the matcher API (`matcher`, `shadow_matcher`) is refused.
+    fn compile(
+        (rules, shadow): (Option<&pb::Rbac>, Option<&pb::Rbac>),
+        matcher: bool,
+        shadow_stat_prefix: &str,
+        resource: &str,
+        field: &str,
+    ) -> Result<RbacFilter, CompileError> {
         let c = Compiler { resource, field };
-        if r.matcher.is_some() || r.shadow_matcher.is_some() {
+        if matcher {
             return Err(c.invalid(
                 "matcher",
                 "the matcher API of RBAC is not supported; use rules",
             ));
         }
         Ok(RbacFilter {
-            rules: r.rules.as_ref().map(|x| c.engine(x, "rules")).transpose()?,
-            shadow: r
-                .shadow_rules
-                .as_ref()
-                .map(|x| c.engine(x, "shadow_rules"))
-                .transpose()?,
-            shadow_stat_prefix: r.shadow_rules_stat_prefix.clone(),
+            rules: rules.map(|x| c.engine(x, "rules")).transpose()?,
+            shadow: shadow.map(|x| c.engine(x, "shadow_rules")).transpose()?,
+            shadow_stat_prefix: shadow_stat_prefix.to_string(),
             counters: Counters::default(),
         })
     }
