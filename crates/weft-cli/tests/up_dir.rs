@@ -6,26 +6,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn weft() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weft"))
-}
-
-fn require_binaries() {
-    let dir = weft().parent().expect("bin dir").to_path_buf();
-    for b in ["weft-proxy", "weft-bookinfo"] {
-        assert!(
-            dir.join(b).is_file(),
-            "{b} is not built in {}: run `cargo build --workspace --bins` first",
-            dir.display()
-        );
-    }
-}
+mod up_common;
+use up_common::{require_binaries, stop_mesh, weft};
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("weft-up-{name}-{}", std::process::id()));
@@ -40,32 +28,6 @@ impl Drop for Down {
     fn drop(&mut self) {
         stop_mesh(&self.0);
     }
-}
-
-/// Stops a mesh left behind by a failed test: `weft down`, then SIGTERM to the supervisor
-/// recorded in `state.json` if it still runs (its children and namespaces go with it).
-fn stop_mesh(state_dir: &Path) {
-    let supervisor = std::fs::read_to_string(state_dir.join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["supervisorPid"].as_u64());
-    let _ = Command::new(weft())
-        .args(["down", "--state-dir"])
-        .arg(state_dir)
-        .output();
-    if let Some(pid) = supervisor {
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        if proc_dir.exists() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while proc_dir.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(state_dir);
 }
 
 /// Removes a temporary directory when dropped.

@@ -15,24 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn weft() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_weft"))
-}
-
-fn conformance() -> PathBuf {
-    let dir = std::env::var_os("WEFT_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/istio")
-        });
-    assert!(
-        dir.join("bookinfo/networking/bookinfo-gateway.yaml")
-            .is_file(),
-        "Istio conformance data not found at {} (set WEFT_CONFORMANCE_DIR)",
-        dir.display()
-    );
-    dir
-}
+mod up_common;
+use up_common::{conformance, stop_mesh, weft};
 
 fn sh(args: &[&str]) -> (bool, String) {
     let out = Command::new(args[0])
@@ -72,32 +56,6 @@ impl Drop for Mesh {
     fn drop(&mut self) {
         stop_mesh(&self.0);
     }
-}
-
-/// Stops a mesh left behind by a failed test: `weft down`, then SIGTERM to the supervisor
-/// recorded in `state.json` if it still runs (its children and namespaces go with it).
-fn stop_mesh(state_dir: &Path) {
-    let supervisor = std::fs::read_to_string(state_dir.join("state.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["supervisorPid"].as_u64());
-    let _ = Command::new(weft())
-        .args(["down", "--state-dir"])
-        .arg(state_dir)
-        .output();
-    if let Some(pid) = supervisor {
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        if proc_dir.exists() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while proc_dir.exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(state_dir);
 }
 
 fn page(headers: &[(&str, &str)]) -> Option<String> {
