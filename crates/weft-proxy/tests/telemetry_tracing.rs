@@ -184,8 +184,10 @@ async fn hop(sampling: f64, provider: fn(&str) -> String, collector: SocketAddr)
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
+/// Waits up to 20 s for `n` spans: the exporter batches for 200 ms, and a collector that is a
+/// separate (Python) process can be slow to answer on a loaded machine.
 async fn wait_for(spans: &Mutex<Vec<serde_json::Value>>, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
+    for _ in 0..400 {
         let s = spans.lock().unwrap().clone();
         if s.len() >= n {
             return s;
