@@ -42,6 +42,8 @@ enum Service {
     Grpc {
         cluster: String,
         authority: String,
+        /// The HTTP/2 channel to the last endpoint used, kept across checks.
+        channel: std::sync::Mutex<Option<(SocketAddr, tonic::transport::Channel)>>,
     },
 }
 
@@ -183,7 +185,11 @@ impl ExtAuthzFilter {
                     }
                 };
                 (
-                    Service::Grpc { cluster, authority },
+                    Service::Grpc {
+                        cluster,
+                        authority,
+                        channel: std::sync::Mutex::new(None),
+                    },
                     duration(g.timeout.as_ref(), default_timeout),
                 )
             }
@@ -282,9 +288,25 @@ impl ExtAuthzFilter {
         let r = tokio::time::timeout(self.timeout, async {
             match &self.service {
                 Service::Http { .. } => self.check_http(addr, method, uri, headers).await,
-                Service::Grpc { authority, .. } => {
-                    self.check_grpc(addr, authority, method, uri, headers, peer)
-                        .await
+                Service::Grpc {
+                    authority, channel, ..
+                } => {
+                    let cached = channel.lock().ok().and_then(|c| {
+                        c.as_ref()
+                            .filter(|(a, _)| *a == addr)
+                            .map(|(_, ch)| ch.clone())
+                    });
+                    let ch = match cached {
+                        Some(ch) => ch,
+                        None => {
+                            let ch = grpc_channel(addr, authority).await?;
+                            if let Ok(mut c) = channel.lock() {
+                                *c = Some((addr, ch.clone()));
+                            }
+                            ch
+                        }
+                    };
+                    self.check_grpc(ch, method, uri, headers, peer).await
                 }
             }
         })
@@ -397,23 +419,13 @@ impl ExtAuthzFilter {
 
     async fn check_grpc(
         &self,
-        addr: SocketAddr,
-        authority: &str,
+        channel: tonic::transport::Channel,
         method: &http::Method,
         uri: &http::Uri,
         headers: &mut HeaderMap,
         peer: SocketAddr,
     ) -> Result<Verdict, String> {
         use weft_xds::envoy::service::auth::v3 as auth;
-        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?;
-        if !authority.is_empty() {
-            let origin: http::Uri = format!("http://{authority}")
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
-            endpoint = endpoint.origin(origin);
-        }
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
         let mut client = auth::authorization_client::AuthorizationClient::new(channel);
         let mut hdrs = HashMap::new();
         for (n, v) in headers.iter() {
@@ -506,6 +518,22 @@ impl ExtAuthzFilter {
         }
         Ok(Verdict::Deny(Box::new(r)))
     }
+}
+
+/// A channel to the authorizer at `addr`, with the `:authority` the config names.
+async fn grpc_channel(
+    addr: SocketAddr,
+    authority: &str,
+) -> Result<tonic::transport::Channel, String> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?;
+    if !authority.is_empty() {
+        let origin: http::Uri = format!("http://{authority}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        endpoint = endpoint.origin(origin);
+    }
+    endpoint.connect().await.map_err(|e| e.to_string())
 }
 
 fn socket(a: SocketAddr) -> core::Address {

@@ -144,7 +144,6 @@ pub(crate) async fn decode<B>(
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        flags.set(ResponseFlags::UNAUTHORIZED);
                         let mut r = local_reply(StatusCode::UNAUTHORIZED, e.message());
                         r.headers_mut().insert(
                             http::header::WWW_AUTHENTICATE,
@@ -199,7 +198,6 @@ pub(crate) async fn decode<B>(
                     state.rbac.insert(k, v);
                 }
                 if !ok {
-                    flags.set(ResponseFlags::UNAUTHORIZED);
                     return Some(local_reply(StatusCode::FORBIDDEN, super::rbac::DENIED_BODY));
                 }
             }

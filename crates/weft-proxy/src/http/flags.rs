@@ -35,7 +35,7 @@ flags! {
     NO_CLUSTER_FOUND = 12, "NC", "The route's cluster does not exist.";
     UPSTREAM_PROTOCOL_ERROR = 13, "UPE", "The upstream broke the protocol.";
     DOWNSTREAM_PROTOCOL_ERROR = 14, "DPE", "The downstream broke the protocol.";
-    UNAUTHORIZED = 15, "UAEX", "An authentication or authorization filter refused the request.";
+    UNAUTHORIZED = 15, "UAEX", "The external authorization service refused the request.";
     DOWNSTREAM_CONNECTION_TERMINATION = 16, "DC", "The downstream connection ended before the response did.";
 }
 
